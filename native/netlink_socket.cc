@@ -1,0 +1,298 @@
+// NetlinkSocket: the only piece of symroute that makes system calls on netlink sockets.
+//
+// It owns one AF_NETLINK/NETLINK_ROUTE socket and hands raw datagrams to JavaScript; all
+// message parsing lives in TypeScript (src/netlink/). Reads are driven by a libuv poll
+// handle so they never block the event loop, and readAll() drains the socket synchronously
+// so the caller can handle everything already queued in one pass.
+
+#include <napi.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <linux/netlink.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+// Kernel dump parts are at most ~32 KiB; a notification is far smaller. A datagram larger
+// than this would arrive truncated, which readAll() reports rather than hides.
+constexpr size_t kReceiveBufferBytes = 256 * 1024;
+
+Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
+  Napi::Error error = Napi::Error::New(env, what + ": " + strerror(err));
+  error.Set("errno", Napi::Number::New(env, err));
+  return error;
+}
+
+class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NetlinkSocket",
+                       {
+                           InstanceAccessor<&NetlinkSocket::PortId>("portId"),
+                           InstanceMethod<&NetlinkSocket::Send>("send"),
+                           InstanceMethod<&NetlinkSocket::ReadAll>("readAll"),
+                           InstanceMethod<&NetlinkSocket::StartReading>("startReading"),
+                           InstanceMethod<&NetlinkSocket::StopReading>("stopReading"),
+                           InstanceMethod<&NetlinkSocket::Close>("close"),
+                       });
+  }
+
+  // new NetlinkSocket({ groups?: number[], receiveBufferBytes?: number })
+  explicit NetlinkSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetlinkSocket>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object options = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>()
+                                                                    : Napi::Object::New(env);
+    fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd_ < 0) {
+      ErrnoError(env, "socket(AF_NETLINK, NETLINK_ROUTE)", errno).ThrowAsJavaScriptException();
+      return;
+    }
+    int one = 1;
+    // Extended ack gives error strings; strict checking makes the kernel reject malformed
+    // requests and honour dump filters; capped acks keep error replies small.
+    const struct {
+      int option;
+      const char* name;
+    } flags[] = {{NETLINK_EXT_ACK, "NETLINK_EXT_ACK"},
+                 {NETLINK_GET_STRICT_CHK, "NETLINK_GET_STRICT_CHK"},
+                 {NETLINK_CAP_ACK, "NETLINK_CAP_ACK"}};
+    for (const auto& flag : flags) {
+      if (setsockopt(fd_, SOL_NETLINK, flag.option, &one, sizeof(one)) < 0) {
+        Fail(env, std::string("setsockopt(") + flag.name + ")", errno);
+        return;
+      }
+    }
+    if (options.Has("receiveBufferBytes")) {
+      int bytes = options.Get("receiveBufferBytes").As<Napi::Number>().Int32Value();
+      // FORCE lifts the rmem_max cap but needs CAP_NET_ADMIN; plain SO_RCVBUF is the fallback.
+      if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) < 0 &&
+          setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) < 0) {
+        Fail(env, "setsockopt(SO_RCVBUF)", errno);
+        return;
+      }
+    }
+    struct sockaddr_nl local = {};
+    local.nl_family = AF_NETLINK;
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) < 0) {
+      Fail(env, "bind(AF_NETLINK)", errno);
+        return;
+    }
+    socklen_t length = sizeof(local);
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &length) < 0) {
+      Fail(env, "getsockname(AF_NETLINK)", errno);
+        return;
+    }
+    port_id_ = local.nl_pid;
+    if (options.Has("groups")) {
+      Napi::Array groups = options.Get("groups").As<Napi::Array>();
+      for (uint32_t i = 0; i < groups.Length(); i++) {
+        int group = groups.Get(i).As<Napi::Number>().Int32Value();
+        if (setsockopt(fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) < 0) {
+          Fail(env, "setsockopt(NETLINK_ADD_MEMBERSHIP " + std::to_string(group) + ")", errno);
+        return;
+        }
+      }
+    }
+    buffer_.resize(kReceiveBufferBytes);
+  }
+
+  ~NetlinkSocket() override { CloseNow(); }
+
+ private:
+  void Fail(Napi::Env env, const std::string& what, int err) {
+    ErrnoError(env, what, err).ThrowAsJavaScriptException();
+    CloseNow();
+  }
+
+  Napi::Value PortId(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), port_id_); }
+
+  // send(messages: Buffer[]): every message goes to the kernel in one sendmsg() (an iovec
+  // per message), so a batch of requests costs one system call.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) return ThrowClosed(env);
+    if (info.Length() < 1 || !info[0].IsArray()) {
+      Napi::TypeError::New(env, "send() expects an array of Buffers").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array messages = info[0].As<Napi::Array>();
+    std::vector<iovec> iov(messages.Length());
+    for (uint32_t i = 0; i < messages.Length(); i++) {
+      Napi::Value message = messages.Get(i);
+      if (!message.IsBuffer()) {
+        Napi::TypeError::New(env, "send() expects an array of Buffers").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      Napi::Buffer<uint8_t> bytes = message.As<Napi::Buffer<uint8_t>>();
+      iov[i].iov_base = bytes.Data();
+      iov[i].iov_len = bytes.Length();
+    }
+    struct sockaddr_nl kernel = {};
+    kernel.nl_family = AF_NETLINK;
+    struct msghdr header = {};
+    header.msg_name = &kernel;
+    header.msg_namelen = sizeof(kernel);
+    header.msg_iov = iov.data();
+    header.msg_iovlen = iov.size();
+    ssize_t sent;
+    do {
+      sent = sendmsg(fd_, &header, 0);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) {
+      ErrnoError(env, "sendmsg(AF_NETLINK)", errno).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, static_cast<double>(sent));
+  }
+
+  // readAll(): { datagrams: Buffer[], senderPortIds: number[], overrun: boolean, truncated: boolean }
+  // Reads until the socket is empty. ENOBUFS means the kernel dropped messages for us
+  // (receive buffer overrun): it is reported, and reading goes on.
+  Napi::Value ReadAll(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) return ThrowClosed(env);
+    Napi::Array datagrams = Napi::Array::New(env);
+    Napi::Array senders = Napi::Array::New(env);
+    bool overrun = false;
+    bool truncated = false;
+    uint32_t count = 0;
+    for (;;) {
+      struct sockaddr_nl sender = {};
+      struct iovec iov = {buffer_.data(), buffer_.size()};
+      struct msghdr header = {};
+      header.msg_name = &sender;
+      header.msg_namelen = sizeof(sender);
+      header.msg_iov = &iov;
+      header.msg_iovlen = 1;
+      ssize_t received = recvmsg(fd_, &header, MSG_DONTWAIT);
+      if (received < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == ENOBUFS) {
+          overrun = true;
+          continue;
+        }
+        ErrnoError(env, "recvmsg(AF_NETLINK)", errno).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      if (header.msg_flags & MSG_TRUNC) truncated = true;
+      datagrams.Set(count, Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), static_cast<size_t>(received)));
+      senders.Set(count, Napi::Number::New(env, sender.nl_pid));
+      count++;
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("datagrams", datagrams);
+    result.Set("senderPortIds", senders);
+    result.Set("overrun", Napi::Boolean::New(env, overrun));
+    result.Set("truncated", Napi::Boolean::New(env, truncated));
+    return result;
+  }
+
+  // startReading(onReadable: () => void): calls onReadable whenever the socket has data or
+  // an error pending; the callback is expected to call readAll().
+  Napi::Value StartReading(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) return ThrowClosed(env);
+    if (info.Length() < 1 || !info[0].IsFunction()) {
+      Napi::TypeError::New(env, "startReading() expects a function").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (poll_ != nullptr) {
+      Napi::Error::New(env, "startReading() called twice").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    on_readable_ = Napi::Persistent(info[0].As<Napi::Function>());
+    async_context_ = std::make_unique<Napi::AsyncContext>(env, "symroute.netlink");
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    int status = uv_poll_init_socket(loop, poll_, fd_);
+    if (status == 0) status = uv_poll_start(poll_, UV_READABLE, OnPoll);
+    if (status != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      Napi::Error::New(env, std::string("uv_poll: ") + uv_strerror(status)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Ref();  // the socket must outlive its poll handle even if JavaScript drops it
+    return env.Undefined();
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+    NetlinkSocket* self = static_cast<NetlinkSocket*>(handle->data);
+    if (status < 0) {
+      // libuv stops the handle on POLLERR, which is how ENOBUFS shows up: re-arm, and let
+      // the callback's readAll() collect the error.
+      uv_poll_start(handle, UV_READABLE, OnPoll);
+    }
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    self->on_readable_.MakeCallback(env.Global(), {}, *self->async_context_);
+    if (env.IsExceptionPending()) {
+      Napi::Error error = env.GetAndClearPendingException();
+      napi_fatal_exception(env, error.Value());
+    }
+  }
+
+  Napi::Value StopReading(const Napi::CallbackInfo& info) {
+    StopPolling();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseNow();
+    return info.Env().Undefined();
+  }
+
+  void StopPolling() {
+    if (poll_ == nullptr) return;
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    poll_ = nullptr;
+    on_readable_.Reset();
+    async_context_.reset();
+    Unref();
+  }
+
+  void CloseNow() {
+    StopPolling();
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+  Napi::Value ThrowClosed(Napi::Env env) {
+    Napi::Error::New(env, "netlink socket is closed").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  int fd_ = -1;
+  uint32_t port_id_ = 0;
+  std::vector<uint8_t> buffer_;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference on_readable_;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NetlinkSocket", NetlinkSocket::Define(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(symroute_native, Init)

@@ -1,0 +1,197 @@
+// The request side of rtnetlink: sequence numbers, pipelined requests matched to their
+// ACKs, and multipart dumps (retried when the kernel flags them NLM_F_DUMP_INTR). Like
+// libmnl's receive loop it accepts only messages from the kernel, addressed to this socket,
+// carrying a sequence number it is waiting for.
+import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST } from './constants.js';
+import { splitDatagram } from './codec.js';
+import { NetlinkError } from './errors.js';
+import { decodeMessage, encodeRequest, isRtnlBody, type DecodedMessage, type RtnlBody } from './messages.js';
+import { openNetlinkSocket, type NativeNetlinkSocket } from './native.js';
+
+export interface Request {
+  readonly type: number; // RTM_NEWROUTE, RTM_DELRULE, …
+  readonly flags: number; // NLM_F_CREATE | NLM_F_EXCL, …; REQUEST and ACK are added
+  readonly body: RtnlBody;
+  /** What this request does, for errors and logs: "adding rule from 198.18.0.2 lookup 1002". */
+  readonly action: string;
+}
+
+export type RequestResult = { readonly ok: true } | { readonly ok: false; readonly error: NetlinkError };
+
+/** Hooks for metrics and logs; the client itself never decides what to do about them. */
+export interface ClientObserver {
+  dumpInterrupted?(action: string): void;
+  discarded?(reason: string): void;
+}
+
+type Pending =
+  | { readonly kind: 'request'; readonly action: string; readonly settle: (result: RequestResult) => void }
+  | {
+      readonly kind: 'dump';
+      readonly action: string;
+      readonly parts: RtnlBody[];
+      interrupted: boolean;
+      readonly settle: (outcome: { parts: RtnlBody[]; interrupted: boolean } | Error) => void;
+    };
+
+// Requests per sendmsg(). Every ACK lands in the receive buffer before sendmsg() returns,
+// so a batch must fit in it (see RECEIVE_BUFFER_BYTES).
+const BATCH_SIZE = 256;
+const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
+const DUMP_ATTEMPTS = 10;
+const EIO = 5;
+
+export class RtnlClient {
+  private readonly socket: NativeNetlinkSocket;
+  private readonly pending = new Map<number, Pending>();
+  private nextSeq = 1;
+  private dumpQueue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly observer: ClientObserver = {}) {
+    this.socket = openNetlinkSocket({ receiveBufferBytes: RECEIVE_BUFFER_BYTES });
+    this.socket.startReading(() => this.onReadable());
+  }
+
+  close(): void {
+    this.failAll(new Error('netlink client closed'));
+    this.socket.close();
+  }
+
+  /** Sends all requests, pipelined, and resolves with one result per request, in order. */
+  async execute(requests: readonly Request[]): Promise<RequestResult[]> {
+    const results: RequestResult[] = [];
+    for (let start = 0; start < requests.length; start += BATCH_SIZE) {
+      results.push(...(await this.executeBatch(requests.slice(start, start + BATCH_SIZE))));
+    }
+    return results;
+  }
+
+  private executeBatch(requests: readonly Request[]): Promise<RequestResult[]> {
+    const promises: Promise<RequestResult>[] = [];
+    const buffers = requests.map((request) => {
+      const seq = this.allocateSeq();
+      promises.push(
+        new Promise((settle) => this.pending.set(seq, { kind: 'request', action: request.action, settle })),
+      );
+      return encodeRequest(
+        { type: request.type, flags: request.flags | NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId },
+        request.body,
+      );
+    });
+    try {
+      this.socket.send(buffers);
+    } catch (error) {
+      this.failAll(error as Error);
+    }
+    return Promise.all(promises);
+  }
+
+  /**
+   * Dumps objects matching `body` (a GET request's filter). A dump the kernel marks as
+   * interrupted (the table changed under it) is thrown away and taken again.
+   */
+  dump(type: number, body: RtnlBody, action: string): Promise<RtnlBody[]> {
+    // One dump at a time per socket: the kernel answers EBUSY to a second concurrent one.
+    const result = this.dumpQueue.then(() => this.dumpWithRetry(type, body, action));
+    this.dumpQueue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async dumpWithRetry(type: number, body: RtnlBody, action: string): Promise<RtnlBody[]> {
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.dumpOnce(type, body, action);
+      if (!outcome.interrupted) return outcome.parts;
+      this.observer.dumpInterrupted?.(action);
+      if (attempt === DUMP_ATTEMPTS) {
+        throw new Error(`${action}: interrupted by concurrent changes ${DUMP_ATTEMPTS} times in a row`);
+      }
+    }
+  }
+
+  private dumpOnce(type: number, body: RtnlBody, action: string): Promise<{ parts: RtnlBody[]; interrupted: boolean }> {
+    return new Promise((resolve, reject) => {
+      const seq = this.allocateSeq();
+      this.pending.set(seq, {
+        kind: 'dump',
+        action,
+        parts: [],
+        interrupted: false,
+        settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)),
+      });
+      try {
+        this.socket.send([
+          encodeRequest({ type, flags: NLM_F_REQUEST | NLM_F_DUMP, seq, portId: this.socket.portId }, body),
+        ]);
+      } catch (error) {
+        this.pending.delete(seq);
+        reject(error);
+      }
+    });
+  }
+
+  private allocateSeq(): number {
+    const seq = this.nextSeq;
+    this.nextSeq = this.nextSeq >= 0xffffffff ? 1 : this.nextSeq + 1;
+    return seq;
+  }
+
+  private onReadable(): void {
+    let read;
+    try {
+      read = this.socket.readAll();
+    } catch (error) {
+      this.failAll(error as Error);
+      return;
+    }
+    if (read.overrun || read.truncated) {
+      // Replies were lost: nobody can tell which requests they answered.
+      this.failAll(new Error(`request socket ${read.overrun ? 'overrun (ENOBUFS)' : 'datagram truncated'}`));
+    }
+    read.datagrams.forEach((datagram, i) => {
+      if (read.senderPortIds[i] !== 0) return this.observer.discarded?.('not from the kernel');
+      let messages: DecodedMessage[];
+      try {
+        messages = splitDatagram(datagram).map(decodeMessage);
+      } catch (error) {
+        // We cannot tell which request this answered: fail them all rather than hang.
+        this.failAll(error as Error);
+        return;
+      }
+      for (const message of messages) this.dispatch(message);
+    });
+  }
+
+  private dispatch(message: DecodedMessage): void {
+    const pending = message.portId === this.socket.portId ? this.pending.get(message.seq) : undefined;
+    if (!pending) return this.observer.discarded?.(`unexpected reply seq ${message.seq} port ${message.portId}`);
+    const body = message.body;
+    if (pending.kind === 'request') {
+      if (body.kind !== 'ack') return;
+      this.pending.delete(message.seq);
+      pending.settle(
+        body.errno === 0 ? { ok: true } : { ok: false, error: new NetlinkError(pending.action, body.errno, body.extackMessage) },
+      );
+      return;
+    }
+    if (message.flags & NLM_F_DUMP_INTR) pending.interrupted = true;
+    if (body.kind === 'ack' || body.kind === 'done') {
+      this.pending.delete(message.seq);
+      if (body.errno !== 0) pending.settle(new NetlinkError(pending.action, body.errno, body.extackMessage));
+      else pending.settle({ parts: pending.parts, interrupted: pending.interrupted });
+    } else if (message.flags & NLM_F_MULTI && isRtnlBody(body)) {
+      pending.parts.push(body);
+    }
+  }
+
+  private failAll(error: Error): void {
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const pending of waiting) {
+      if (pending.kind === 'request') {
+        pending.settle({ ok: false, error: new NetlinkError(pending.action, EIO, error.message) });
+      } else {
+        pending.settle(error);
+      }
+    }
+  }
+}

@@ -1,0 +1,297 @@
+// Generic netlink codec: message framing (nlmsghdr), fixed headers described as structs, and
+// attributes decoded and encoded from policy tables — the same idea as the kernel's
+// nla_policy. Message-specific knowledge lives in schemas.ts as data, not in code here.
+import { endianness } from 'node:os';
+import { addressToBytes, bytesToAddress } from '../ip.js';
+import { AF_INET, AF_INET6 } from './constants.js';
+
+export const HOST_LITTLE_ENDIAN = endianness() === 'LE';
+export const NLMSG_HDRLEN = 16;
+const NLA_HDRLEN = 4;
+const NLA_TYPE_MASK = 0x3fff; // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+export const align4 = (n: number): number => (n + 3) & ~3;
+
+export class NetlinkDecodeError extends Error {
+  override readonly name = 'NetlinkDecodeError';
+}
+
+// --- fixed-size structs (the header that precedes the attributes of each message) ---
+
+export type FieldType = 'u8' | 'u16' | 'u32' | 's32';
+export interface StructSchema {
+  readonly size: number;
+  readonly fields: readonly (readonly [name: string, type: FieldType, offset: number])[];
+}
+
+function readField(view: DataView, offset: number, type: FieldType): number {
+  switch (type) {
+    case 'u8':
+      return view.getUint8(offset);
+    case 'u16':
+      return view.getUint16(offset, HOST_LITTLE_ENDIAN);
+    case 'u32':
+      return view.getUint32(offset, HOST_LITTLE_ENDIAN);
+    case 's32':
+      return view.getInt32(offset, HOST_LITTLE_ENDIAN);
+  }
+}
+
+function writeField(view: DataView, offset: number, type: FieldType, value: number): void {
+  switch (type) {
+    case 'u8':
+      return view.setUint8(offset, value);
+    case 'u16':
+      return view.setUint16(offset, value, HOST_LITTLE_ENDIAN);
+    case 'u32':
+      return view.setUint32(offset, value, HOST_LITTLE_ENDIAN);
+    case 's32':
+      return view.setInt32(offset, value, HOST_LITTLE_ENDIAN);
+  }
+}
+
+export function decodeStruct<T>(schema: StructSchema, bytes: Uint8Array, what: string): T {
+  if (bytes.length < schema.size) {
+    throw new NetlinkDecodeError(`${what}: ${bytes.length} bytes, shorter than its ${schema.size}-byte header`);
+  }
+  const view = viewOf(bytes);
+  const result: Record<string, number> = {};
+  for (const [name, type, offset] of schema.fields) result[name] = readField(view, offset, type);
+  return result as T;
+}
+
+export function encodeStruct(schema: StructSchema, values: object): Uint8Array {
+  const bytes = new Uint8Array(schema.size);
+  const view = viewOf(bytes);
+  const record = values as Record<string, number | undefined>;
+  for (const [name, type, offset] of schema.fields) writeField(view, offset, type, record[name] ?? 0);
+  return bytes;
+}
+
+// --- attributes ---
+
+/** Context an attribute codec may need: the address family of the enclosing message. */
+export interface AttributeContext {
+  readonly family: number;
+}
+
+export interface CustomCodec<T> {
+  decode(bytes: Uint8Array, context: AttributeContext): T;
+  encode(value: T, context: AttributeContext): Uint8Array;
+}
+
+export type AttributeKind =
+  | 'u8'
+  | 'u16'
+  | 'u32'
+  | 'u64'
+  | 'string' // NUL-terminated on the wire, decoded without the NUL
+  | 'address' // IPv4/IPv6 by length, as a canonical string
+  | 'lladdr' // link-layer address, as aa:bb:cc:…
+  | 'binary'
+  | { readonly nested: Policy }
+  | { readonly custom: CustomCodec<unknown> };
+
+export interface AttributeSpec {
+  readonly type: number;
+  readonly name: string;
+  readonly kind: AttributeKind;
+}
+export type Policy = readonly AttributeSpec[];
+
+const FIXED_SIZES = { u8: 1, u16: 2, u32: 4, u64: 8 } as const;
+
+/**
+ * Decodes a run of attributes by policy. Attributes the policy does not name are skipped:
+ * newer kernels add attributes, and symroute must keep working on them. A known attribute
+ * with the wrong size, or a length that runs past the buffer, is an error.
+ */
+export function decodeAttributes<T>(policy: Policy, bytes: Uint8Array, context: AttributeContext, what: string): T {
+  const view = viewOf(bytes);
+  const result: Record<string, unknown> = {};
+  let offset = 0;
+  while (offset + NLA_HDRLEN <= bytes.length) {
+    const length = view.getUint16(offset, HOST_LITTLE_ENDIAN);
+    const type = view.getUint16(offset + 2, HOST_LITTLE_ENDIAN) & NLA_TYPE_MASK;
+    if (length < NLA_HDRLEN || offset + length > bytes.length) {
+      throw new NetlinkDecodeError(
+        `${what}: attribute ${type} at offset ${offset} has length ${length}, ${bytes.length - offset} bytes left`,
+      );
+    }
+    const spec = policy.find((candidate) => candidate.type === type);
+    if (spec) {
+      const payload = bytes.subarray(offset + NLA_HDRLEN, offset + length);
+      result[spec.name] = decodeValue(spec, payload, context, what);
+    }
+    offset += align4(length);
+  }
+  if (offset < bytes.length) {
+    throw new NetlinkDecodeError(`${what}: ${bytes.length - offset} trailing bytes after the last attribute`);
+  }
+  return result as T;
+}
+
+function decodeValue(spec: AttributeSpec, payload: Uint8Array, context: AttributeContext, what: string): unknown {
+  const where = `${what}: attribute ${spec.name}`;
+  const kind = spec.kind;
+  if (typeof kind === 'object') {
+    if ('nested' in kind) return decodeAttributes(kind.nested, payload, context, where);
+    try {
+      return kind.custom.decode(payload, context);
+    } catch (error) {
+      throw new NetlinkDecodeError(`${where}: ${(error as Error).message}`);
+    }
+  }
+  const view = viewOf(payload);
+  switch (kind) {
+    case 'u8':
+    case 'u16':
+    case 'u32':
+    case 'u64':
+      if (payload.length !== FIXED_SIZES[kind]) {
+        throw new NetlinkDecodeError(`${where}: expected ${FIXED_SIZES[kind]} bytes, got ${payload.length}`);
+      }
+      if (kind === 'u8') return view.getUint8(0);
+      if (kind === 'u16') return view.getUint16(0, HOST_LITTLE_ENDIAN);
+      if (kind === 'u32') return view.getUint32(0, HOST_LITTLE_ENDIAN);
+      return view.getBigUint64(0, HOST_LITTLE_ENDIAN);
+    case 'string': {
+      const end = payload.indexOf(0);
+      return Buffer.from(payload.subarray(0, end < 0 ? payload.length : end)).toString('utf8');
+    }
+    case 'address':
+      if (payload.length !== 4 && payload.length !== 16) {
+        throw new NetlinkDecodeError(`${where}: an IP address has 4 or 16 bytes, got ${payload.length}`);
+      }
+      if (payload.length !== addressLength(context.family)) {
+        throw new NetlinkDecodeError(`${where}: ${payload.length}-byte address in a family ${context.family} message`);
+      }
+      return bytesToAddress(payload);
+    case 'lladdr':
+      return Array.from(payload, (byte) => byte.toString(16).padStart(2, '0')).join(':');
+    case 'binary':
+      return Uint8Array.from(payload);
+  }
+}
+
+function addressLength(family: number): number {
+  if (family === AF_INET) return 4;
+  if (family === AF_INET6) return 16;
+  return -1;
+}
+
+export function encodeAttributes(policy: Policy, values: object, context: AttributeContext): Uint8Array {
+  const record = values as Record<string, unknown>;
+  const parts: Uint8Array[] = [];
+  for (const spec of policy) {
+    const value = record[spec.name];
+    if (value === undefined) continue;
+    parts.push(encodeAttribute(spec.type, encodeValue(spec, value, context)));
+  }
+  return concat(parts);
+}
+
+export function encodeAttribute(type: number, payload: Uint8Array): Uint8Array {
+  const bytes = new Uint8Array(align4(NLA_HDRLEN + payload.length));
+  const view = viewOf(bytes);
+  view.setUint16(0, NLA_HDRLEN + payload.length, HOST_LITTLE_ENDIAN);
+  view.setUint16(2, type, HOST_LITTLE_ENDIAN);
+  bytes.set(payload, NLA_HDRLEN);
+  return bytes;
+}
+
+function encodeValue(spec: AttributeSpec, value: unknown, context: AttributeContext): Uint8Array {
+  const kind = spec.kind;
+  if (typeof kind === 'object') {
+    if ('nested' in kind) return encodeAttributes(kind.nested, value as object, context);
+    return kind.custom.encode(value, context);
+  }
+  switch (kind) {
+    case 'u8':
+    case 'u16':
+    case 'u32':
+    case 'u64': {
+      const bytes = new Uint8Array(FIXED_SIZES[kind]);
+      const view = viewOf(bytes);
+      if (kind === 'u8') view.setUint8(0, value as number);
+      else if (kind === 'u16') view.setUint16(0, value as number, HOST_LITTLE_ENDIAN);
+      else if (kind === 'u32') view.setUint32(0, value as number, HOST_LITTLE_ENDIAN);
+      else view.setBigUint64(0, value as bigint, HOST_LITTLE_ENDIAN);
+      return bytes;
+    }
+    case 'string':
+      return concat([Buffer.from(value as string, 'utf8'), new Uint8Array(1)]);
+    case 'address': {
+      const bytes = addressToBytes(value as string);
+      if (bytes.length !== addressLength(context.family)) {
+        throw new Error(`attribute ${spec.name}: ${value as string} does not belong to family ${context.family}`);
+      }
+      return bytes;
+    }
+    case 'lladdr':
+      return Uint8Array.from((value as string).split(':'), (byte) => parseInt(byte, 16));
+    case 'binary':
+      return value as Uint8Array;
+  }
+}
+
+// --- message framing ---
+
+export interface MessageHeader {
+  readonly type: number;
+  readonly flags: number;
+  readonly seq: number;
+  readonly portId: number;
+}
+
+/** One nlmsghdr and the payload that follows it (without padding). */
+export interface RawMessage extends MessageHeader {
+  readonly payload: Uint8Array;
+}
+
+export function encodeMessage(header: MessageHeader, payload: Uint8Array): Buffer {
+  const bytes = Buffer.alloc(align4(NLMSG_HDRLEN + payload.length));
+  const view = viewOf(bytes);
+  view.setUint32(0, NLMSG_HDRLEN + payload.length, HOST_LITTLE_ENDIAN);
+  view.setUint16(4, header.type, HOST_LITTLE_ENDIAN);
+  view.setUint16(6, header.flags, HOST_LITTLE_ENDIAN);
+  view.setUint32(8, header.seq, HOST_LITTLE_ENDIAN);
+  view.setUint32(12, header.portId, HOST_LITTLE_ENDIAN);
+  bytes.set(payload, NLMSG_HDRLEN);
+  return bytes;
+}
+
+/** Splits one datagram into its messages; a length field that lies is an error, not a crash. */
+export function splitDatagram(datagram: Uint8Array): RawMessage[] {
+  const view = viewOf(datagram);
+  const messages: RawMessage[] = [];
+  let offset = 0;
+  while (offset < datagram.length) {
+    if (datagram.length - offset < NLMSG_HDRLEN) {
+      throw new NetlinkDecodeError(`datagram: ${datagram.length - offset} trailing bytes, too short for a message header`);
+    }
+    const length = view.getUint32(offset, HOST_LITTLE_ENDIAN);
+    if (length < NLMSG_HDRLEN || offset + length > datagram.length) {
+      throw new NetlinkDecodeError(
+        `datagram: message at offset ${offset} claims ${length} bytes, ${datagram.length - offset} available`,
+      );
+    }
+    messages.push({
+      type: view.getUint16(offset + 4, HOST_LITTLE_ENDIAN),
+      flags: view.getUint16(offset + 6, HOST_LITTLE_ENDIAN),
+      seq: view.getUint32(offset + 8, HOST_LITTLE_ENDIAN),
+      portId: view.getUint32(offset + 12, HOST_LITTLE_ENDIAN),
+      payload: datagram.subarray(offset + NLMSG_HDRLEN, offset + length),
+    });
+    offset += align4(length);
+  }
+  return messages;
+}
+
+export function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,144 @@
+// Typed rtnetlink messages on top of the generic codec: decoding a received message into
+// one of link/address/route/rule/ack/done, and encoding requests.
+import {
+  AF_INET,
+  AF_INET6,
+  NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSGERR_ATTR_MSG,
+  NLMSGERR_ATTR_OFFS,
+} from './constants.js';
+import {
+  align4,
+  concat,
+  decodeAttributes,
+  decodeStruct,
+  encodeAttributes,
+  encodeMessage,
+  encodeStruct,
+  NetlinkDecodeError,
+  NLMSG_HDRLEN,
+  viewOf,
+  HOST_LITTLE_ENDIAN,
+  type MessageHeader,
+  type Policy,
+  type RawMessage,
+} from './codec.js';
+import {
+  schemaByTypeBlock,
+  type AddressAttributes,
+  type AddressHeader,
+  type LinkAttributes,
+  type LinkHeader,
+  type MessageSchema,
+  type RouteAttributes,
+  type RouteHeader,
+  type RuleAttributes,
+  type RuleHeader,
+} from './schemas.js';
+
+export type LinkMessage = { kind: 'link'; header: LinkHeader; attributes: LinkAttributes };
+export type AddressMessage = { kind: 'address'; header: AddressHeader; attributes: AddressAttributes };
+export type RouteMessage = { kind: 'route'; header: RouteHeader; attributes: RouteAttributes };
+export type RuleMessage = { kind: 'rule'; header: RuleHeader; attributes: RuleAttributes };
+export type RtnlBody = LinkMessage | AddressMessage | RouteMessage | RuleMessage;
+
+/** NLMSG_ERROR (error 0 is an ACK) or NLMSG_DONE, with the extended-ack text if any. */
+export interface Completion {
+  readonly kind: 'ack' | 'done';
+  readonly errno: number; // positive errno, 0 for success
+  readonly extackMessage?: string;
+  readonly extackOffset?: number;
+}
+
+export type DecodedBody = RtnlBody | Completion | { kind: 'other' };
+export type DecodedMessage = MessageHeader & { readonly body: DecodedBody };
+
+const extackPolicy: Policy = [
+  { type: NLMSGERR_ATTR_MSG, name: 'message', kind: 'string' },
+  { type: NLMSGERR_ATTR_OFFS, name: 'offset', kind: 'u32' },
+];
+
+export function isRtnlBody(body: DecodedBody): body is RtnlBody {
+  return body.kind === 'link' || body.kind === 'address' || body.kind === 'route' || body.kind === 'rule';
+}
+
+export function decodeMessage(raw: RawMessage): DecodedMessage {
+  return { type: raw.type, flags: raw.flags, seq: raw.seq, portId: raw.portId, body: decodeBody(raw) };
+}
+
+function decodeBody(raw: RawMessage): DecodedBody {
+  if (raw.type === NLMSG_ERROR) return decodeError(raw);
+  if (raw.type === NLMSG_DONE) return decodeDone(raw);
+  const schema = schemaByTypeBlock.get(raw.type & ~3);
+  if (!schema || (raw.type & 3) === 3) return { kind: 'other' };
+  return decodeRtnl(schema, raw.payload);
+}
+
+function decodeRtnl(schema: MessageSchema, payload: Uint8Array): RtnlBody {
+  const what = `${schema.kind} message`;
+  const header = decodeStruct<{ family: number }>(schema.header, payload, what);
+  const attributes = decodeAttributes<object>(
+    schema.policy,
+    payload.subarray(align4(schema.header.size)),
+    { family: header.family },
+    what,
+  );
+  return { kind: schema.kind, header, attributes } as RtnlBody;
+}
+
+function decodeError(raw: RawMessage): Completion {
+  // struct nlmsgerr { int error; struct nlmsghdr msg; } then, unless capped, the rest of the
+  // request we sent; then, with NLM_F_ACK_TLVS, the extended-ack attributes.
+  if (raw.payload.length < 4 + NLMSG_HDRLEN) {
+    throw new NetlinkDecodeError(`error message: ${raw.payload.length} bytes, shorter than struct nlmsgerr`);
+  }
+  const view = viewOf(raw.payload);
+  const errno = -view.getInt32(0, HOST_LITTLE_ENDIAN);
+  const echoedLength = view.getUint32(4, HOST_LITTLE_ENDIAN);
+  const echoed = raw.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : echoedLength;
+  return { kind: 'ack', errno, ...decodeExtack(raw, 4 + align4(echoed)) };
+}
+
+function decodeDone(raw: RawMessage): Completion {
+  // A dump's terminator carries an int: the dump's final status (e.g. ENOENT for a strict
+  // dump of a table that does not exist).
+  const errno = raw.payload.length >= 4 ? -viewOf(raw.payload).getInt32(0, HOST_LITTLE_ENDIAN) : 0;
+  return { kind: 'done', errno, ...decodeExtack(raw, 4) };
+}
+
+function decodeExtack(raw: RawMessage, offset: number): { extackMessage?: string; extackOffset?: number } {
+  if (!(raw.flags & NLM_F_ACK_TLVS) || offset > raw.payload.length) return {};
+  const tlvs = decodeAttributes<{ message?: string; offset?: number }>(
+    extackPolicy,
+    raw.payload.subarray(offset),
+    { family: 0 },
+    'extended ack',
+  );
+  return {
+    ...(tlvs.message ? { extackMessage: tlvs.message } : {}),
+    ...(tlvs.offset !== undefined ? { extackOffset: tlvs.offset } : {}),
+  };
+}
+
+/** Encodes a link/address/route/rule body (header struct, then attributes). */
+export function encodeBody(body: RtnlBody): Uint8Array {
+  const schema = schemaByTypeBlock.get(typeBlock(body.kind))!;
+  const header = encodeStruct(schema.header, body.header);
+  const attributes = encodeAttributes(schema.policy, body.attributes, { family: body.header.family });
+  return concat([header, new Uint8Array(align4(header.length) - header.length), attributes]);
+}
+
+export function encodeRequest(header: MessageHeader, body: RtnlBody): Buffer {
+  return encodeMessage(header, encodeBody(body));
+}
+
+function typeBlock(kind: RtnlBody['kind']): number {
+  return { link: 16, address: 20, route: 24, rule: 32 }[kind];
+}
+
+export function familyNumber(family: 4 | 6): number {
+  return family === 4 ? AF_INET : AF_INET6;
+}

@@ -1,0 +1,32 @@
+// Typed access to the native addon (native/netlink_socket.cc), built by node-gyp at install.
+import { createRequire } from 'node:module';
+
+export interface ReadResult {
+  readonly datagrams: Buffer[];
+  readonly senderPortIds: number[];
+  /** The kernel reported ENOBUFS: it dropped messages meant for this socket. */
+  readonly overrun: boolean;
+  /** A datagram did not fit the receive buffer and was cut short. */
+  readonly truncated: boolean;
+}
+
+export interface NativeNetlinkSocket {
+  readonly portId: number;
+  send(messages: readonly Uint8Array[]): number;
+  readAll(): ReadResult;
+  startReading(onReadable: () => void): void;
+  stopReading(): void;
+  close(): void;
+}
+
+interface NativeModule {
+  NetlinkSocket: new (options: { groups?: number[]; receiveBufferBytes?: number }) => NativeNetlinkSocket;
+}
+
+const require = createRequire(import.meta.url);
+// Both src/netlink and dist/netlink sit two levels below the package root.
+const native = require('../../build/Release/symroute_native.node') as NativeModule;
+
+export function openNetlinkSocket(options: { groups?: number[]; receiveBufferBytes?: number }): NativeNetlinkSocket {
+  return new native.NetlinkSocket(options);
+}
