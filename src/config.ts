@@ -1,0 +1,375 @@
+// The YAML config file. Everything has a default, so the file is optional; when it exists,
+// every problem in it is reported at once, each as `file:line: key.path: message`, so an admin
+// can fix the file in one pass.
+import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+import {
+  isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, Scalar, type Document,
+} from 'yaml';
+import { z } from 'zod';
+
+export const DEFAULT_CONFIG_PATH = '/etc/symroute/symroute.yaml';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+const RULE_MATCHES = ['address', 'prefix'] as const;
+const ON_EXIT = ['keep', 'remove'] as const;
+
+export type OnExit = (typeof ON_EXIT)[number];
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export interface Gateway {
+  ipv4?: string;
+  ipv6?: string;
+}
+
+export interface Config {
+  interfaces: { include: string[]; exclude: string[] };
+  table: { base: number; pinned: Record<string, number> };
+  rule: { priority: number; match: (typeof RULE_MATCHES)[number] };
+  gateways: Record<string, Gateway>;
+  protocol: number;
+  onExit: OnExit;
+  log: { level: LogLevel };
+}
+
+/**
+ * Virtual plumbing that is never an uplink: container, VM and overlay devices, VPN tunnels, and
+ * the catch-all devices the tunnel modules create. Bonds, bridges named by the admin and VLANs
+ * are left managed because they usually are the uplinks.
+ */
+export const DEFAULT_EXCLUDE: readonly string[] = Object.freeze([
+  'docker*', 'veth*', 'br-*', 'virbr*', 'podman*', 'cni*', 'cali*', 'flannel*', 'cilium*', 'kube-*',
+  'lxc*', 'vnet*', 'vxlan*', 'genev_sys_*', 'ovs-system', 'tun*', 'tap*', 'wg*', 'tailscale*', 'zt*',
+  'ifb*', 'dummy*', 'sit0', 'gre0', 'gretap0', 'erspan0', 'ip_vti0', 'ip6_vti0', 'ip6tnl0', 'ip6gre0',
+]);
+
+export function defaultConfig(): Config {
+  return {
+    interfaces: { include: ['*'], exclude: [...DEFAULT_EXCLUDE] },
+    table: { base: 1000, pinned: {} },
+    rule: { priority: 30000, match: 'address' },
+    gateways: {},
+    protocol: 83,
+    onExit: 'keep',
+    log: { level: 'info' },
+  };
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+  }
+}
+
+export function loadConfig(path: string | undefined, options: { defaultPath?: string } = {}): Config {
+  const file = path ?? options.defaultPath ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    // Running without a config file is fine, but a file the admin named has to be there.
+    if (path === undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') return defaultConfig();
+    const reason = (err as Error).message.replace(/, \w+( '.*')?$/, ''); // drop the syscall and path
+    throw new ConfigError([`${file}: cannot read config: ${reason}`]);
+  }
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, fileName: string): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    // The tree of a document that failed to parse is a guess; validating it would add noise.
+    throw new ConfigError(
+      doc.errors.map((e) => `${fileName}:${lines.linePos(e.pos[0]).line}: ${e.message.split('\n')[0]}`),
+    );
+  }
+
+  const w = new Walker(doc, fileName, lines);
+  const config = defaultConfig();
+  w.section(doc.contents, '', {
+    interfaces: (node, path) =>
+      w.section(node, path, {
+        include: w.globs((globs) => (config.interfaces.include = globs)),
+        exclude: w.globs((globs) => (config.interfaces.exclude = globs)),
+      }),
+    table: (node, path) =>
+      w.section(node, path, {
+        base: w.leaf(TABLE_BASE, (base) => (config.table.base = base)),
+        pinned: (node, path) => (config.table.pinned = pinnedTables(w, node, path)),
+      }),
+    rule: (node, path) =>
+      w.section(node, path, {
+        priority: w.leaf(PRIORITY, (priority) => (config.rule.priority = priority)),
+        match: w.leaf(oneOf(RULE_MATCHES), (match) => (config.rule.match = match)),
+      }),
+    gateways: (node, path) => (config.gateways = gateways(w, node, path)),
+    protocol: w.leaf(PROTOCOL, (protocol) => (config.protocol = protocol)),
+    on_exit: w.leaf(oneOf(ON_EXIT), (onExit) => (config.onExit = onExit)),
+    log: (node, path) =>
+      w.section(node, path, { level: w.leaf(oneOf(LOG_LEVELS), (level) => (config.log.level = level)) }),
+  });
+  if (w.problems.length > 0) throw new ConfigError(w.problems);
+  return config;
+}
+
+function pinnedTables(w: Walker, node: unknown, path: string): Record<string, number> {
+  const pinned: [string, number][] = [];
+  w.interfaces(node, path, (name, value, valuePath) =>
+    w.leaf(TABLE_ID, (table) => {
+      const clash = pinned.find(([, t]) => t === table);
+      if (clash) w.report(value, valuePath, `table ${table} is already pinned to ${clash[0]}`);
+      pinned.push([name, table]);
+    })(value, valuePath),
+  );
+  // fromEntries, unlike assignment, keeps a name such as "__proto__" an ordinary key.
+  return Object.fromEntries(pinned);
+}
+
+function gateways(w: Walker, node: unknown, path: string): Record<string, Gateway> {
+  const found: [string, Gateway][] = [];
+  w.interfaces(node, path, (name, value, valuePath) => {
+    const gateway: Gateway = {};
+    w.section(value, valuePath, {
+      ipv4: w.leaf(IPV4, (address) => (gateway.ipv4 = address)),
+      ipv6: w.leaf(IPV6, (address) => (gateway.ipv6 = address)),
+    });
+    found.push([name, gateway]);
+  });
+  return Object.fromEntries(found);
+}
+
+type Check<T> = (value: unknown) => { ok: true; value: T } | { ok: false; problem: string };
+
+/** A check whose failure reads `expected <expected>, got <value> (<note>)`. */
+function expect<T>(
+  schema: z.ZodType<T>,
+  expected: string,
+  note: (value: unknown) => string | undefined = () => undefined,
+): Check<T> {
+  return (value) => {
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return { ok: true, value: parsed.data };
+    const why = note(value);
+    const problem = `expected ${expected}, got ${describe(value)}`;
+    return { ok: false, problem: why ? `${problem} (${why})` : problem };
+  };
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T): Check<T[number]> {
+  return expect(z.enum(values), `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`);
+}
+
+const integer = (min: number, max: number) => z.int().min(min).max(max);
+const MAX_TABLE = 0xffff_ffff;
+// Tables are base + ifindex, so leave room for any ifindex the kernel is likely to hand out.
+const MAX_TABLE_BASE = MAX_TABLE - 65536;
+
+// Below 256 base + ifindex would run into the kernel's tables (253-255) and the small ids
+// admins traditionally list in rt_tables.
+const TABLE_BASE = expect(integer(256, MAX_TABLE_BASE), `an integer 256..${MAX_TABLE_BASE}`);
+
+const RESERVED_TABLES = new Map<unknown, string>([
+  [253, "the kernel's default table"],
+  [254, "the kernel's main table"],
+  [255, "the kernel's local table"],
+]);
+const TABLE_ID = expect(
+  integer(1, MAX_TABLE).refine((table) => !RESERVED_TABLES.has(table)),
+  `a table id 1..${MAX_TABLE} other than 253-255`,
+  (value) => RESERVED_TABLES.get(value),
+);
+
+const RESERVED_PRIORITIES = new Map<unknown, string>([
+  [0, "the kernel's local-table rule"],
+  [32766, "the kernel's main-table rule"],
+  [32767, "the kernel's default-table rule"],
+]);
+const PRIORITY = expect(integer(1, 32765), 'an integer 1..32765', (value) =>
+  RESERVED_PRIORITIES.get(value),
+);
+
+const PROTOCOL = expect(integer(5, 255), 'an integer 5..255', (value) =>
+  integer(0, 4).safeParse(value).success ? '0-4 are reserved by the kernel' : undefined,
+);
+
+const IPV4 = expect(z.string().trim().refine(isIPv4), 'an IPv4 literal', (value) =>
+  typeof value === 'string' && isIPv6(value.trim()) ? 'an IPv6 address belongs under ipv6' : undefined,
+);
+const IPV6 = expect(
+  // The route's device already scopes a link-local gateway, and netlink has no room for a zone.
+  z.string().trim().refine((address) => isIPv6(address) && !address.includes('%')),
+  'an IPv6 literal',
+  (value) => {
+    if (typeof value !== 'string') return undefined;
+    if (isIPv4(value.trim())) return 'an IPv4 address belongs under ipv4';
+    if (value.includes('%')) return 'leave out the zone index: the interface implies it';
+    return undefined;
+  },
+);
+
+const GLOB = expect(
+  z.string().min(1).refine((glob) => globProblem(glob) === undefined),
+  'a non-empty glob string',
+  (value) => (typeof value === 'string' ? globProblem(value) : undefined),
+);
+
+function isInterfaceName(name: string): boolean {
+  // The kernel's dev_valid_name(): IFNAMSIZ including the NUL, and nothing that breaks sysfs paths.
+  const length = Buffer.byteLength(name);
+  return length >= 1 && length <= 15 && name !== '.' && name !== '..' && !/[\s/:]/.test(name);
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return 'nothing';
+  if (isMap(value)) return 'a mapping';
+  if (isSeq(value)) return 'a list';
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+type Field = (node: unknown, path: string) => void;
+type Entry = { name: string; path: string; key: Scalar; value: unknown };
+
+/** Walks the YAML tree (not its plain-JS rendering) so every problem can name its line. */
+class Walker {
+  readonly problems: string[] = [];
+
+  constructor(
+    private readonly doc: Document,
+    private readonly file: string,
+    private readonly lines: LineCounter,
+  ) {}
+
+  report(node: unknown, path: string, message: string): void {
+    const line = this.lines.linePos(isNode(node) && node.range ? node.range[0] : 0).line;
+    this.problems.push(`${this.file}:${line}: ${path ? `${path}: ` : ''}${message}`);
+  }
+
+  section(node: unknown, path: string, fields: Record<string, Field>): void {
+    for (const entry of this.entries(node, path)) {
+      const field = Object.hasOwn(fields, entry.name) ? fields[entry.name] : undefined;
+      if (field) field(entry.value, entry.path);
+      else this.report(entry.key, entry.path, `unknown key (known: ${Object.keys(fields).join(', ')})`);
+    }
+  }
+
+  /** A mapping keyed by interface name; bad names are reported, and their values still checked. */
+  interfaces(
+    node: unknown,
+    path: string,
+    each: (name: string, value: unknown, path: string) => void,
+  ): void {
+    for (const entry of this.entries(node, path)) {
+      if (!isInterfaceName(entry.name)) {
+        this.report(
+          entry.key,
+          path,
+          `invalid interface name ${JSON.stringify(entry.name)} ` +
+            `(1..15 bytes; no '/', ':' or whitespace; not "." or "..")`,
+        );
+      }
+      each(entry.name, entry.value, entry.path);
+    }
+  }
+
+  leaf<T>(check: Check<T>, set: (value: T) => void): Field {
+    return (node, path) => {
+      const result = check(this.value(node));
+      if (result.ok) set(result.value);
+      else this.report(node, path, result.problem);
+    };
+  }
+
+  globs(set: (globs: string[]) => void): Field {
+    return (node, path) => {
+      const list = this.deref(node);
+      if (!isSeq(list)) {
+        return this.report(node, path, `expected a list of glob strings, got ${describe(this.value(node))}`);
+      }
+      const globs: string[] = [];
+      const add = this.leaf(GLOB, (glob) => globs.push(glob));
+      list.items.forEach((item, i) => add(item, `${path}[${i}]`));
+      set(globs);
+    };
+  }
+
+  private entries(node: unknown, path: string): Entry[] {
+    const map = this.deref(node);
+    // A section whose contents are all commented out is empty, not an error.
+    if (map === null || map === undefined || (isScalar(map) && map.value === null)) return [];
+    if (!isMap(map)) {
+      const got = describe(this.value(node));
+      this.report(node, path, path ? `expected a mapping, got ${got}` : 'expected a mapping at the top level');
+      return [];
+    }
+    return map.items.flatMap(({ key, value }) => {
+      if (!isScalar(key)) {
+        this.report(key, path, 'expected a plain key');
+        return [];
+      }
+      // Interface names are text even when they look like numbers, so use the key as written.
+      const name = key.source ?? String(key.value);
+      return [{
+        name,
+        path: path ? `${path}.${name}` : name,
+        key,
+        // `{a}` has no value node at all; give it an empty one located at its key.
+        value: value ?? Object.assign(new Scalar(null), { range: key.range }),
+      }];
+    });
+  }
+
+  private deref(node: unknown): unknown {
+    return isAlias(node) ? node.resolve(this.doc) : node;
+  }
+
+  private value(node: unknown): unknown {
+    const resolved = this.deref(node);
+    return isScalar(resolved) ? resolved.value : resolved;
+  }
+}
+
+/** Translates a shell glob into an anchored RegExp, or says why it cannot. */
+function compileGlob(pattern: string): RegExp | string {
+  const chars = [...pattern];
+  let source = '';
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i]!;
+    if (c === '*') source += '.*';
+    else if (c === '?') source += '.';
+    else if (c !== '[') source += c.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
+    else {
+      const negated = chars[i + 1] === '!' || chars[i + 1] === '^';
+      const start = i + (negated ? 2 : 1);
+      // As in the shell, a ']' first in the class is a member rather than its end.
+      const end = chars.indexOf(']', start + 1);
+      if (end < 0) return "unbalanced '['";
+      const members = chars.slice(start, end).join('').replace(/[\\^[\]]/g, '\\$&');
+      source += `[${negated ? '^' : ''}${members}]`;
+      i = end;
+    }
+  }
+  try {
+    return new RegExp(`^${source}$`, 'su');
+  } catch {
+    return 'reversed range in a character class';
+  }
+}
+
+function globProblem(pattern: string): string | undefined {
+  const compiled = compileGlob(pattern);
+  return typeof compiled === 'string' ? compiled : undefined;
+}
+
+/** Shell-style whole-name match; an invalid pattern matches nothing. */
+export function matchesGlob(pattern: string, name: string): boolean {
+  const glob = compileGlob(pattern);
+  return typeof glob !== 'string' && glob.test(name);
+}
+
+export function isManagedName(config: Config, ifname: string): boolean {
+  const { include, exclude } = config.interfaces;
+  // Loopback traffic never leaves the host, so there is no return path to keep symmetric.
+  const matches = (glob: string) => matchesGlob(glob, ifname);
+  return ifname !== 'lo' && include.some(matches) && !exclude.some(matches);
+}

@@ -1,0 +1,105 @@
+// An in-memory copy of the kernel objects symroute reasons about, kept by applying rtnetlink
+// messages (dump parts and notifications alike). Pure data: no I/O, unit-testable.
+import type { Family } from './ip.js';
+import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Route, type Rule } from './model.js';
+import {
+  NLM_F_REPLACE,
+  RT_TABLE_LOCAL,
+  RTM_DELADDR,
+  RTM_DELLINK,
+  RTM_DELROUTE,
+  RTM_DELRULE,
+  RTM_F_CLONED,
+} from './netlink/constants.js';
+import type { RtnlBody } from './netlink/messages.js';
+import { addressFromMessage, linkFromMessage, routeFromMessage, ruleFromMessage } from './netlink/objects.js';
+
+export interface CountedRule {
+  readonly rule: Rule;
+  /** The kernel keeps identical rules side by side (a rule added without NLM_F_EXCL). */
+  readonly count: number;
+}
+
+export interface MirrorView {
+  readonly links: ReadonlyMap<number, Link>;
+  readonly addresses: ReadonlyMap<string, Address>;
+  readonly routes: ReadonlyMap<string, Route>;
+  readonly rules: ReadonlyMap<string, CountedRule>;
+}
+
+export class Mirror implements MirrorView {
+  readonly links = new Map<number, Link>();
+  readonly addresses = new Map<string, Address>();
+  readonly routes = new Map<string, Route>();
+  readonly rules = new Map<string, CountedRule>();
+
+  /** Applies one message; `type` is its nlmsg_type (NEW or DEL). Returns whether anything changed. */
+  apply(type: number, flags: number, body: RtnlBody): boolean {
+    switch (body.kind) {
+      case 'link': {
+        const link = linkFromMessage(body);
+        if (!link) return false;
+        if (type === RTM_DELLINK) return this.removeLink(link.index);
+        const before = this.links.get(link.index);
+        this.links.set(link.index, link);
+        // The kernel drops IPv4 routes of a device going down without telling anyone.
+        if (!link.up && before?.up !== false) this.dropRoutesVia(link.index, 4);
+        return !before || before.name !== link.name || before.up !== link.up;
+      }
+      case 'address': {
+        const address = addressFromMessage(body);
+        if (!address) return false;
+        const key = addressKey(address);
+        if (type === RTM_DELADDR) return this.addresses.delete(key);
+        const before = this.addresses.get(key);
+        this.addresses.set(key, address);
+        return !before || before.flags !== address.flags || before.scope !== address.scope || before.peer !== address.peer;
+      }
+      case 'route': {
+        const route = routeFromMessage(body);
+        if (!route || route.table === RT_TABLE_LOCAL || body.header.flags & RTM_F_CLONED) return false;
+        const key = routeKey(route);
+        if (type === RTM_DELROUTE) return this.routes.delete(key);
+        // A replace announces only the new route: the one it displaced is gone from its slot.
+        if (flags & NLM_F_REPLACE) this.dropSlot(route);
+        const existed = this.routes.has(key);
+        this.routes.set(key, route);
+        return !existed || (flags & NLM_F_REPLACE) !== 0;
+      }
+      case 'rule': {
+        const rule = ruleFromMessage(body);
+        if (!rule) return false;
+        const key = ruleKey(rule);
+        const count = this.rules.get(key)?.count ?? 0;
+        if (type === RTM_DELRULE) {
+          if (count === 0) return false;
+          if (count === 1) this.rules.delete(key);
+          else this.rules.set(key, { rule, count: count - 1 });
+        } else {
+          this.rules.set(key, { rule, count: count + 1 });
+        }
+        return true;
+      }
+    }
+  }
+
+  private removeLink(index: number): boolean {
+    const existed = this.links.delete(index);
+    for (const [key, address] of this.addresses) if (address.ifindex === index) this.addresses.delete(key);
+    this.dropRoutesVia(index, undefined);
+    return existed;
+  }
+
+  private dropRoutesVia(index: number, family: Family | undefined): void {
+    for (const [key, route] of this.routes) {
+      if (family !== undefined && route.family !== family) continue;
+      const via = route.nexthops ? route.nexthops.every((n) => n.ifindex === index) : route.oif === index;
+      if (via) this.routes.delete(key);
+    }
+  }
+
+  private dropSlot(route: Route): void {
+    const slot = routeSlot(route);
+    for (const [key, existing] of this.routes) if (routeSlot(existing) === slot) this.routes.delete(key);
+  }
+}

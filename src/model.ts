@@ -1,0 +1,125 @@
+// The kernel objects symroute reasons about, in a form independent of the wire format, plus
+// their identities and ip(8)-style descriptions. Shared by the watcher, planner and reconciler.
+import type { Family } from './ip.js';
+
+export interface Link {
+  readonly index: number;
+  readonly name: string;
+  readonly up: boolean; // IFF_UP: administratively up
+  readonly loopback: boolean;
+}
+
+export interface Address {
+  readonly family: Family;
+  readonly ifindex: number;
+  readonly address: string; // the local address (IFA_LOCAL, else IFA_ADDRESS)
+  readonly prefixLength: number;
+  readonly peer?: string; // point-to-point: the remote end, whose prefix is the connected one
+  readonly scope: number;
+  readonly flags: number; // IFA_F_*, full 32 bits
+}
+
+export interface Nexthop {
+  readonly ifindex: number;
+  readonly gateway?: string;
+}
+
+export interface Route {
+  readonly family: Family;
+  readonly table: number;
+  readonly dst: string; // network address; 0.0.0.0 / :: for default
+  readonly dstLength: number;
+  readonly metric: number;
+  readonly protocol: number;
+  readonly scope: number;
+  readonly type: number;
+  readonly oif?: number;
+  readonly gateway?: string;
+  readonly prefsrc?: string;
+  readonly nexthops?: readonly Nexthop[];
+}
+
+export interface Rule {
+  readonly family: Family;
+  readonly priority: number;
+  readonly table: number;
+  readonly action: number;
+  readonly protocol: number;
+  readonly src?: string;
+  readonly srcLength: number;
+  readonly dst?: string;
+  readonly dstLength: number;
+  // Selectors symroute never sets; carried so a foreign look-alike never matches ours.
+  readonly iifname?: string;
+  readonly oifname?: string;
+  readonly fwmark?: number;
+  readonly tos: number;
+}
+
+export const addressKey = (a: Address): string => `${a.family}|${a.ifindex}|${a.address}/${a.prefixLength}`;
+
+/**
+ * A route "slot": what the kernel treats as the same route for NLM_F_EXCL / NLM_F_REPLACE
+ * (family, table, destination, metric; symroute never sets tos). Two routes in one slot
+ * cannot coexist without NLM_F_APPEND.
+ */
+export const routeSlot = (r: Route): string => `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.metric}`;
+
+export const routeKey = (r: Route): string =>
+  [
+    routeSlot(r),
+    r.protocol,
+    r.scope,
+    r.type,
+    r.oif ?? '',
+    r.gateway ?? '',
+    r.prefsrc ?? '',
+    (r.nexthops ?? []).map((n) => `${n.ifindex}@${n.gateway ?? ''}`).join(','),
+  ].join('|');
+
+export const ruleKey = (r: Rule): string =>
+  [
+    r.family,
+    r.priority,
+    r.table,
+    r.action,
+    r.protocol,
+    `${r.src ?? ''}/${r.srcLength}`,
+    `${r.dst ?? ''}/${r.dstLength}`,
+    r.iifname ?? '',
+    r.oifname ?? '',
+    r.fwmark ?? '',
+    r.tos,
+  ].join('|');
+
+const prefixText = (address: string | undefined, length: number, family: Family): string => {
+  if (length === 0) return 'default';
+  const full = family === 4 ? 32 : 128;
+  return length === full ? address! : `${address}/${length}`;
+};
+
+/** `default via 198.18.3.1 dev s3 table 1004` — names come from `linkName`. */
+export function describeRoute(route: Route, linkName: (ifindex: number) => string): string {
+  const parts = [prefixText(route.dst, route.dstLength, route.family)];
+  if (route.gateway) parts.push(`via ${route.gateway}`);
+  if (route.oif !== undefined) parts.push(`dev ${linkName(route.oif)}`);
+  for (const nexthop of route.nexthops ?? []) {
+    parts.push(`nexthop${nexthop.gateway ? ` via ${nexthop.gateway}` : ''} dev ${linkName(nexthop.ifindex)}`);
+  }
+  parts.push(`table ${route.table}`);
+  if (route.family === 4 && route.scope === 253) parts.push('scope link');
+  if (route.prefsrc) parts.push(`src ${route.prefsrc}`);
+  if (route.metric) parts.push(`metric ${route.metric}`);
+  return parts.join(' ');
+}
+
+/** `from 198.18.193.10 lookup 1002 pref 30000` */
+export function describeRule(rule: Rule): string {
+  const parts = [`from ${rule.srcLength ? prefixText(rule.src, rule.srcLength, rule.family) : 'all'}`];
+  if (rule.dstLength) parts.push(`to ${prefixText(rule.dst, rule.dstLength, rule.family)}`);
+  if (rule.iifname) parts.push(`iif ${rule.iifname}`);
+  if (rule.oifname) parts.push(`oif ${rule.oifname}`);
+  if (rule.fwmark !== undefined) parts.push(`fwmark ${rule.fwmark}`);
+  parts.push(`lookup ${rule.table}`, `pref ${rule.priority}`);
+  return parts.join(' ');
+}

@@ -1,0 +1,157 @@
+// Conversions between decoded rtnetlink messages and symroute's model (model.ts), including
+// the kernel's defaults (an IPv4 route without RTA_PRIORITY has metric 0, a rule without
+// FRA_TABLE uses the u8 header field, …) so that objects compare equal however they arrived.
+import type { Family } from '../ip.js';
+import type { Address, Link, Route, Rule } from '../model.js';
+import { AF_INET, AF_INET6, AF_UNSPEC, IFF_LOOPBACK, IFF_UP } from './constants.js';
+import type { AddressMessage, LinkMessage, RouteMessage, RuleMessage } from './messages.js';
+
+export function familyOf(number: number): Family | undefined {
+  if (number === AF_INET) return 4;
+  if (number === AF_INET6) return 6;
+  return undefined;
+}
+
+const familyNumber = (family: Family): number => (family === 4 ? AF_INET : AF_INET6);
+const unspecified = (family: Family): string => (family === 4 ? '0.0.0.0' : '::');
+
+export function linkFromMessage(message: LinkMessage): Link | undefined {
+  if (message.attributes.ifname === undefined) return undefined;
+  return {
+    index: message.header.index,
+    name: message.attributes.ifname,
+    up: (message.header.flags & IFF_UP) !== 0,
+    loopback: (message.header.flags & IFF_LOOPBACK) !== 0,
+  };
+}
+
+export function addressFromMessage(message: AddressMessage): Address | undefined {
+  const family = familyOf(message.header.family);
+  const { local, address } = message.attributes;
+  const own = local ?? address;
+  if (!family || own === undefined) return undefined;
+  return {
+    family,
+    ifindex: message.header.index,
+    address: own,
+    prefixLength: message.header.prefixlen,
+    ...(local !== undefined && address !== undefined && address !== local ? { peer: address } : {}),
+    scope: message.header.scope,
+    flags: message.attributes.flags ?? message.header.flags,
+  };
+}
+
+export function routeFromMessage(message: RouteMessage): Route | undefined {
+  const family = familyOf(message.header.family);
+  if (!family) return undefined;
+  const a = message.attributes;
+  return {
+    family,
+    table: a.table ?? message.header.table,
+    dst: a.dst ?? unspecified(family),
+    dstLength: message.header.dstLen,
+    metric: a.priority ?? 0,
+    protocol: message.header.protocol,
+    scope: message.header.scope,
+    type: message.header.type,
+    ...(a.oif !== undefined ? { oif: a.oif } : {}),
+    ...(a.gateway !== undefined ? { gateway: a.gateway } : {}),
+    ...(a.prefsrc !== undefined ? { prefsrc: a.prefsrc } : {}),
+    ...(a.multipath
+      ? { nexthops: a.multipath.map((n) => ({ ifindex: n.ifindex, ...(n.gateway ? { gateway: n.gateway } : {}) })) }
+      : {}),
+  };
+}
+
+export function ruleFromMessage(message: RuleMessage): Rule | undefined {
+  const family = familyOf(message.header.family); // also drops the IPMR families (128, 129)
+  if (!family) return undefined;
+  const a = message.attributes;
+  return {
+    family,
+    priority: a.priority ?? 0,
+    table: a.table ?? message.header.table,
+    action: message.header.action,
+    protocol: a.protocol ?? 0,
+    ...(a.src !== undefined ? { src: a.src } : {}),
+    srcLength: message.header.srcLen,
+    ...(a.dst !== undefined ? { dst: a.dst } : {}),
+    dstLength: message.header.dstLen,
+    ...(a.iifname !== undefined ? { iifname: a.iifname } : {}),
+    ...(a.oifname !== undefined ? { oifname: a.oifname } : {}),
+    ...(a.fwmark !== undefined ? { fwmark: a.fwmark } : {}),
+    tos: message.header.tos,
+  };
+}
+
+/** The full message for a route: used for adds, replaces and deletes alike, so a delete
+ * names every attribute and can only hit the route it describes. */
+export function routeToMessage(route: Route): RouteMessage {
+  return {
+    kind: 'route',
+    header: {
+      family: familyNumber(route.family),
+      dstLen: route.dstLength,
+      srcLen: 0,
+      tos: 0,
+      // Tables >= 256 only fit in RTA_TABLE; the u8 field then says RT_TABLE_UNSPEC.
+      table: route.table < 256 ? route.table : 0,
+      protocol: route.protocol,
+      scope: route.scope,
+      type: route.type,
+      flags: 0,
+    },
+    attributes: {
+      ...(route.dstLength ? { dst: route.dst } : {}),
+      ...(route.oif !== undefined ? { oif: route.oif } : {}),
+      ...(route.gateway !== undefined ? { gateway: route.gateway } : {}),
+      ...(route.metric ? { priority: route.metric } : {}),
+      ...(route.prefsrc !== undefined ? { prefsrc: route.prefsrc } : {}),
+      ...(route.nexthops
+        ? { multipath: route.nexthops.map((n) => ({ flags: 0, hops: 0, ifindex: n.ifindex, ...(n.gateway ? { gateway: n.gateway } : {}) })) }
+        : {}),
+      table: route.table,
+    },
+  };
+}
+
+export function ruleToMessage(rule: Rule): RuleMessage {
+  return {
+    kind: 'rule',
+    header: {
+      family: familyNumber(rule.family),
+      dstLen: rule.dstLength,
+      srcLen: rule.srcLength,
+      tos: rule.tos,
+      table: rule.table < 256 ? rule.table : 0,
+      action: rule.action,
+      flags: 0,
+    },
+    attributes: {
+      ...(rule.srcLength ? { src: rule.src } : {}),
+      ...(rule.dstLength ? { dst: rule.dst } : {}),
+      ...(rule.iifname !== undefined ? { iifname: rule.iifname } : {}),
+      ...(rule.oifname !== undefined ? { oifname: rule.oifname } : {}),
+      ...(rule.fwmark !== undefined ? { fwmark: rule.fwmark } : {}),
+      priority: rule.priority,
+      table: rule.table,
+      protocol: rule.protocol,
+    },
+  };
+}
+
+/** Empty GET bodies: dump everything of a kind, both families. */
+export const dumpRequests = {
+  link: { kind: 'link', header: { family: AF_UNSPEC, type: 0, index: 0, flags: 0, change: 0 }, attributes: {} },
+  address: { kind: 'address', header: { family: AF_UNSPEC, prefixlen: 0, flags: 0, scope: 0, index: 0 }, attributes: {} },
+  route: {
+    kind: 'route',
+    header: { family: AF_UNSPEC, dstLen: 0, srcLen: 0, tos: 0, table: 0, protocol: 0, scope: 0, type: 0, flags: 0 },
+    attributes: {},
+  },
+  rule: {
+    kind: 'rule',
+    header: { family: AF_UNSPEC, dstLen: 0, srcLen: 0, tos: 0, table: 0, action: 0, flags: 0 },
+    attributes: {},
+  },
+} as const satisfies Record<string, LinkMessage | AddressMessage | RouteMessage | RuleMessage>;

@@ -1,0 +1,273 @@
+// The desired state: a pure function from (config, mirror) to the rules and routes symroute
+// wants in the kernel. No I/O and no memory of earlier runs — the same inputs always give
+// the same plan, whatever event caused it to be computed.
+import { isManagedName, type Config } from './config.js';
+import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
+import { describeRoute, type Address, type Link, type Route, type Rule } from './model.js';
+import type { MirrorView } from './mirror.js';
+import {
+  FR_ACT_TO_TBL,
+  IFA_F_DADFAILED,
+  IFA_F_DEPRECATED,
+  IFA_F_SECONDARY,
+  IFA_F_TENTATIVE,
+  RT_SCOPE_LINK,
+  RT_SCOPE_SITE,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  RTN_UNICAST,
+} from './netlink/constants.js';
+
+export type GatewaySource = 'config' | 'main table';
+
+export interface FamilyPlan {
+  readonly family: Family;
+  readonly addresses: readonly Address[];
+  readonly gateway?: { readonly address: string; readonly source: GatewaySource };
+}
+
+export interface InterfacePlan {
+  readonly link: Link;
+  readonly table: number;
+  readonly families: readonly FamilyPlan[];
+  /** Why this interface's table is left alone, if it is. */
+  readonly collision?: string;
+}
+
+export interface Plan {
+  readonly routes: readonly Route[];
+  readonly rules: readonly Rule[];
+  readonly interfaces: readonly InterfacePlan[];
+  /** Tables holding routes symroute does not own: nothing in them, or pointing at them, is touched. */
+  readonly protectedTables: ReadonlySet<number>;
+  readonly problems: readonly string[];
+}
+
+const FAMILIES: readonly Family[] = [4, 6];
+const fullLength = (family: Family): number => (family === 4 ? 32 : 128);
+const unspecified = (family: Family): string => (family === 4 ? '0.0.0.0' : '::');
+// The kernel stores IPv6 routes without a metric at 1024; asking for it explicitly keeps
+// what we want and what the kernel reports identical.
+const routeMetric = (family: Family): number => (family === 4 ? 0 : 1024);
+
+export function plan(config: Config, mirror: MirrorView): Plan {
+  const problems: string[] = [];
+  const protectedTables = new Set<number>();
+  const managed = [...mirror.links.values()]
+    .filter((link) => link.up && !link.loopback && isManagedName(config, link.name))
+    .sort((a, b) => a.index - b.index);
+
+  const tableOwners = new Map<number, Link>();
+  const interfaces: InterfacePlan[] = [];
+  for (const link of managed) {
+    const table = config.table.pinned[link.name] ?? config.table.base + link.index;
+    const owner = tableOwners.get(table);
+    if (owner) {
+      problems.push(`${link.name}: table ${table} is already used by ${owner.name}; ${link.name} is not managed`);
+      continue;
+    }
+    tableOwners.set(table, link);
+    const families = FAMILIES.map((family) => planFamily(config, mirror, link, family)).filter(
+      (f) => f.addresses.length > 0,
+    );
+    const collision = findCollision(config, mirror, table, link);
+    if (collision) {
+      problems.push(collision);
+      protectedTables.add(table);
+    }
+    interfaces.push({ link, table, families, ...(collision ? { collision } : {}) });
+  }
+
+  const prefixOwners = countPrefixOwners(interfaces);
+  const routes: Route[] = [];
+  const rules: Rule[] = [];
+  for (const plan of interfaces) {
+    if (plan.collision) continue;
+    for (const familyPlan of plan.families) {
+      routes.push(...connectedRoutes(config, plan, familyPlan));
+      if (familyPlan.gateway) routes.push(gatewayRoute(config, plan, familyPlan.family, familyPlan.gateway.address));
+      rules.push(...sourceRules(config, plan, familyPlan, prefixOwners, problems));
+    }
+  }
+  return { routes, rules: dedupeRules(rules), interfaces, protectedTables, problems };
+}
+
+function usable(address: Address): boolean {
+  if (address.family === 4) return address.scope === RT_SCOPE_UNIVERSE || address.scope === RT_SCOPE_SITE;
+  return (
+    address.scope === RT_SCOPE_UNIVERSE &&
+    !isIPv6LinkLocal(address.address) &&
+    (address.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED)) === 0
+  );
+}
+
+/** Addresses in a stable order: primaries before secondaries, then by address text. */
+function byPreference(a: Address, b: Address): number {
+  const secondary = (a.flags & IFA_F_SECONDARY) - (b.flags & IFA_F_SECONDARY);
+  return secondary || a.address.localeCompare(b.address, 'en', { numeric: true });
+}
+
+function planFamily(config: Config, mirror: MirrorView, link: Link, family: Family): FamilyPlan {
+  const addresses = [...mirror.addresses.values()]
+    .filter((a) => a.ifindex === link.index && a.family === family && usable(a))
+    .sort(byPreference);
+  const configured = config.gateways[link.name]?.[family === 4 ? 'ipv4' : 'ipv6'];
+  const gateway = configured
+    ? // Written as the kernel will report it, or the route would never compare equal.
+      { address: canonicalAddress(configured), source: 'config' as const }
+    : learnedGateway(mirror, link.index, family, config.protocol);
+  return { family, addresses, ...(gateway ? { gateway } : {}) };
+}
+
+/** The lowest-metric default route via this interface in the main table (DHCP, RA, static). */
+function learnedGateway(
+  mirror: MirrorView,
+  ifindex: number,
+  family: Family,
+  protocol: number,
+): { address: string; source: GatewaySource } | undefined {
+  let best: { address: string; metric: number } | undefined;
+  for (const route of mirror.routes.values()) {
+    if (route.family !== family || route.table !== RT_TABLE_MAIN || route.dstLength !== 0) continue;
+    if (route.protocol === protocol || route.type !== RTN_UNICAST) continue;
+    const gateway =
+      route.oif === ifindex ? route.gateway : route.nexthops?.find((n) => n.ifindex === ifindex)?.gateway;
+    if (gateway && (!best || route.metric < best.metric)) best = { address: gateway, metric: route.metric };
+  }
+  return best && { address: best.address, source: 'main table' };
+}
+
+function findCollision(config: Config, mirror: MirrorView, table: number, link: Link): string | undefined {
+  for (const route of mirror.routes.values()) {
+    if (route.table !== table || route.protocol === config.protocol) continue;
+    const name = (index: number) => mirror.links.get(index)?.name ?? `#${index}`;
+    return (
+      `${link.name}: table ${table} holds a route symroute does not own ` +
+      `(${describeRoute(route, name)} proto ${route.protocol}); leaving that table alone ` +
+      `(pin another with table.pinned.${link.name})`
+    );
+  }
+  return undefined;
+}
+
+interface ConnectedPrefix {
+  readonly network: string;
+  readonly length: number;
+  readonly source: Address; // the preferred address in the prefix: the route's src
+  readonly members: Address[];
+}
+
+/** The connected prefixes of an interface; host addresses (/32, /128 without a peer) have none. */
+function connectedPrefixes(addresses: readonly Address[]): ConnectedPrefix[] {
+  const prefixes = new Map<string, ConnectedPrefix>();
+  for (const address of addresses) {
+    if (!address.peer && address.prefixLength === fullLength(address.family)) continue;
+    const network = networkOf(address.peer ?? address.address, address.prefixLength);
+    const key = `${network}/${address.prefixLength}`;
+    const existing = prefixes.get(key);
+    if (existing) existing.members.push(address);
+    else prefixes.set(key, { network, length: address.prefixLength, source: address, members: [address] });
+  }
+  return [...prefixes.values()];
+}
+
+function connectedRoutes(config: Config, plan: InterfacePlan, familyPlan: FamilyPlan): Route[] {
+  const family = familyPlan.family;
+  return connectedPrefixes(familyPlan.addresses).map((prefix) => ({
+    family,
+    table: plan.table,
+    dst: prefix.network,
+    dstLength: prefix.length,
+    metric: routeMetric(family),
+    protocol: config.protocol,
+    // IPv6 routes have no scope of their own: the kernel reports them all as universe.
+    scope: family === 4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE,
+    type: RTN_UNICAST,
+    oif: plan.link.index,
+    prefsrc: prefix.source.address,
+  }));
+}
+
+function gatewayRoute(config: Config, plan: InterfacePlan, family: Family, gateway: string): Route {
+  return {
+    family,
+    table: plan.table,
+    dst: unspecified(family),
+    dstLength: 0,
+    metric: routeMetric(family),
+    protocol: config.protocol,
+    scope: RT_SCOPE_UNIVERSE,
+    type: RTN_UNICAST,
+    oif: plan.link.index,
+    gateway,
+  };
+}
+
+/** How many managed interfaces share each connected prefix (prefix mode needs it unique). */
+function countPrefixOwners(interfaces: readonly InterfacePlan[]): Map<string, string[]> {
+  const owners = new Map<string, string[]>();
+  for (const plan of interfaces) {
+    for (const familyPlan of plan.families) {
+      for (const prefix of connectedPrefixes(familyPlan.addresses)) {
+        const key = `${prefix.network}/${prefix.length}`;
+        owners.set(key, [...(owners.get(key) ?? []), plan.link.name]);
+      }
+    }
+  }
+  return owners;
+}
+
+function sourceRules(
+  config: Config,
+  plan: InterfacePlan,
+  familyPlan: FamilyPlan,
+  prefixOwners: Map<string, string[]>,
+  problems: string[],
+): Rule[] {
+  const family = familyPlan.family;
+  const rule = (src: string, srcLength: number): Rule => ({
+    family,
+    priority: config.rule.priority,
+    table: plan.table,
+    action: FR_ACT_TO_TBL,
+    protocol: config.protocol,
+    src,
+    srcLength,
+    dstLength: 0,
+    tos: 0,
+  });
+  const perAddress = (addresses: readonly Address[]) =>
+    addresses.map((address) => rule(address.address, fullLength(family)));
+  if (config.rule.match === 'address') return perAddress(familyPlan.addresses);
+
+  const rules: Rule[] = [];
+  const covered = new Set<Address>();
+  for (const prefix of connectedPrefixes(familyPlan.addresses)) {
+    prefix.members.forEach((member) => covered.add(member));
+    const owners = prefixOwners.get(`${prefix.network}/${prefix.length}`) ?? [];
+    if (owners.length > 1) {
+      // A prefix rule cannot say which NIC: fall back to one rule per address.
+      problems.push(
+        `${plan.link.name}: prefix ${prefix.network}/${prefix.length} is shared with ${owners
+          .filter((o) => o !== plan.link.name)
+          .join(', ')}; using one rule per address for it`,
+      );
+      rules.push(...perAddress(prefix.members));
+    } else {
+      rules.push(rule(prefix.network, prefix.length));
+    }
+  }
+  // Host addresses have no prefix of their own.
+  rules.push(...perAddress(familyPlan.addresses.filter((address) => !covered.has(address))));
+  return rules;
+}
+
+function dedupeRules(rules: readonly Rule[]): Rule[] {
+  const seen = new Set<string>();
+  return rules.filter((rule) => {
+    const key = `${rule.family}|${rule.src}/${rule.srcLength}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

@@ -1,0 +1,165 @@
+// Keeps a Mirror of the kernel current: subscribes to link, address, route and rule
+// notifications first, then dumps everything, then replays what arrived during the dump.
+// A receive overrun (ENOBUFS) means notifications were lost, so everything is dumped again.
+import type { RtnlClient } from './netlink/client.js';
+import { splitDatagram } from './netlink/codec.js';
+import {
+  RTM_GETADDR,
+  RTM_GETLINK,
+  RTM_GETROUTE,
+  RTM_GETRULE,
+  RTNLGRP_IPV4_IFADDR,
+  RTNLGRP_IPV4_ROUTE,
+  RTNLGRP_IPV4_RULE,
+  RTNLGRP_IPV6_IFADDR,
+  RTNLGRP_IPV6_ROUTE,
+  RTNLGRP_IPV6_RULE,
+  RTNLGRP_LINK,
+} from './netlink/constants.js';
+import { decodeMessage, isRtnlBody, type RtnlBody } from './netlink/messages.js';
+import { openNetlinkSocket, type NativeNetlinkSocket } from './netlink/native.js';
+import { dumpRequests } from './netlink/objects.js';
+import { Mirror, type MirrorView } from './mirror.js';
+
+export type ResyncReason = 'startup' | 'enobufs' | 'decode_error' | 'stale';
+
+export interface WatcherObserver {
+  /** The mirror changed; `eventTime` is when the first message of the batch was read. */
+  changed(eventTime: bigint): void;
+  resyncStarted(reason: ResyncReason, detail?: string): void;
+  discarded(reason: string): void;
+}
+
+interface Notification {
+  readonly type: number;
+  readonly flags: number;
+  readonly body: RtnlBody;
+}
+
+const NOTIFY_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+
+export class Watcher {
+  private mirrorState = new Mirror();
+  private readonly socket: NativeNetlinkSocket;
+  /** Non-null while a dump is under way: notifications wait here to be replayed over it. */
+  private heldBack: Notification[] | null = null;
+  private resyncAgain: ResyncReason | null = null;
+  private resyncDone: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly client: RtnlClient,
+    private readonly observer: WatcherObserver,
+  ) {
+    this.socket = openNetlinkSocket({
+      groups: [
+        RTNLGRP_LINK,
+        RTNLGRP_IPV4_IFADDR,
+        RTNLGRP_IPV6_IFADDR,
+        RTNLGRP_IPV4_ROUTE,
+        RTNLGRP_IPV6_ROUTE,
+        RTNLGRP_IPV4_RULE,
+        RTNLGRP_IPV6_RULE,
+      ],
+      receiveBufferBytes: NOTIFY_RECEIVE_BUFFER_BYTES,
+    });
+  }
+
+  get mirror(): MirrorView {
+    return this.mirrorState;
+  }
+
+  /** Subscribes, then takes the first full dump. */
+  async start(): Promise<void> {
+    this.socket.startReading(() => this.drain());
+    await this.resync('startup');
+  }
+
+  stop(): void {
+    this.socket.close();
+  }
+
+  /** Resolves once no resync is under way or pending. */
+  async settled(): Promise<void> {
+    while (this.heldBack !== null) await this.resyncDone;
+  }
+
+  /** Reads and applies every notification already queued on the socket. */
+  drain(): void {
+    let read;
+    try {
+      read = this.socket.readAll();
+    } catch (error) {
+      this.requestResync('stale', (error as Error).message);
+      return;
+    }
+    const eventTime = process.hrtime.bigint();
+    const notifications: Notification[] = [];
+    read.datagrams.forEach((datagram, i) => {
+      if (read.senderPortIds[i] !== 0) return this.observer.discarded('notification not from the kernel');
+      try {
+        for (const message of splitDatagram(datagram).map(decodeMessage)) {
+          if (isRtnlBody(message.body)) notifications.push({ type: message.type, flags: message.flags, body: message.body });
+        }
+      } catch (error) {
+        this.requestResync('decode_error', (error as Error).message);
+      }
+    });
+    if (read.overrun || read.truncated) this.requestResync('enobufs');
+    if (this.heldBack) {
+      this.heldBack.push(...notifications);
+      return;
+    }
+    let changed = false;
+    for (const n of notifications) changed = this.mirrorState.apply(n.type, n.flags, n.body) || changed;
+    if (changed) this.observer.changed(eventTime);
+  }
+
+  /** Dumps everything again (coalescing requests that arrive while one is running). */
+  requestResync(reason: ResyncReason, detail?: string): void {
+    if (this.heldBack) {
+      this.resyncAgain = reason;
+      return;
+    }
+    this.resync(reason, detail).catch(() => undefined);
+  }
+
+  private resync(reason: ResyncReason, detail?: string): Promise<void> {
+    this.observer.resyncStarted(reason, detail);
+    this.heldBack = [];
+    this.resyncDone = this.dumpAll().then(
+      (fresh) => this.finishResync(fresh),
+      (error: Error) => {
+        // The dump itself failed: keep the old mirror, replay what came in, and try again.
+        this.finishResync(null);
+        this.requestResync('stale', error.message);
+        throw error;
+      },
+    );
+    return this.resyncDone;
+  }
+
+  private finishResync(fresh: Mirror | null): void {
+    if (fresh) this.mirrorState = fresh;
+    const heldBack = this.heldBack ?? [];
+    this.heldBack = null;
+    for (const n of heldBack) this.mirrorState.apply(n.type, n.flags, n.body);
+    this.observer.changed(process.hrtime.bigint());
+    const again = this.resyncAgain;
+    this.resyncAgain = null;
+    if (again) this.requestResync(again);
+  }
+
+  private async dumpAll(): Promise<Mirror> {
+    const fresh = new Mirror();
+    const dumps: [number, RtnlBody, string][] = [
+      [RTM_GETLINK, dumpRequests.link, 'dumping links'],
+      [RTM_GETADDR, dumpRequests.address, 'dumping addresses'],
+      [RTM_GETROUTE, dumpRequests.route, 'dumping routes'],
+      [RTM_GETRULE, dumpRequests.rule, 'dumping rules'],
+    ];
+    for (const [type, request, action] of dumps) {
+      for (const body of await this.client.dump(type, request, action)) fresh.apply(type - 2, 0, body);
+    }
+    return fresh;
+  }
+}

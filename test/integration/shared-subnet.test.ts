@@ -1,0 +1,48 @@
+// Case 2 of PROBLEM.md end to end: 8 NICs in one /20, strict rp_filter and arp_ignore=1.
+import { afterEach, describe, expect, it } from 'vitest';
+import { eventually, Lab } from '../support/lab.js';
+import { buildSharedSubnet } from '../support/topologies.js';
+
+describe('Case 2: many NICs in one subnet', () => {
+  let lab: Lab;
+  afterEach(() => lab.cleanup());
+
+  it('makes 8 of 8 addresses answer where only 1 did', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 8);
+
+    expect(await lab.reachable(t.clientNs, t.serverAddresses)).toHaveLength(1);
+
+    const daemon = lab.startDaemon(t.serverNs, ['--config', lab.writeConfig('')]);
+    await eventually(async () => expect(await lab.ownedRules(t.serverNs)).toHaveLength(8));
+
+    expect(await lab.reachable(t.clientNs, t.serverAddresses)).toEqual(t.serverAddresses);
+    for (const [k, address] of t.serverAddresses.entries()) {
+      const route = await lab.routeGet(t.serverNs, t.clientAddress, address);
+      expect(route.dev).toBe(t.nics[k]);
+    }
+    // One table per NIC holding exactly the connected prefix with the NIC's own source.
+    for (const [k, nic] of t.nics.entries()) {
+      const rule = (await lab.ownedRules(t.serverNs)).find((r) => r.src === t.serverAddresses[k])!;
+      expect(rule).toMatchObject({ priority: 30000, table: expect.any(String) });
+      expect(await lab.routes(t.serverNs, rule.table)).toEqual([
+        expect.objectContaining({ dst: '198.18.0.0/20', dev: nic, scope: 'link', prefsrc: t.serverAddresses[k] }),
+      ]);
+    }
+    expect(daemon.messages()).toContain('in sync');
+  });
+
+  it('converges with --once and exits 0, and a second --once changes nothing', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 3);
+    const config = lab.writeConfig('');
+    const first = await lab.runCli(t.serverNs, ['run', '--once', '--config', config]);
+    expect(first.code).toBe(0);
+    expect(await lab.ownedRules(t.serverNs)).toHaveLength(3);
+
+    const second = await lab.runCli(t.serverNs, ['run', '--once', '--config', config]);
+    expect(second.code).toBe(0);
+    expect(second.stdout).not.toMatch(/"msg":"(added|deleted|replaced)/);
+    expect(await lab.ownedRules(t.serverNs)).toHaveLength(3);
+  });
+});
