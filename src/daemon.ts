@@ -31,6 +31,8 @@ export class Daemon {
   private pendingEventTime: bigint | null = null;
   private lastPlan: Plan | null = null;
   private lastProblems = new Set<string>();
+  /** Whether a pass since pendingEventTime wrote anything (only then is it a convergence). */
+  private wroteSinceEvent = false;
   private stopping = false;
   lastPass: PassResult = { changes: 0, failures: 0 };
 
@@ -117,6 +119,7 @@ export class Daemon {
       return { changes: 0, failures: 0 };
     }
     const outcomes = await applyChanges(this.client, phases, this.linkName);
+    this.wroteSinceEvent = true;
     this.logOutcomes(outcomes);
     const failures = outcomes.filter((o) => o.error);
     if (failures.length < outcomes.length) this.dirty = true; // verify what we did in a fresh pass
@@ -127,10 +130,17 @@ export class Daemon {
 
   private converged(): void {
     this.backoffMs = BACKOFF_START_MS;
-    if (this.pendingEventTime === null) return;
-    const seconds = Number(process.hrtime.bigint() - this.pendingEventTime) / 1e9;
+    const since = this.pendingEventTime;
+    const wrote = this.wroteSinceEvent;
     this.pendingEventTime = null;
-    this.log.info({ durationSeconds: seconds, rules: this.lastPlan?.rules.length, routes: this.lastPlan?.routes.length }, 'in sync');
+    this.wroteSinceEvent = false;
+    if (since === null || !wrote) return;
+    const seconds = Number(process.hrtime.bigint() - since) / 1e9;
+    const { rules = [], routes = [] } = this.lastPlan ?? {};
+    this.log.info(
+      { durationSeconds: seconds, rules: rules.length, routes: routes.length },
+      `converged in ${(seconds * 1000).toFixed(1)} ms (${rules.length} rules, ${routes.length} routes)`,
+    );
   }
 
   private scheduleRetry(): void {
