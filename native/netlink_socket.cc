@@ -9,10 +9,12 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <linux/netlink.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <string>
@@ -288,8 +290,46 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
   std::unique_ptr<Napi::AsyncContext> async_context_;
 };
 
+// sendUnixDatagram(path: string, message: Buffer): one datagram to an AF_UNIX socket, as
+// sd_notify() does for $NOTIFY_SOCKET. Node.js has no AF_UNIX datagram sockets of its own.
+// A leading '@' names an abstract socket.
+Napi::Value SendUnixDatagram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBuffer()) {
+    Napi::TypeError::New(env, "sendUnixDatagram(path: string, message: Buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  Napi::Buffer<uint8_t> message = info[1].As<Napi::Buffer<uint8_t>>();
+  struct sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
+    Napi::Error::New(env, "unix socket path is empty or too long: " + path).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  memcpy(address.sun_path, path.data(), path.size());
+  if (path[0] == '@') address.sun_path[0] = '\0';
+  socklen_t length = offsetof(struct sockaddr_un, sun_path) + path.size();
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ErrnoError(env, "socket(AF_UNIX)", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ssize_t sent;
+  do {
+    sent = sendto(fd, message.Data(), message.Length(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&address), length);
+  } while (sent < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (sent < 0) {
+    ErrnoError(env, "sendto(" + path + ")", err).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NetlinkSocket", NetlinkSocket::Define(env));
+  exports.Set("sendUnixDatagram", Napi::Function::New(env, SendUnixDatagram));
   return exports;
 }
 

@@ -2,9 +2,8 @@
 // symroute's command line. `run` is the daemon; every command exits 2 on a bad config.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type Config, type LogLevel } from './config.js';
-import { Daemon } from './daemon.js';
-import { createLogger } from './log.js';
+import { ConfigError, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config.js';
+import { runService } from './service.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -46,6 +45,10 @@ async function main(argv: string[]): Promise<number> {
     return usageError((error as Error).message);
   }
   if (options.help) return print(USAGE);
+  const logLevel = options['log-level'];
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    return usageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
   let config: Config;
   try {
     config = loadConfig(options.config);
@@ -56,32 +59,12 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  return run(config, options.once, options['log-level'] as LogLevel | undefined);
-}
-
-async function run(config: Config, once: boolean, logLevel: LogLevel | undefined): Promise<number> {
-  const log = createLogger(logLevel ?? config.log.level);
-  const daemon = new Daemon(config, log);
-  await daemon.start();
-  if (once) {
-    const code = daemon.lastPass.failures === 0 ? EXIT_OK : EXIT_FAILURE;
-    await daemon.stop(false);
-    return code;
-  }
-  log.info({ onExit: config.onExit }, 'running');
-  return new Promise((resolve) => {
-    const shutdown = (signal: string) => {
-      log.info({ signal }, 'stopping');
-      daemon.stop(config.onExit === 'remove').then(
-        () => resolve(EXIT_OK),
-        (error: unknown) => {
-          log.error({ err: error }, 'failed to stop cleanly');
-          resolve(EXIT_FAILURE);
-        },
-      );
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
+  return runService({
+    configPath: options.config,
+    config,
+    once: options.once,
+    logLevel: logLevel as LogLevel | undefined,
+    version: VERSION,
   });
 }
 

@@ -10,7 +10,7 @@ import { z } from 'zod';
 
 export const DEFAULT_CONFIG_PATH = '/etc/symroute/symroute.yaml';
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 const RULE_MATCHES = ['address', 'prefix'] as const;
 const ON_EXIT = ['keep', 'remove'] as const;
 
@@ -29,6 +29,12 @@ export interface Config {
   protocol: number;
   onExit: OnExit;
   log: { level: LogLevel };
+  metrics: { listen: ListenAddress | false };
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
 }
 
 /**
@@ -51,6 +57,7 @@ export function defaultConfig(): Config {
     protocol: 83,
     onExit: 'keep',
     log: { level: 'info' },
+    metrics: { listen: { host: '127.0.0.1', port: 9477 } },
   };
 }
 
@@ -108,6 +115,8 @@ export function parseConfig(text: string, fileName: string): Config {
     on_exit: w.leaf(oneOf(ON_EXIT), (onExit) => (config.onExit = onExit)),
     log: (node, path) =>
       w.section(node, path, { level: w.leaf(oneOf(LOG_LEVELS), (level) => (config.log.level = level)) }),
+    metrics: (node, path) =>
+      w.section(node, path, { listen: w.leaf(LISTEN, (listen) => (config.metrics.listen = listen)) }),
   });
   if (w.problems.length > 0) throw new ConfigError(w.problems);
   return config;
@@ -206,6 +215,24 @@ const IPV6 = expect(
     if (value.includes('%')) return 'leave out the zone index: the interface implies it';
     return undefined;
   },
+);
+
+// `127.0.0.1:9477`, `[::1]:9477`, or false to serve no metrics at all.
+const LISTEN_PATTERN = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/;
+const LISTEN = expect(
+  z.union([
+    z.literal(false),
+    z
+      .string()
+      .trim()
+      .regex(LISTEN_PATTERN)
+      .transform((text) => {
+        const [, bracketed, plain, port] = LISTEN_PATTERN.exec(text)!;
+        return { host: (bracketed ?? plain)!, port: Number(port) };
+      })
+      .refine(({ host, port }) => port >= 1 && port <= 65535 && (isIPv4(host) || isIPv6(host))),
+  ]),
+  'false or an IP address and port such as "127.0.0.1:9477" or "[::1]:9477"',
 );
 
 const GLOB = expect(

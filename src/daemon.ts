@@ -5,6 +5,9 @@
 import { computeChanges, type Change } from './diff.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { routeKey, ruleKey } from './model.js';
+import type { MirrorView } from './mirror.js';
 import { RtnlClient } from './netlink/client.js';
 import { plan, type Plan } from './planner.js';
 import { applyChanges, type ChangeOutcome } from './reconciler.js';
@@ -13,6 +16,8 @@ import { Watcher } from './watcher.js';
 const BACKOFF_START_MS = 100;
 const BACKOFF_MAX_MS = 30_000;
 const PAST_TENSE = { add: 'added', replace: 'replaced with', delete: 'deleted' } as const;
+
+export type Trigger = 'startup' | 'event' | 'resync' | 'reload' | 'retry' | 'drift';
 
 export interface PassResult {
   readonly changes: number;
@@ -23,42 +28,71 @@ export class Daemon {
   private readonly client: RtnlClient;
   private readonly watcher: Watcher;
   private dirty = false;
+  private trigger: Trigger = 'startup';
   private loop: Promise<void> | null = null;
+  private passStartedAt: number | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private backoffMs = BACKOFF_START_MS;
   /** When the oldest event not yet converged was read off the socket. */
   private pendingEventTime: bigint | null = null;
-  private lastPlan: Plan | null = null;
-  private lastProblems = new Set<string>();
   /** Whether a pass since pendingEventTime wrote anything (only then is it a convergence). */
   private wroteSinceEvent = false;
+  /** Rule and route keys of the last plan the kernel fully matched: losing one is drift. */
+  private convergedKeys = new Set<string>();
+  private lastPlan: Plan | null = null;
+  private lastProblems = new Set<string>();
+  private started = false;
   private stopping = false;
+  private isInSync = false;
+  /** Called whenever a pass finds the kernel in sync. */
+  onConverged: () => void = () => undefined;
   lastPass: PassResult = { changes: 0, failures: 0 };
 
   constructor(
     private config: Config,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {
     this.client = new RtnlClient({
-      dumpInterrupted: (action) => log.info({ action }, 'dump interrupted by concurrent changes, dumping again'),
-      discarded: (reason) => log.warn({ reason }, 'discarded a netlink message'),
+      completed: (op, error) => {
+        metrics.netlinkRequests.inc({ op, result: error ? 'error' : 'ok' });
+        if (error) metrics.netlinkErrors.inc({ op, errno: error.code });
+      },
+      dumpInterrupted: (action) => {
+        metrics.resyncs.inc({ reason: 'dump_interrupted' });
+        log.info({ action }, 'dump interrupted by concurrent changes, dumping again');
+      },
+      discarded: (reason) => {
+        metrics.discardedMessages.inc();
+        log.warn({ reason }, 'discarded a netlink message');
+      },
     });
     this.watcher = new Watcher(this.client, {
-      changed: (eventTime) => {
+      changed: (eventTime, resync) => {
+        if (!this.started) return; // start() runs the first pass itself
         this.pendingEventTime ??= eventTime;
-        this.wake();
+        this.wake(resync ? 'resync' : 'event');
       },
-      resyncStarted: (reason, detail) =>
-        (reason === 'startup' ? log.debug : log.warn).call(log, { reason, detail }, 'dumping kernel state'),
-      discarded: (reason) => log.warn({ reason }, 'discarded a netlink message'),
+      resyncStarted: (reason, detail) => {
+        if (reason === 'startup') return log.debug('dumping kernel state');
+        this.markOutOfSync();
+        metrics.resyncs.inc({ reason });
+        log.warn({ reason, detail }, `dumping kernel state again (${reason})`);
+      },
+      discarded: (reason) => {
+        metrics.discardedMessages.inc();
+        log.warn({ reason }, 'discarded a netlink message');
+      },
     });
   }
 
   /** Subscribes, dumps, and runs passes until the first one that needs nothing more. */
   async start(): Promise<void> {
     await this.watcher.start();
-    this.wake();
+    this.started = true;
+    this.pendingEventTime = process.hrtime.bigint();
+    this.wake('startup');
     await this.idle();
   }
 
@@ -70,20 +104,65 @@ export class Daemon {
     }
   }
 
+  /** Applies a new config as a diff against the old one; resolves once converged again. */
+  async reload(config: Config): Promise<void> {
+    if (config.protocol !== this.config.protocol) {
+      // Objects under the old number would become foreign: never touched, never cleaned up.
+      throw new Error(
+        `protocol: cannot change from ${this.config.protocol} to ${config.protocol} while running; ` +
+          'stop symroute with on_exit: remove, then start it with the new protocol',
+      );
+    }
+    this.config = config;
+    this.log.level = config.log.level;
+    this.wake('reload');
+    await this.idle();
+  }
+
+  /** True once a pass found the kernel matching the plan, until something is known to differ. */
+  get inSync(): boolean {
+    return this.isInSync;
+  }
+
+  /** False when a pass has been running for longer than `maxPassMs` (wedged). */
+  healthy(maxPassMs: number): boolean {
+    return this.passStartedAt === null || Date.now() - this.passStartedAt < maxPassMs;
+  }
+
+  /** `8 interfaces, 8 rules, 16 routes, in sync` — for systemd's STATUS= and logs. */
+  summary(): string {
+    const interfaces = this.lastPlan?.interfaces.length ?? 0;
+    const rules = this.lastPlan?.rules.length ?? 0;
+    const routes = this.lastPlan?.routes.length ?? 0;
+    return `${interfaces} interfaces, ${rules} rules, ${routes} routes, ${this.isInSync ? 'in sync' : 'out of sync'}`;
+  }
+
+  get mirror(): MirrorView {
+    return this.watcher.mirror;
+  }
+
   async stop(removeOwned: boolean): Promise<void> {
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.idle();
     if (removeOwned) {
-      const nothing: Plan = { routes: [], rules: [], interfaces: [], protectedTables: this.lastPlan?.protectedTables ?? new Set(), problems: [] };
-      const outcomes = await applyChanges(this.client, computeChanges(nothing, this.watcher.mirror, this.config.protocol), this.linkName);
-      this.logOutcomes(outcomes);
+      const nothing: Plan = {
+        routes: [],
+        rules: [],
+        interfaces: [],
+        protectedTables: this.lastPlan?.protectedTables ?? new Set(),
+        problems: [],
+      };
+      this.watcher.drain();
+      const phases = computeChanges(nothing, this.watcher.mirror, this.config.protocol);
+      this.logOutcomes(await applyChanges(this.client, phases, this.linkName));
     }
     this.watcher.stop();
     this.client.close();
   }
 
-  private wake(): void {
+  private wake(trigger: Trigger): void {
+    if (!this.dirty) this.trigger = trigger;
     this.dirty = true;
     if (this.loop || this.immediate || this.stopping) return;
     this.immediate = setImmediate(() => {
@@ -95,17 +174,21 @@ export class Daemon {
   private async runPasses(): Promise<void> {
     while (this.dirty && !this.stopping) {
       this.dirty = false;
+      this.passStartedAt = Date.now();
       try {
-        this.lastPass = await this.pass();
+        this.lastPass = await this.pass(this.trigger);
       } catch (error) {
-        this.log.error({ err: error }, 'reconcile pass failed');
+        this.log.error({ err: error }, `reconcile pass failed: ${(error as Error).message}`);
         this.lastPass = { changes: 0, failures: 1 };
+        this.markOutOfSync();
         this.scheduleRetry();
+      } finally {
+        this.passStartedAt = null;
       }
     }
   }
 
-  private async pass(): Promise<PassResult> {
+  private async pass(trigger: Trigger): Promise<PassResult> {
     this.watcher.drain();
     await this.watcher.settled();
     const mirror = this.watcher.mirror;
@@ -113,34 +196,70 @@ export class Daemon {
     this.lastPlan = desired;
     this.reportProblems(desired.problems);
     const phases = computeChanges(desired, mirror, this.config.protocol);
-    const total = phases.reduce((n, phase) => n + phase.length, 0);
-    if (total === 0) {
-      this.converged();
+    const changes = phases.flat();
+    const drift = changes.filter((change) => change.op !== 'delete' && this.convergedKeys.has(changeKey(change)));
+    this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
+    this.metrics.managedInterfaces.set(desired.interfaces.length);
+    if (changes.length === 0) {
+      this.convergedKeys = new Set([...desired.routes.map(routeKey), ...desired.rules.map(ruleKey)]);
+      this.recordConvergence(mirror);
       return { changes: 0, failures: 0 };
     }
+    for (const change of drift) this.metrics.driftRepairs.inc({ kind: change.kind });
+    if (drift.length > 0) this.log.warn({ repairs: drift.length }, `repairing ${drift.length} rules/routes changed by someone else`);
     const outcomes = await applyChanges(this.client, phases, this.linkName);
     this.wroteSinceEvent = true;
     this.logOutcomes(outcomes);
     const failures = outcomes.filter((o) => o.error);
-    if (failures.length < outcomes.length) this.dirty = true; // verify what we did in a fresh pass
-    if (failures.some((o) => isStaleMirror(o))) this.watcher.requestResync('stale');
-    if (failures.length > 0) this.scheduleRetry();
-    return { changes: total, failures: failures.length };
+    if (failures.length < outcomes.length) this.wake(trigger); // verify what we did in a fresh pass
+    if (failures.length > 0) {
+      this.markOutOfSync();
+      if (failures.some(isStaleMirror)) this.watcher.requestResync('stale');
+      this.scheduleRetry();
+    }
+    return { changes: changes.length, failures: failures.length };
   }
 
-  private converged(): void {
+  private recordConvergence(mirror: MirrorView): void {
     this.backoffMs = BACKOFF_START_MS;
+    this.isInSync = true;
+    this.metrics.inSync.set(1);
+    this.updateOwnedGauges(mirror);
     const since = this.pendingEventTime;
     const wrote = this.wroteSinceEvent;
     this.pendingEventTime = null;
     this.wroteSinceEvent = false;
-    if (since === null || !wrote) return;
-    const seconds = Number(process.hrtime.bigint() - since) / 1e9;
-    const { rules = [], routes = [] } = this.lastPlan ?? {};
-    this.log.info(
-      { durationSeconds: seconds, rules: rules.length, routes: routes.length },
-      `converged in ${(seconds * 1000).toFixed(1)} ms (${rules.length} rules, ${routes.length} routes)`,
-    );
+    if (since !== null && wrote) {
+      const seconds = Number(process.hrtime.bigint() - since) / 1e9;
+      const { rules = [], routes = [] } = this.lastPlan ?? {};
+      this.metrics.convergenceSeconds.observe(seconds);
+      this.metrics.lastConvergence.set(Date.now() / 1000);
+      this.log.info(
+        { durationSeconds: seconds, rules: rules.length, routes: routes.length },
+        `converged in ${(seconds * 1000).toFixed(1)} ms (${rules.length} rules, ${routes.length} routes)`,
+      );
+    }
+    this.onConverged();
+  }
+
+  private markOutOfSync(): void {
+    this.isInSync = false;
+    this.metrics.inSync.set(0);
+  }
+
+  private updateOwnedGauges(mirror: MirrorView): void {
+    const count = (family: 4 | 6) => ({
+      rules: [...mirror.rules.values()]
+        .filter(({ rule }) => rule.family === family && rule.protocol === this.config.protocol)
+        .reduce((n, { count }) => n + count, 0),
+      routes: [...mirror.routes.values()].filter((r) => r.family === family && r.protocol === this.config.protocol).length,
+    });
+    for (const family of [4, 6] as const) {
+      const label = { family: family === 4 ? 'ipv4' : 'ipv6' };
+      const owned = count(family);
+      this.metrics.managedRules.set(label, owned.rules);
+      this.metrics.managedRoutes.set(label, owned.routes);
+    }
   }
 
   private scheduleRetry(): void {
@@ -149,7 +268,7 @@ export class Daemon {
     this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.wake();
+      this.wake('retry');
     }, delay);
     this.retryTimer.unref();
   }
@@ -162,7 +281,7 @@ export class Daemon {
 
   private logOutcomes(outcomes: readonly ChangeOutcome[]): void {
     for (const outcome of outcomes) {
-      const ifname = changeInterface(outcome.change, this.linkName);
+      const ifname = this.changeInterface(outcome.change);
       if (outcome.error) {
         this.log.error({ errno: outcome.error.code, ifname }, outcome.error.message);
       } else {
@@ -171,15 +290,19 @@ export class Daemon {
     }
   }
 
+  /** The interface a change is for: a route's device, or the owner of a rule's table. */
+  private changeInterface(change: Change): string | undefined {
+    if (change.kind === 'route') return change.route.oif !== undefined ? this.linkName(change.route.oif) : undefined;
+    return this.lastPlan?.interfaces.find((i) => i.table === change.rule.table)?.link.name;
+  }
+
   private readonly linkName = (ifindex: number): string => this.watcher.mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
 }
+
+const changeKey = (change: Change): string => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
 
 /** An add that hit an existing object, or a delete of a missing one: the mirror is behind. */
 function isStaleMirror(outcome: ChangeOutcome): boolean {
   const code = outcome.error?.code;
   return outcome.change.op === 'delete' ? code === 'ESRCH' || code === 'ENOENT' : code === 'EEXIST';
-}
-
-function changeInterface(change: Change, linkName: (ifindex: number) => string): string | undefined {
-  return change.kind === 'route' && change.route.oif !== undefined ? linkName(change.route.oif) : undefined;
 }

@@ -29,15 +29,16 @@ export function describeChange(change: Change, linkName: (ifindex: number) => st
 
 function toRequest(change: Change, description: string): Request {
   const action = `${VERB[change.op]} ${description}`;
+  const op = `${change.op}_${change.kind}`;
   if (change.kind === 'route') {
     const body = routeToMessage(change.route);
-    if (change.op === 'delete') return { type: RTM_DELROUTE, flags: 0, body, action };
-    return { type: RTM_NEWROUTE, flags: NLM_F_CREATE | (change.op === 'add' ? NLM_F_EXCL : NLM_F_REPLACE), body, action };
+    if (change.op === 'delete') return { op, type: RTM_DELROUTE, flags: 0, body, action };
+    return { op, type: RTM_NEWROUTE, flags: NLM_F_CREATE | (change.op === 'add' ? NLM_F_EXCL : NLM_F_REPLACE), body, action };
   }
   const body = ruleToMessage(change.rule);
   // Without NLM_F_EXCL the kernel would happily add a second identical rule.
-  if (change.op === 'add') return { type: RTM_NEWRULE, flags: NLM_F_CREATE | NLM_F_EXCL, body, action };
-  return { type: RTM_DELRULE, flags: 0, body, action };
+  if (change.op === 'add') return { op, type: RTM_NEWRULE, flags: NLM_F_CREATE | NLM_F_EXCL, body, action };
+  return { op, type: RTM_DELRULE, flags: 0, body, action };
 }
 
 /** Runs the phases in order; a failed request does not stop the others. */

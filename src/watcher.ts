@@ -24,8 +24,11 @@ import { Mirror, type MirrorView } from './mirror.js';
 export type ResyncReason = 'startup' | 'enobufs' | 'decode_error' | 'stale';
 
 export interface WatcherObserver {
-  /** The mirror changed; `eventTime` is when the first message of the batch was read. */
-  changed(eventTime: bigint): void;
+  /**
+   * The mirror changed; `eventTime` is when the first message of the batch was read;
+   * `resync` says the change came from a re-dump rather than from notifications.
+   */
+  changed(eventTime: bigint, resync: boolean): void;
   resyncStarted(reason: ResyncReason, detail?: string): void;
   discarded(reason: string): void;
 }
@@ -111,7 +114,7 @@ export class Watcher {
     }
     let changed = false;
     for (const n of notifications) changed = this.mirrorState.apply(n.type, n.flags, n.body) || changed;
-    if (changed) this.observer.changed(eventTime);
+    if (changed) this.observer.changed(eventTime, false);
   }
 
   /** Dumps everything again (coalescing requests that arrive while one is running). */
@@ -126,7 +129,7 @@ export class Watcher {
   private resync(reason: ResyncReason, detail?: string): Promise<void> {
     this.observer.resyncStarted(reason, detail);
     this.heldBack = [];
-    this.resyncDone = this.dumpAll().then(
+    this.resyncDone = dumpMirror(this.client).then(
       (fresh) => this.finishResync(fresh),
       (error: Error) => {
         // The dump itself failed: keep the old mirror, replay what came in, and try again.
@@ -143,23 +146,25 @@ export class Watcher {
     const heldBack = this.heldBack ?? [];
     this.heldBack = null;
     for (const n of heldBack) this.mirrorState.apply(n.type, n.flags, n.body);
-    this.observer.changed(process.hrtime.bigint());
+    this.observer.changed(process.hrtime.bigint(), true);
     const again = this.resyncAgain;
     this.resyncAgain = null;
     if (again) this.requestResync(again);
   }
+}
 
-  private async dumpAll(): Promise<Mirror> {
-    const fresh = new Mirror();
-    const dumps: [number, RtnlBody, string][] = [
-      [RTM_GETLINK, dumpRequests.link, 'dumping links'],
-      [RTM_GETADDR, dumpRequests.address, 'dumping addresses'],
-      [RTM_GETROUTE, dumpRequests.route, 'dumping routes'],
-      [RTM_GETRULE, dumpRequests.rule, 'dumping rules'],
-    ];
-    for (const [type, request, action] of dumps) {
-      for (const body of await this.client.dump(type, request, action)) fresh.apply(type - 2, 0, body);
-    }
-    return fresh;
+/** One consistent-enough copy of everything symroute reasons about (each dump retried if interrupted). */
+export async function dumpMirror(client: RtnlClient): Promise<Mirror> {
+  const mirror = new Mirror();
+  const dumps: [number, RtnlBody, string][] = [
+    [RTM_GETLINK, dumpRequests.link, 'link'],
+    [RTM_GETADDR, dumpRequests.address, 'address'],
+    [RTM_GETROUTE, dumpRequests.route, 'route'],
+    [RTM_GETRULE, dumpRequests.rule, 'rule'],
+  ];
+  for (const [type, request, kind] of dumps) {
+    // GET and NEW differ by 2 in every rtnetlink family of messages.
+    for (const body of await client.dump(type, request, `dump_${kind}`, `dumping ${kind}s`)) mirror.apply(type - 2, 0, body);
   }
+  return mirror;
 }

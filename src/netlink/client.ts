@@ -9,6 +9,7 @@ import { decodeMessage, encodeRequest, isRtnlBody, type DecodedMessage, type Rtn
 import { openNetlinkSocket, type NativeNetlinkSocket } from './native.js';
 
 export interface Request {
+  readonly op: string; // short, fixed label for metrics: add_route, delete_rule, …
   readonly type: number; // RTM_NEWROUTE, RTM_DELRULE, …
   readonly flags: number; // NLM_F_CREATE | NLM_F_EXCL, …; REQUEST and ACK are added
   readonly body: RtnlBody;
@@ -20,6 +21,7 @@ export type RequestResult = { readonly ok: true } | { readonly ok: false; readon
 
 /** Hooks for metrics and logs; the client itself never decides what to do about them. */
 export interface ClientObserver {
+  completed?(op: string, error?: NetlinkError): void;
   dumpInterrupted?(action: string): void;
   discarded?(reason: string): void;
 }
@@ -71,7 +73,12 @@ export class RtnlClient {
     const buffers = requests.map((request) => {
       const seq = this.allocateSeq();
       promises.push(
-        new Promise((settle) => this.pending.set(seq, { kind: 'request', action: request.action, settle })),
+        new Promise<RequestResult>((settle) =>
+          this.pending.set(seq, { kind: 'request', action: request.action, settle }),
+        ).then((result) => {
+          this.observer.completed?.(request.op, result.ok ? undefined : result.error);
+          return result;
+        }),
       );
       return encodeRequest(
         { type: request.type, flags: request.flags | NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId },
@@ -90,11 +97,39 @@ export class RtnlClient {
    * Dumps objects matching `body` (a GET request's filter). A dump the kernel marks as
    * interrupted (the table changed under it) is thrown away and taken again.
    */
-  dump(type: number, body: RtnlBody, action: string): Promise<RtnlBody[]> {
+  dump(type: number, body: RtnlBody, op: string, action: string): Promise<RtnlBody[]> {
     // One dump at a time per socket: the kernel answers EBUSY to a second concurrent one.
     const result = this.dumpQueue.then(() => this.dumpWithRetry(type, body, action));
     this.dumpQueue = result.catch(() => undefined);
+    result.then(
+      () => this.observer.completed?.(op),
+      (error: Error) => this.observer.completed?.(op, error instanceof NetlinkError ? error : new NetlinkError(action, EIO, error.message)),
+    );
     return result;
+  }
+
+  /** A single GET (not a dump) answered by one object, e.g. RTM_GETROUTE for `ip route get`. */
+  get(type: number, body: RtnlBody, action: string): Promise<RtnlBody> {
+    return new Promise((resolve, reject) => {
+      const seq = this.allocateSeq();
+      this.pending.set(seq, {
+        kind: 'dump',
+        action,
+        parts: [],
+        interrupted: false,
+        settle: (outcome) => {
+          if (outcome instanceof Error) reject(outcome);
+          else if (outcome.parts[0]) resolve(outcome.parts[0]);
+          else reject(new NetlinkError(action, EIO, 'the kernel answered with nothing'));
+        },
+      });
+      try {
+        this.socket.send([encodeRequest({ type, flags: NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, body)]);
+      } catch (error) {
+        this.pending.delete(seq);
+        reject(error);
+      }
+    });
   }
 
   private async dumpWithRetry(type: number, body: RtnlBody, action: string): Promise<RtnlBody[]> {
@@ -178,7 +213,7 @@ export class RtnlClient {
       this.pending.delete(message.seq);
       if (body.errno !== 0) pending.settle(new NetlinkError(pending.action, body.errno, body.extackMessage));
       else pending.settle({ parts: pending.parts, interrupted: pending.interrupted });
-    } else if (message.flags & NLM_F_MULTI && isRtnlBody(body)) {
+    } else if (isRtnlBody(body) && (message.flags & NLM_F_MULTI || pending.parts.length === 0)) {
       pending.parts.push(body);
     }
   }

@@ -1,4 +1,5 @@
 // Typed access to the native addon (native/netlink_socket.cc), built by node-gyp at install.
+// Besides netlink sockets it sends the AF_UNIX datagrams of systemd's notify protocol.
 import { createRequire } from 'node:module';
 
 export interface ReadResult {
@@ -21,6 +22,7 @@ export interface NativeNetlinkSocket {
 
 interface NativeModule {
   NetlinkSocket: new (options: { groups?: number[]; receiveBufferBytes?: number }) => NativeNetlinkSocket;
+  sendUnixDatagram(path: string, message: Buffer): void;
 }
 
 const require = createRequire(import.meta.url);
@@ -29,4 +31,9 @@ const native = require('../../build/Release/symroute_native.node') as NativeModu
 
 export function openNetlinkSocket(options: { groups?: number[]; receiveBufferBytes?: number }): NativeNetlinkSocket {
   return new native.NetlinkSocket(options);
+}
+
+/** One datagram to an AF_UNIX socket path ('@' prefix: abstract namespace). */
+export function sendUnixDatagram(path: string, message: string): void {
+  native.sendUnixDatagram(path, Buffer.from(message));
 }

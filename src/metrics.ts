@@ -1,0 +1,175 @@
+// Prometheus metrics (prom-client), on a registry of our own, and the HTTP endpoint that
+// serves them with /healthz. Names follow Prometheus conventions: one symroute_ prefix,
+// base units, _total counters; the only high-cardinality-ish label is an interface name.
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ListenAddress } from './config.js';
+import type { Logger } from './log.js';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly convergenceSeconds = new Histogram({
+    name: 'symroute_convergence_seconds',
+    help: 'Time from reading the kernel event that changed the desired state to the kernel acknowledging the last change it required.',
+    // Convergence is usually well under a millisecond; prom-client's defaults start at 5 ms.
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly reconciles = new Counter({
+    name: 'symroute_reconciles_total',
+    help: 'Reconcile passes, by what triggered them.',
+    labelNames: ['trigger'] as const,
+    registers: [this.registry],
+  });
+  readonly netlinkRequests = new Counter({
+    name: 'symroute_netlink_requests_total',
+    help: 'Netlink requests sent, by operation and result.',
+    labelNames: ['op', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly netlinkErrors = new Counter({
+    name: 'symroute_netlink_errors_total',
+    help: 'Netlink requests the kernel refused, by operation and errno.',
+    labelNames: ['op', 'errno'] as const,
+    registers: [this.registry],
+  });
+  readonly driftRepairs = new Counter({
+    name: 'symroute_drift_repairs_total',
+    help: 'Rules and routes put back after something else removed or changed them.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly resyncs = new Counter({
+    name: 'symroute_resyncs_total',
+    help: 'Full or partial re-dumps of kernel state, by reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly discardedMessages = new Counter({
+    name: 'symroute_netlink_discarded_messages_total',
+    help: 'Netlink messages ignored because they were not from the kernel or answered nothing pending.',
+    registers: [this.registry],
+  });
+  readonly managedInterfaces = new Gauge({
+    name: 'symroute_managed_interfaces',
+    help: 'Interfaces symroute currently manages.',
+    registers: [this.registry],
+  });
+  readonly managedRules = new Gauge({
+    name: 'symroute_managed_rules',
+    help: 'Rules owned by symroute in the kernel.',
+    labelNames: ['family'] as const,
+    registers: [this.registry],
+  });
+  readonly managedRoutes = new Gauge({
+    name: 'symroute_managed_routes',
+    help: 'Routes owned by symroute in the kernel.',
+    labelNames: ['family'] as const,
+    registers: [this.registry],
+  });
+  readonly inSync = new Gauge({
+    name: 'symroute_in_sync',
+    help: '1 when the kernel matches the desired state, 0 while it is known not to.',
+    registers: [this.registry],
+  });
+  readonly lastConvergence = new Gauge({
+    name: 'symroute_last_convergence_timestamp_seconds',
+    help: 'When the kernel last matched the desired state after a change.',
+    registers: [this.registry],
+  });
+  readonly configReloads = new Counter({
+    name: 'symroute_config_reloads_total',
+    help: 'Config reloads (SIGHUP), by result.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly configLastReloadSuccessful = new Gauge({
+    name: 'symroute_config_last_reload_successful',
+    help: '1 if the last config reload succeeded (or none was attempted), 0 if it was rejected.',
+    registers: [this.registry],
+  });
+  readonly configLastReloadSuccess = new Gauge({
+    name: 'symroute_config_last_reload_success_timestamp_seconds',
+    help: 'When the config was last loaded successfully.',
+    registers: [this.registry],
+  });
+
+  constructor(version: string) {
+    new Gauge({
+      name: 'symroute_build_info',
+      help: 'Always 1; the version label says which symroute is running.',
+      labelNames: ['version'] as const,
+      registers: [this.registry],
+    }).set({ version }, 1);
+    collectDefaultMetrics({ register: this.registry });
+    // Gauges named *_total break Prometheus naming (promtool rejects them); they are only sums
+    // of the per-type nodejs_active_{handles,requests,resources} gauges, which stay.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
+    this.configLastReloadSuccessful.set(1);
+    this.configLastReloadSuccess.set(Date.now() / 1000);
+    // Zero series exist from the start, so rate() and alerts work before the first event.
+    for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
+    for (const family of ['ipv4', 'ipv6']) {
+      this.managedRules.set({ family }, 0);
+      this.managedRoutes.set({ family }, 0);
+    }
+  }
+}
+
+/**
+ * Serves GET /metrics and GET /healthz (200 once the first convergence finished and the
+ * kernel is in sync, 503 otherwise). A failure to listen is logged, not fatal.
+ */
+export class MetricsServer {
+  private server: Server | null = null;
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly healthy: () => boolean,
+    private readonly log: Logger,
+  ) {}
+
+  async listen(address: ListenAddress | false): Promise<void> {
+    await this.close();
+    if (!address) return;
+    const server = createServer((request, response) => {
+      const path = (request.url ?? '').split('?')[0];
+      if (request.method !== 'GET' && request.method !== 'HEAD') {
+        response.writeHead(405, { allow: 'GET, HEAD' }).end();
+      } else if (path === '/metrics') {
+        this.metrics.registry.metrics().then(
+          (text) => response.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
+          (error: Error) => response.writeHead(500).end(`${error.message}\n`),
+        );
+      } else if (path === '/healthz') {
+        const ok = this.healthy();
+        response.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not in sync\n');
+      } else {
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
+      }
+    });
+    await new Promise<void>((resolve) => {
+      server.once('error', (error) => {
+        this.log.error({ err: error }, `cannot serve metrics on ${format(address)}: ${error.message}`);
+        resolve();
+      });
+      server.listen(address.port, address.host, () => {
+        this.server = server;
+        this.log.info(`serving metrics on http://${format(address)}/metrics`);
+        resolve();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+export const format = (address: ListenAddress): string =>
+  address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;

@@ -1,0 +1,120 @@
+// `symroute run`: the daemon as a service — metrics endpoint, systemd notifications,
+// SIGHUP reloads and clean shutdown around the control loop in daemon.ts.
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { Daemon } from './daemon.js';
+import { createLogger, type Logger } from './log.js';
+import { Metrics, MetricsServer } from './metrics.js';
+import { SystemdNotifier } from './systemd.js';
+
+export interface RunOptions {
+  readonly configPath: string | undefined;
+  readonly config: Config;
+  readonly once: boolean;
+  readonly logLevel: Config['log']['level'] | undefined;
+  readonly version: string;
+}
+
+/** Runs until SIGTERM/SIGINT (or, with `once`, until the first convergence); returns the exit code. */
+export async function runService(options: RunOptions): Promise<number> {
+  let config = options.config;
+  const log = createLogger(options.logLevel ?? config.log.level);
+  const metrics = new Metrics(options.version);
+  const daemon = new Daemon(config, log, metrics);
+  if (options.once) {
+    await daemon.start();
+    await daemon.stop(false);
+    return daemon.lastPass.failures === 0 ? 0 : 1;
+  }
+
+  const notifier = new SystemdNotifier(log);
+  const server = new MetricsServer(metrics, () => daemon.inSync, log);
+  const reloader = new Reloader(async () => {
+    notifier.reloading();
+    try {
+      const next = loadConfig(options.configPath);
+      await daemon.reload(next);
+      if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics)) await server.listen(next.metrics.listen);
+      config = next;
+      metrics.configReloads.inc({ result: 'success' });
+      metrics.configLastReloadSuccessful.set(1);
+      metrics.configLastReloadSuccess.set(Date.now() / 1000);
+      log.info(`reloaded configuration${options.configPath ? ` from ${options.configPath}` : ''}: ${daemon.summary()}`);
+    } catch (error) {
+      metrics.configReloads.inc({ result: 'failure' });
+      metrics.configLastReloadSuccessful.set(0);
+      const problems = error instanceof ConfigError ? error.problems : [(error as Error).message];
+      for (const problem of problems) log.error(`config reload rejected, keeping the running config: ${problem}`);
+    }
+    notifier.ready(daemon.summary());
+  }, log);
+  // Installed before READY=1: systemd may send SIGHUP as soon as it sees the service up, and
+  // an unhandled SIGHUP would kill the process.
+  process.on('SIGHUP', () => reloader.request());
+
+  await server.listen(config.metrics.listen);
+  await daemon.start();
+  reloader.enable();
+  daemon.onConverged = () => notifier.status(daemon.summary());
+  notifier.ready(daemon.summary());
+  // A pass that takes longer than the whole watchdog period means something is wedged.
+  notifier.startWatchdog(() => daemon.healthy(Number(process.env.WATCHDOG_USEC ?? 0) / 1000));
+  log.info({ onExit: config.onExit }, `running: ${daemon.summary()}`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  log.info({ signal }, config.onExit === 'remove' ? 'stopping, removing everything symroute owns' : 'stopping, leaving rules and routes in place');
+  notifier.stopping();
+  await reloader.drain();
+  await server.close();
+  await daemon.stop(config.onExit === 'remove');
+  return 0;
+}
+
+/**
+ * Serialises reloads and coalesces storms: however many SIGHUPs arrive while one reload
+ * runs, exactly one more follows it, reading the file as it is by then. Reloads asked for
+ * before the first convergence wait for it.
+ */
+class Reloader {
+  private requested = false;
+  private enabled = false;
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly reload: () => Promise<void>,
+    private readonly log: Logger,
+  ) {}
+
+  request(): void {
+    this.requested = true;
+    this.kick();
+  }
+
+  enable(): void {
+    this.enabled = true;
+    this.kick();
+  }
+
+  async drain(): Promise<void> {
+    this.enabled = false;
+    await this.running;
+  }
+
+  private kick(): void {
+    if (!this.enabled || this.running || !this.requested) return;
+    this.running = this.loop().finally(() => (this.running = null));
+  }
+
+  private async loop(): Promise<void> {
+    while (this.requested && this.enabled) {
+      this.requested = false;
+      try {
+        await this.reload();
+      } catch (error) {
+        this.log.error({ err: error }, `reload failed: ${(error as Error).message}`);
+      }
+    }
+  }
+}
