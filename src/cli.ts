@@ -1,81 +1,197 @@
 #!/usr/bin/env node
-// symroute's command line. `run` is the daemon; every command exits 2 on a bad config.
+// symroute's command line: parses arguments and hands over to one command. Exit codes:
+// 0 ok / in sync, 1 failed / changes pending, 2 bad usage or bad config (nothing changed).
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config.js';
+import { demoCommand } from './commands/demo.js';
+import { explainCommand, planCommand, statusCommand, type Output } from './commands/inspect.js';
 import { runService } from './service.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const EXIT_USAGE = 2;
 
-const USAGE = `Usage: symroute <command> [options]
+const io: Output = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+};
+
+type Values = Record<string, string | boolean | undefined>;
+
+interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  readonly details: string;
+  readonly options: NonNullable<ParseArgsConfig['options']>;
+  readonly positionals: [min: number, max: number];
+  run(values: Values, positionals: string[]): Promise<number>;
+}
+
+const CONFIG_OPTION = { config: { type: 'string' } } as const;
+const CONFIG_HELP = `  --config FILE   config file (default ${DEFAULT_CONFIG_PATH}; if that is missing, all defaults)`;
+
+const COMMANDS: Record<string, Command> = {
+  run: {
+    summary: 'keep per-NIC tables and "from" rules converged (the daemon)',
+    usage: 'symroute run [--config FILE] [--once] [--log-level LEVEL]',
+    details: `${CONFIG_HELP}
+  --once          converge, then exit: 0 when in sync, 1 when a change failed
+  --log-level L   ${LOG_LEVELS.join(', ')} (overrides log.level)
+
+Signals: SIGHUP reloads the config; SIGTERM/SIGINT stop, leaving rules and routes in place
+unless on_exit: remove. Metrics on metrics.listen (default 127.0.0.1:9477).`,
+    options: { ...CONFIG_OPTION, once: { type: 'boolean' }, 'log-level': { type: 'string' } },
+    positionals: [0, 0],
+    async run(values) {
+      const logLevel = values['log-level'] as string | undefined;
+      if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+        return usageError('run', `--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+      }
+      const configPath = values.config as string | undefined;
+      return withConfig(configPath, (config) =>
+        runService({ configPath, config, once: values.once === true, logLevel: logLevel as LogLevel | undefined, version: VERSION }),
+      );
+    },
+  },
+  plan: {
+    summary: 'show what run would change now, as +/- lines (exit 1 if anything)',
+    usage: 'symroute plan [--config FILE]',
+    details: `${CONFIG_HELP}
+
+Read-only. Prints ip-style lines: "+" would be added, "-" removed. Exit 0 when in sync,
+1 when changes are pending.`,
+    options: CONFIG_OPTION,
+    positionals: [0, 0],
+    run: (values) => withConfig(values.config as string | undefined, (config) => planCommand(config, io)),
+  },
+  status: {
+    summary: 'per managed interface: addresses, table, gateway, rules, in sync or not',
+    usage: 'symroute status [--config FILE] [--json]',
+    details: `${CONFIG_HELP}
+  --json          machine-readable output
+
+Read-only. Also lists collisions and misconfigurations. Exit 0 when in sync, 1 when not.`,
+    options: { ...CONFIG_OPTION, json: { type: 'boolean' } },
+    positionals: [0, 0],
+    run: (values) =>
+      withConfig(values.config as string | undefined, (config) => statusCommand(config, values.json === true, io)),
+  },
+  'check-config': {
+    summary: 'validate a config file and exit (2 if it has errors)',
+    usage: `symroute check-config [FILE]`,
+    details: `  FILE            the config to check (default ${DEFAULT_CONFIG_PATH})
+
+Prints every problem as file:line: key: message. Exit 0 if valid, 2 if not.`,
+    options: {},
+    positionals: [0, 1],
+    async run(_values, [file]) {
+      return withConfig(file ?? DEFAULT_CONFIG_PATH, async () => {
+        io.out(`${file ?? DEFAULT_CONFIG_PATH}: OK`);
+        return 0;
+      });
+    },
+  },
+  explain: {
+    summary: 'ask the kernel how a reply from SRC to DST is routed, and whether that is right',
+    usage: 'symroute explain DST --from SRC [--config FILE]',
+    details: `${CONFIG_HELP}
+
+Like "ip route get DST from SRC": names the rule, table, device and gateway the reply would
+use, and says whether it leaves through the NIC that owns SRC. Exit 0 if it does, 1 if not.`,
+    options: { ...CONFIG_OPTION, from: { type: 'string' } },
+    positionals: [1, 1],
+    async run(values, [dst]) {
+      if (typeof values.from !== 'string') return usageError('explain', '--from SRC is required');
+      return withConfig(values.config as string | undefined, (config) => explainCommand(config, dst!, values.from as string, io));
+    },
+  },
+  demo: {
+    summary: 'show the problem and the fix in private network namespaces (needs root)',
+    usage: 'symroute demo [--nics N]',
+    details: `  --nics N        NICs on the multi-NIC host (default 8, at most 200)
+
+Builds Case 2 (many NICs in one subnet, strict rp_filter) in network namespaces, shows
+reachability before and after starting symroute there, hot-adds a NIC and reports how long
+symroute took to converge, then removes everything it created.`,
+    options: { nics: { type: 'string' } },
+    positionals: [0, 0],
+    async run(values) {
+      const nics = values.nics === undefined ? 8 : Number(values.nics);
+      if (!Number.isInteger(nics) || nics < 1 || nics > 200) {
+        return usageError('demo', `--nics: expected an integer 1..200, got ${JSON.stringify(values.nics)}`);
+      }
+      return demoCommand(nics, io);
+    },
+  },
+};
+
+function mainUsage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `Usage: symroute <command> [options]
+
+Keeps one routing table per NIC and "from" rules into it, so replies leave through the NIC
+the request came in on.
 
 Commands:
-  run [--config FILE] [--once] [--log-level LEVEL]
-      Keep one routing table per managed interface and "from" rules into it converged.
-      --once converges, then exits (0 when in sync, 1 when it could not get there).
+${lines.join('\n')}
 
-Options:
-  --config FILE   config file (default /etc/symroute/symroute.yaml; missing means defaults)
-  --help          this text
-  --version       print the version
+Run "symroute <command> --help" for a command's options. "symroute --version" prints the version.
 `;
+}
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2; // bad arguments or bad config: nothing was changed
+function commandUsage(name: string): string {
+  const c = COMMANDS[name]!;
+  return `Usage: ${c.usage}\n\n${c.summary[0]!.toUpperCase()}${c.summary.slice(1)}.\n\n${c.details}\n`;
+}
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === '--version') return print(VERSION);
-  if (command === undefined || command === '--help' || command === 'help') return print(USAGE);
-  if (command !== 'run') return usageError(`unknown command ${JSON.stringify(command)}`);
-  let options;
-  try {
-    options = parseArgs({
-      args: rest,
-      options: {
-        config: { type: 'string' },
-        once: { type: 'boolean', default: false },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', default: false },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    return usageError((error as Error).message);
-  }
-  if (options.help) return print(USAGE);
-  const logLevel = options['log-level'];
-  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
-    return usageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
-  }
+async function withConfig(path: string | undefined, use: (config: Config) => Promise<number>): Promise<number> {
   let config: Config;
   try {
-    config = loadConfig(options.config);
+    config = loadConfig(path);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`symroute: invalid config:\n${error.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw error;
+    if (!(error instanceof ConfigError)) throw error;
+    io.err(`symroute: invalid config:\n${error.message}`);
+    return EXIT_USAGE;
   }
-  return runService({
-    configPath: options.config,
-    config,
-    once: options.once,
-    logLevel: logLevel as LogLevel | undefined,
-    version: VERSION,
-  });
+  return use(config);
 }
 
-function print(text: string): number {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-  return EXIT_OK;
-}
-
-function usageError(message: string): number {
-  process.stderr.write(`symroute: ${message}\n\n${USAGE}`);
+function usageError(command: string | undefined, message: string): number {
+  io.err(`symroute${command ? ` ${command}` : ''}: ${message}\n`);
+  io.err(command ? commandUsage(command) : mainUsage());
   return EXIT_USAGE;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') return (io.out(VERSION), 0);
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(mainUsage());
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) return usageError(undefined, `unknown command ${JSON.stringify(name)}`);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: { ...command.options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    return usageError(name, (error as Error).message);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(commandUsage(name));
+    return 0;
+  }
+  const [min, max] = command.positionals;
+  if (parsed.positionals.length < min || parsed.positionals.length > max) {
+    return usageError(name, `expected ${min === max ? min : `${min} to ${max}`} arguments, got ${parsed.positionals.length}`);
+  }
+  return command.run(parsed.values as Values, parsed.positionals);
 }
 
 main(process.argv.slice(2)).then(
@@ -83,7 +199,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`symroute: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = EXIT_FAILURE;
+    process.stderr.write(`symroute: ${(error as Error).message ?? String(error)}\n`);
+    process.exitCode = 1;
   },
 );

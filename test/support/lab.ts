@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 export const REPO = resolve(import.meta.dirname, '../..');
 const CLI = join(REPO, 'dist/cli.js');
-const PROBE = join(REPO, 'test/support/probe.mjs');
+const PROBE = join(REPO, 'dist/probe.js');
 let labCounter = 0;
 
 export interface IpRule {
