@@ -36,8 +36,8 @@ export class Daemon {
   private backoffMs = BACKOFF_START_MS;
   /** When the oldest event not yet converged was read off the socket. */
   private pendingEventTime: bigint | null = null;
-  /** Whether a pass since pendingEventTime wrote anything (only then is it a convergence). */
-  private wroteSinceEvent = false;
+  /** When the kernel acknowledged the last change made since pendingEventTime, if any. */
+  private lastWriteAckedAt: bigint | null = null;
   /** Rule and route keys of the last plan the kernel fully matched: losing one is drift. */
   private convergedKeys = new Set<string>();
   private lastPlan: Plan | null = null;
@@ -208,7 +208,7 @@ export class Daemon {
     for (const change of drift) this.metrics.driftRepairs.inc({ kind: change.kind });
     if (drift.length > 0) this.log.warn({ repairs: drift.length }, `repairing ${drift.length} rules/routes changed by someone else`);
     const outcomes = await applyChanges(this.client, phases, this.linkName);
-    this.wroteSinceEvent = true;
+    this.lastWriteAckedAt = process.hrtime.bigint();
     this.logOutcomes(outcomes);
     const failures = outcomes.filter((o) => o.error);
     if (failures.length < outcomes.length) this.wake(trigger); // verify what we did in a fresh pass
@@ -226,11 +226,12 @@ export class Daemon {
     this.metrics.inSync.set(1);
     this.updateOwnedGauges(mirror);
     const since = this.pendingEventTime;
-    const wrote = this.wroteSinceEvent;
+    const acked = this.lastWriteAckedAt;
     this.pendingEventTime = null;
-    this.wroteSinceEvent = false;
-    if (since !== null && wrote) {
-      const seconds = Number(process.hrtime.bigint() - since) / 1e9;
+    this.lastWriteAckedAt = null;
+    // Only a pass that had to write something is a convergence worth timing.
+    if (since !== null && acked !== null) {
+      const seconds = Number(acked - since) / 1e9;
       const { rules = [], routes = [] } = this.lastPlan ?? {};
       this.metrics.convergenceSeconds.observe(seconds);
       this.metrics.lastConvergence.set(Date.now() / 1000);
