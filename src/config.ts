@@ -84,7 +84,8 @@ export function loadConfig(path: string | undefined, options: { defaultPath?: st
 
 export function parseConfig(text: string, fileName: string): Config {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  // Duplicate keys are reported by the walker, which can name the key and its first line.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
   if (doc.errors.length > 0) {
     // The tree of a document that failed to parse is a guess; validating it would add noise.
     throw new ConfigError(
@@ -329,6 +330,7 @@ class Walker {
       this.report(node, path, path ? `expected a mapping, got ${got}` : 'expected a mapping at the top level');
       return [];
     }
+    const seen = new Map<string, Scalar>();
     return map.items.flatMap(({ key, value }) => {
       if (!isScalar(key)) {
         this.report(key, path, 'expected a plain key');
@@ -336,6 +338,13 @@ class Walker {
       }
       // Interface names are text even when they look like numbers, so use the key as written.
       const name = key.source ?? String(key.value);
+      const first = seen.get(name);
+      if (first) {
+        const firstLine = this.lines.linePos(first.range?.[0] ?? 0).line;
+        this.report(key, path ? `${path}.${name}` : name, `duplicate key (first on line ${firstLine})`);
+        return [];
+      }
+      seen.set(name, key);
       return [{
         name,
         path: path ? `${path}.${name}` : name,

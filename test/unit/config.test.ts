@@ -54,6 +54,7 @@ describe('defaults', () => {
       protocol: 83,
       onExit: 'keep',
       log: { level: 'info' },
+      metrics: { listen: { host: '127.0.0.1', port: 9477 } },
     });
     expect(DEFAULT_CONFIG_PATH).toBe('/etc/symroute/symroute.yaml');
   });
@@ -125,7 +126,7 @@ describe('merging with defaults', () => {
       '  match: prefix',
       'gateways:',
       '  eth0:',
-      '    ipv4: 192.0.2.1',
+      '    ipv4: 198.51.100.1',
       '    ipv6: fe80::1',
       '  eth1:',
       '    ipv6: "  2001:db8::1  "',
@@ -133,16 +134,31 @@ describe('merging with defaults', () => {
       'on_exit: remove',
       'log:',
       '  level: debug',
+      'metrics:',
+      '  listen: "[::1]:9100"',
     );
     expect(parseConfig(text, FILE)).toEqual({
       interfaces: { include: ['eth*', 'en?[0-9]*'], exclude: ['eth9'] },
       table: { base: 5000, pinned: { eth0: 100, eth1: 101 } },
       rule: { priority: 100, match: 'prefix' },
-      gateways: { eth0: { ipv4: '192.0.2.1', ipv6: 'fe80::1' }, eth1: { ipv6: '2001:db8::1' } },
+      gateways: { eth0: { ipv4: '198.51.100.1', ipv6: 'fe80::1' }, eth1: { ipv6: '2001:db8::1' } },
       protocol: 200,
       onExit: 'remove',
       log: { level: 'debug' },
+      metrics: { listen: { host: '::1', port: 9100 } },
     } satisfies Config);
+  });
+
+  it('turns metrics off with listen: false', () => {
+    expect(parseConfig('metrics:\n  listen: false\n', FILE).metrics).toEqual({ listen: false });
+  });
+
+  it('rejects a metrics address that is not an IP and port', () => {
+    for (const bad of ['localhost:9477', '127.0.0.1', '127.0.0.1:0', '127.0.0.1:70000', '::1:9477', 'true']) {
+      expect(problemOf(`metrics:\n  listen: ${JSON.stringify(bad)}\n`)).toMatch(
+        /^2: metrics\.listen: expected false or an IP address and port such as "127\.0\.0\.1:9477" or "\[::1\]:9477", got /,
+      );
+    }
   });
 
   it('replaces the default exclude list instead of adding to it', () => {
@@ -285,7 +301,7 @@ describe('problems', () => {
       `${FILE}:5: table.base: expected an integer 256..4294901759, got 10`,
       `${FILE}:6: protocol: expected an integer 5..255, got 300`,
       `${FILE}:7: log.level: expected one of "fatal", "error", "warn", "info", "debug", "trace", got "loud"`,
-      `${FILE}:8: colour: unknown key (known: interfaces, table, rule, gateways, protocol, on_exit, log)`,
+      `${FILE}:8: colour: unknown key (known: interfaces, table, rule, gateways, protocol, on_exit, log, metrics)`,
     ]);
     expect(() => parseConfig(text, FILE)).toThrow(problemsOf(text).join('\n'));
   });
@@ -293,7 +309,7 @@ describe('problems', () => {
   describe('unknown keys', () => {
     it('are reported at the top level', () => {
       expect(problemOf('\non-exit: keep\n')).toBe(
-        '2: on-exit: unknown key (known: interfaces, table, rule, gateways, protocol, on_exit, log)',
+        '2: on-exit: unknown key (known: interfaces, table, rule, gateways, protocol, on_exit, log, metrics)',
       );
     });
 
@@ -311,7 +327,7 @@ describe('problems', () => {
     });
 
     it('are reported inside a gateway', () => {
-      expect(problemOf(yaml('gateways:', '  eth0:', '    ipv4: 192.0.2.1', '    inet6: "::1"'))).toBe(
+      expect(problemOf(yaml('gateways:', '  eth0:', '    ipv4: 198.51.100.1', '    inet6: "::1"'))).toBe(
         '4: gateways.eth0.inet6: unknown key (known: ipv4, ipv6)',
       );
     });
@@ -336,10 +352,10 @@ describe('problems', () => {
 
     it('must not repeat a key', () => {
       expect(problemOf(yaml('rule:', '  priority: 100', '  match: prefix', '  priority: 200'))).toBe(
-        '4: Map keys must be unique',
+        '4: rule.priority: duplicate key (first on line 2)',
       );
       expect(problemOf(yaml('protocol: 100', 'log: {level: info}', 'protocol: 101'))).toBe(
-        '3: Map keys must be unique',
+        '3: protocol: duplicate key (first on line 1)',
       );
     });
 
@@ -359,7 +375,7 @@ describe('problems', () => {
       expect(problemOf(yaml('table:', '  pinned: [eth0]'))).toBe(
         '2: table.pinned: expected a mapping, got a list',
       );
-      expect(problemOf('gateways: 192.0.2.1\n')).toBe('1: gateways: expected a mapping, got "192.0.2.1"');
+      expect(problemOf('gateways: 198.51.100.1\n')).toBe('1: gateways: expected a mapping, got "198.51.100.1"');
     });
   });
 
@@ -488,8 +504,8 @@ describe('problems', () => {
 
   describe('gateways', () => {
     it('rejects addresses that are not IP literals', () => {
-      expect(problemOf(yaml('gateways:', '  eth0:', '    ipv4: 192.0.2.300'))).toBe(
-        '3: gateways.eth0.ipv4: expected an IPv4 literal, got "192.0.2.300"',
+      expect(problemOf(yaml('gateways:', '  eth0:', '    ipv4: 198.51.100.300'))).toBe(
+        '3: gateways.eth0.ipv4: expected an IPv4 literal, got "198.51.100.300"',
       );
       expect(problemOf(yaml('gateways:', '  eth0:', '    ipv6: router'))).toBe(
         '3: gateways.eth0.ipv6: expected an IPv6 literal, got "router"',
@@ -510,8 +526,8 @@ describe('problems', () => {
         '3: gateways.eth0.ipv4: expected an IPv4 literal, got "2001:db8::1" ' +
           '(an IPv6 address belongs under ipv6)',
       );
-      expect(problemOf(yaml('gateways:', '  eth0:', '    ipv6: 192.0.2.1'))).toBe(
-        '3: gateways.eth0.ipv6: expected an IPv6 literal, got "192.0.2.1" ' +
+      expect(problemOf(yaml('gateways:', '  eth0:', '    ipv6: 198.51.100.1'))).toBe(
+        '3: gateways.eth0.ipv6: expected an IPv6 literal, got "198.51.100.1" ' +
           '(an IPv4 address belongs under ipv4)',
       );
     });
@@ -524,10 +540,10 @@ describe('problems', () => {
     });
 
     it('wants a mapping per interface and valid interface names', () => {
-      expect(problemOf(yaml('gateways:', '  eth0: 192.0.2.1'))).toBe(
-        '2: gateways.eth0: expected a mapping, got "192.0.2.1"',
+      expect(problemOf(yaml('gateways:', '  eth0: 198.51.100.1'))).toBe(
+        '2: gateways.eth0: expected a mapping, got "198.51.100.1"',
       );
-      expect(problemOf(yaml('gateways:', '  eth0: {ipv4: 192.0.2.1}', '  "wan/0": {ipv4: 192.0.2.1}'))).toBe(
+      expect(problemOf(yaml('gateways:', '  eth0: {ipv4: 198.51.100.1}', '  "wan/0": {ipv4: 198.51.100.1}'))).toBe(
         `3: gateways: invalid interface name "wan/0" (1..15 bytes; no '/', ':' or whitespace; not "." or "..")`,
       );
     });
