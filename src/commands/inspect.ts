@@ -8,7 +8,7 @@ import { familyOf, networkOf } from '../ip.js';
 import type { Mirror } from '../mirror.js';
 import { describeRoute, describeRule, type Rule } from '../model.js';
 import { RtnlClient } from '../netlink/client.js';
-import { AF_INET, AF_INET6, FR_ACT_TO_TBL, RTM_GETROUTE } from '../netlink/constants.js';
+import { AF_INET, AF_INET6, FR_ACT_TO_TBL, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
 import type { RouteMessage } from '../netlink/messages.js';
 import { routeFromMessage } from '../netlink/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../planner.js';
@@ -148,6 +148,13 @@ export async function explainCommand(config: Config, dst: string, src: string, i
   }
   return withClient(async (client) => {
     const mirror = await dumpMirror(client);
+    const name = (ifindex: number) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
+    const owners = [...mirror.addresses.values()].filter((a) => a.address === src).map((a) => a.ifindex);
+    if (owners.length === 0) {
+      // The kernel would refuse the lookup anyway (ENETUNREACH for IPv4).
+      io.out(`${src} is not an address of this host: replies never come from it`);
+      return 1;
+    }
     const full = family === 4 ? 32 : 128;
     const request: RouteMessage = {
       kind: 'route',
@@ -160,14 +167,13 @@ export async function explainCommand(config: Config, dst: string, src: string, i
         protocol: 0,
         scope: 0,
         type: 0,
-        flags: 0,
+        flags: RTM_F_LOOKUP_TABLE,
       },
       attributes: { dst, src },
     };
     const reply = await client.get(RTM_GETROUTE, request, `looking up the route to ${dst} from ${src}`);
     const route = reply.kind === 'route' ? routeFromMessage(reply) : undefined;
     if (!route) throw new Error('the kernel answered the route lookup with something else than a route');
-    const name = (ifindex: number) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
     const rule = firstMatchingRule([...mirror.rules.values()].map((r) => r.rule), src, dst, route.table);
     io.out(`reply from ${src} to ${dst}:`);
     const ruleText = rule ? `${describeRule(rule)}${rule.protocol === config.protocol ? ' (symroute)' : ''}` : '(none found)';
@@ -175,11 +181,6 @@ export async function explainCommand(config: Config, dst: string, src: string, i
     io.out(`  table  ${route.table}`);
     io.out(`  dev    ${route.oif !== undefined ? name(route.oif) : '(none)'}`);
     io.out(`  via    ${route.gateway ?? '(directly connected)'}`);
-    const owners = [...mirror.addresses.values()].filter((a) => a.address === src).map((a) => a.ifindex);
-    if (owners.length === 0) {
-      io.out(`${src} is not an address of this host: replies never come from it`);
-      return 1;
-    }
     if (route.oif !== undefined && owners.includes(route.oif)) {
       io.out(`${src} belongs to ${name(route.oif)}: the reply leaves through the NIC that owns the address`);
       return 0;

@@ -68,6 +68,7 @@ export const RT_TABLE_UNSPEC = 0;
 export const RT_TABLE_MAIN = 254;
 export const RT_TABLE_LOCAL = 255;
 export const RTM_F_CLONED = 0x200;
+export const RTM_F_LOOKUP_TABLE = 0x1000; // route get: report the table the lookup used, not main
 
 // Rule actions
 export const FR_ACT_TO_TBL = 1;
