@@ -1,7 +1,7 @@
 // An in-memory copy of the kernel objects symroute reasons about, kept by applying rtnetlink
 // messages (dump parts and notifications alike). Pure data: no I/O, unit-testable.
 import type { Family } from './ip.js';
-import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Route, type Rule } from './model.js';
+import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
 import {
   NLM_F_REPLACE,
   RT_TABLE_LOCAL,
@@ -13,6 +13,14 @@ import {
 } from './netlink/constants.js';
 import type { RtnlBody } from './netlink/messages.js';
 import { addressFromMessage, linkFromMessage, routeFromMessage, ruleFromMessage } from './netlink/objects.js';
+
+/** The route with these nexthops; a single one is how the kernel shows a plain route. */
+function withNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
+  const { nexthops: _nexthops, oif: _oif, gateway: _gateway, ...common } = route;
+  if (nexthops.length > 1) return { ...common, nexthops };
+  const [only] = nexthops;
+  return { ...common, oif: only!.ifindex, ...(only!.gateway ? { gateway: only!.gateway } : {}) };
+}
 
 export interface CountedRule {
   readonly rule: Rule;
@@ -59,7 +67,7 @@ export class Mirror implements MirrorView {
         const route = routeFromMessage(body);
         if (!route || route.table === RT_TABLE_LOCAL || body.header.flags & RTM_F_CLONED) return false;
         const key = routeKey(route);
-        if (type === RTM_DELROUTE) return this.routes.delete(key);
+        if (type === RTM_DELROUTE) return this.routes.delete(key) || this.dropIPv6Nexthop(route);
         // A replace announces only the new route: the one it displaced is gone from its slot.
         if (flags & NLM_F_REPLACE) this.dropSlot(route);
         const existed = this.routes.has(key);
@@ -86,16 +94,49 @@ export class Mirror implements MirrorView {
   private removeLink(index: number): boolean {
     const existed = this.links.delete(index);
     for (const [key, address] of this.addresses) if (address.ifindex === index) this.addresses.delete(key);
-    this.dropRoutesVia(index, undefined);
+    for (const [key, route] of this.routes) {
+      if (route.oif === index) this.routes.delete(key);
+      else if (route.nexthops?.some((n) => n.ifindex === index)) {
+        // IPv4 drops the whole multipath route, silently; IPv6 drops only the nexthops
+        // through the device, announcing each as a plain route (see dropIPv6Nexthop).
+        this.routes.delete(key);
+        const rest = route.nexthops.filter((n) => n.ifindex !== index);
+        if (route.family === 6 && rest.length > 0) this.insert(withNexthops(route, rest));
+      }
+    }
     return existed;
   }
 
-  private dropRoutesVia(index: number, family: Family | undefined): void {
+  /** A device going down takes its IPv4 routes with it; multipath ones lose only when all hops do. */
+  private dropRoutesVia(index: number, family: Family): void {
     for (const [key, route] of this.routes) {
-      if (family !== undefined && route.family !== family) continue;
+      if (route.family !== family) continue;
       const via = route.nexthops ? route.nexthops.every((n) => n.ifindex === index) : route.oif === index;
       if (via) this.routes.delete(key);
     }
+  }
+
+  /**
+   * The kernel deletes one nexthop of an IPv6 multipath route by announcing it as a plain
+   * route (IPv6 multipath routes are siblings inside the kernel): remove it from the route
+   * in the same slot that holds it.
+   */
+  private dropIPv6Nexthop(deleted: Route): boolean {
+    if (deleted.family !== 6 || deleted.nexthops || deleted.oif === undefined) return false;
+    const slot = routeSlot(deleted);
+    for (const [key, route] of this.routes) {
+      if (!route.nexthops || routeSlot(route) !== slot) continue;
+      const rest = route.nexthops.filter((n) => !(n.ifindex === deleted.oif && n.gateway === deleted.gateway));
+      if (rest.length === route.nexthops.length) continue;
+      this.routes.delete(key);
+      if (rest.length > 0) this.insert(withNexthops(route, rest));
+      return true;
+    }
+    return false;
+  }
+
+  private insert(route: Route): void {
+    this.routes.set(routeKey(route), route);
   }
 
   private dropSlot(route: Route): void {

@@ -60,7 +60,8 @@ export function plan(config: Config, mirror: MirrorView): Plan {
   const tableOwners = new Map<number, Link>();
   const interfaces: InterfacePlan[] = [];
   for (const link of managed) {
-    const table = config.table.pinned[link.name] ?? config.table.base + link.index;
+    // Own properties only: an interface may well be called "constructor".
+    const table = Object.hasOwn(config.table.pinned, link.name) ? config.table.pinned[link.name]! : config.table.base + link.index;
     const owner = tableOwners.get(table);
     if (owner) {
       problems.push(`${link.name}: table ${table} is already used by ${owner.name}; ${link.name} is not managed`);
@@ -78,7 +79,7 @@ export function plan(config: Config, mirror: MirrorView): Plan {
     interfaces.push({ link, table, families, ...(collision ? { collision } : {}) });
   }
 
-  const prefixOwners = countPrefixOwners(interfaces);
+  const allPrefixes = prefixesByInterface(interfaces);
   const routes: Route[] = [];
   const rules: Rule[] = [];
   for (const plan of interfaces) {
@@ -86,7 +87,7 @@ export function plan(config: Config, mirror: MirrorView): Plan {
     for (const familyPlan of plan.families) {
       routes.push(...connectedRoutes(config, plan, familyPlan));
       if (familyPlan.gateway) routes.push(gatewayRoute(config, plan, familyPlan.family, familyPlan.gateway.address));
-      rules.push(...sourceRules(config, plan, familyPlan, prefixOwners, problems));
+      rules.push(...sourceRules(config, plan, familyPlan, allPrefixes, problems));
     }
   }
   return { routes, rules: dedupeRules(rules), interfaces, protectedTables, problems };
@@ -138,16 +139,17 @@ function learnedGateway(
 }
 
 function findCollision(config: Config, mirror: MirrorView, table: number, link: Link): string | undefined {
-  for (const route of mirror.routes.values()) {
-    if (route.table !== table || route.protocol === config.protocol) continue;
-    const name = (index: number) => mirror.links.get(index)?.name ?? `#${index}`;
-    return (
-      `${link.name}: table ${table} holds a route symroute does not own ` +
-      `(${describeRoute(route, name)} proto ${route.protocol}); leaving that table alone ` +
-      `(pin another with table.pinned.${link.name})`
-    );
-  }
-  return undefined;
+  const name = (index: number) => mirror.links.get(index)?.name ?? `#${index}`;
+  // Sorted, so the same kernel state always yields the same message (it is logged on change).
+  const [foreign] = [...mirror.routes.values()]
+    .filter((route) => route.table === table && route.protocol !== config.protocol)
+    .map((route) => `${describeRoute(route, name)} proto ${route.protocol}`)
+    .sort();
+  if (foreign === undefined) return undefined;
+  return (
+    `${link.name}: table ${table} holds a route symroute does not own (${foreign}); ` +
+    `leaving that table alone (pin another with table.pinned.${link.name})`
+  );
 }
 
 interface ConnectedPrefix {
@@ -203,25 +205,44 @@ function gatewayRoute(config: Config, plan: InterfacePlan, family: Family, gatew
   };
 }
 
-/** How many managed interfaces share each connected prefix (prefix mode needs it unique). */
-function countPrefixOwners(interfaces: readonly InterfacePlan[]): Map<string, string[]> {
-  const owners = new Map<string, string[]>();
-  for (const plan of interfaces) {
-    for (const familyPlan of plan.families) {
-      for (const prefix of connectedPrefixes(familyPlan.addresses)) {
-        const key = `${prefix.network}/${prefix.length}`;
-        owners.set(key, [...(owners.get(key) ?? []), plan.link.name]);
-      }
-    }
-  }
-  return owners;
+interface OwnedPrefix {
+  readonly family: Family;
+  readonly network: string;
+  readonly length: number;
+  readonly owner: string;
+}
+
+/** Every connected prefix with the interface it is on (prefix mode needs them disjoint). */
+function prefixesByInterface(interfaces: readonly InterfacePlan[]): OwnedPrefix[] {
+  return interfaces.flatMap((plan) =>
+    plan.families.flatMap((familyPlan) =>
+      connectedPrefixes(familyPlan.addresses).map((prefix) => ({
+        family: familyPlan.family,
+        network: prefix.network,
+        length: prefix.length,
+        owner: plan.link.name,
+      })),
+    ),
+  );
+}
+
+/** Other interfaces with a prefix equal to, inside, or around this one. */
+function overlappingOwners(prefix: ConnectedPrefix, family: Family, self: string, all: readonly OwnedPrefix[]): string[] {
+  const owners = all
+    .filter((other) => other.owner !== self && other.family === family)
+    .filter((other) => {
+      const common = Math.min(other.length, prefix.length);
+      return networkOf(other.network, common) === networkOf(prefix.network, common);
+    })
+    .map((other) => other.owner);
+  return [...new Set(owners)];
 }
 
 function sourceRules(
   config: Config,
   plan: InterfacePlan,
   familyPlan: FamilyPlan,
-  prefixOwners: Map<string, string[]>,
+  allPrefixes: readonly OwnedPrefix[],
   problems: string[],
 ): Rule[] {
   const family = familyPlan.family;
@@ -242,22 +263,24 @@ function sourceRules(
 
   const rules: Rule[] = [];
   const covered = new Set<Address>();
-  for (const prefix of connectedPrefixes(familyPlan.addresses)) {
+  // A point-to-point prefix is the peer's side: replies leave from the local address, which
+  // that prefix does not contain, so such addresses keep a rule of their own.
+  const local = familyPlan.addresses.filter((address) => !address.peer);
+  for (const prefix of connectedPrefixes(local)) {
     prefix.members.forEach((member) => covered.add(member));
-    const owners = prefixOwners.get(`${prefix.network}/${prefix.length}`) ?? [];
-    if (owners.length > 1) {
+    const others = overlappingOwners(prefix, family, plan.link.name, allPrefixes);
+    if (others.length > 0) {
       // A prefix rule cannot say which NIC: fall back to one rule per address.
       problems.push(
-        `${plan.link.name}: prefix ${prefix.network}/${prefix.length} is shared with ${owners
-          .filter((o) => o !== plan.link.name)
-          .join(', ')}; using one rule per address for it`,
+        `${plan.link.name}: prefix ${prefix.network}/${prefix.length} overlaps a prefix of ${others.join(', ')}; ` +
+          'using one rule per address for it',
       );
       rules.push(...perAddress(prefix.members));
     } else {
       rules.push(rule(prefix.network, prefix.length));
     }
   }
-  // Host addresses have no prefix of their own.
+  // Host and point-to-point addresses.
   rules.push(...perAddress(familyPlan.addresses.filter((address) => !covered.has(address))));
   return rules;
 }

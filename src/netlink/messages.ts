@@ -96,7 +96,7 @@ function decodeError(raw: RawMessage): Completion {
     throw new NetlinkDecodeError(`error message: ${raw.payload.length} bytes, shorter than struct nlmsgerr`);
   }
   const view = viewOf(raw.payload);
-  const errno = -view.getInt32(0, HOST_LITTLE_ENDIAN);
+  const errno = 0 - view.getInt32(0, HOST_LITTLE_ENDIAN); // 0 - x: success is +0, not -0
   const echoedLength = view.getUint32(4, HOST_LITTLE_ENDIAN);
   const echoed = raw.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : echoedLength;
   return { kind: 'ack', errno, ...decodeExtack(raw, 4 + align4(echoed)) };
@@ -105,7 +105,7 @@ function decodeError(raw: RawMessage): Completion {
 function decodeDone(raw: RawMessage): Completion {
   // A dump's terminator carries an int: the dump's final status (e.g. ENOENT for a strict
   // dump of a table that does not exist).
-  const errno = raw.payload.length >= 4 ? -viewOf(raw.payload).getInt32(0, HOST_LITTLE_ENDIAN) : 0;
+  const errno = raw.payload.length >= 4 ? 0 - viewOf(raw.payload).getInt32(0, HOST_LITTLE_ENDIAN) : 0;
   return { kind: 'done', errno, ...decodeExtack(raw, 4) };
 }
 
