@@ -56,7 +56,7 @@ function setUpAndCapture(outDir) {
     nsip('address', 'add', '2001:db8:1::3/64', 'dev', 'nic0', 'nodad', 'preferred_lft', '0'); // deprecated
     nsip('address', 'add', '198.18.2.2/24', 'dev', 'nic1');
     nsip('address', 'add', '2001:db8:2::2/64', 'dev', 'nic1', 'nodad');
-    nsip('address', 'add', '10.255.0.1', 'peer', '10.255.0.2/32', 'dev', 'nic1'); // point-to-point
+    nsip('address', 'add', '198.18.255.1', 'peer', '198.18.255.2/32', 'dev', 'nic1'); // point-to-point
     nsip('address', 'add', '198.18.3.2/24', 'dev', 'nic2');
     nsip('address', 'add', '2001:db8:3::2/64', 'dev', 'nic2'); // tentative: nic2 is down
 
@@ -107,7 +107,7 @@ on Linux ${kernel}, ${iproute}, ${new Date().toISOString().slice(0, 10)}.
   \`addrgenmode none\` (no IPv6 link-local addresses).
 - nic0: 198.18.1.2/24, 198.18.1.3/24 (secondary), 2001:db8:1::2/64 nodad,
   2001:db8:1::3/64 nodad preferred_lft 0 (deprecated).
-- nic1: 198.18.2.2/24, 2001:db8:2::2/64 nodad, 10.255.0.1 peer 10.255.0.2/32.
+- nic1: 198.18.2.2/24, 2001:db8:2::2/64 nodad, 198.18.255.1 peer 198.18.255.2/32.
 - nic2 (down): 198.18.3.2/24, 2001:db8:3::2/64 (tentative).
 - table 1002, proto 83: 198.18.1.0/24 dev nic0 scope link src 198.18.1.2;
   default via 198.18.1.1 dev nic0; 2001:db8:1::/64 dev nic0 metric 1024 src 2001:db8:1::2;

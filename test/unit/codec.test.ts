@@ -482,8 +482,8 @@ describe.runIf(littleEndian)('real kernel dumps (test/fixtures, see README.md th
     expect(primary.attributes).toEqual({ address: '198.18.1.2', local: '198.18.1.2', label: 'nic0', flags: 0x80 });
     expect(find('198.18.1.3').attributes.flags! & IFA_F_SECONDARY).toBe(IFA_F_SECONDARY);
 
-    expect(addressFromMessage(find('10.255.0.1'))).toEqual({
-      family: 4, ifindex: 5, address: '10.255.0.1', prefixLength: 32, peer: '10.255.0.2', scope: 0, flags: 0x80,
+    expect(addressFromMessage(find('198.18.255.1'))).toEqual({
+      family: 4, ifindex: 5, address: '198.18.255.1', prefixLength: 32, peer: '198.18.255.2', scope: 0, flags: 0x80,
     });
 
     // IFA_F_PERMANENT | IFA_F_NODAD, and deprecated (preferred_lft 0) for ::3.
@@ -547,7 +547,7 @@ describe.runIf(littleEndian)('real kernel dumps (test/fixtures, see README.md th
     ]);
     // The point-to-point peer's connected route, and the local table with its own types.
     expect(models).toContainEqual({
-      family: 4, table: 254, dst: '10.255.0.2', dstLength: 32, metric: 0, protocol: 2, scope: RT_SCOPE_LINK, type: 1, oif: 5, prefsrc: '10.255.0.1',
+      family: 4, table: 254, dst: '198.18.255.2', dstLength: 32, metric: 0, protocol: 2, scope: RT_SCOPE_LINK, type: 1, oif: 5, prefsrc: '198.18.255.1',
     });
     expect(models.some((r) => r.table === RT_TABLE_LOCAL && r.family === 6)).toBe(true);
     // IPv6 routes carry RTA_PREF.

@@ -97,7 +97,7 @@ describe('defaults', () => {
       'rule:',
       'gateways:',
       '#  eth0:',
-      '#    ipv4: 10.0.0.1',
+      '#    ipv4: 198.51.100.1',
       'log:',
     );
     expect(parseConfig(text, FILE)).toEqual(defaultConfig());
@@ -174,7 +174,7 @@ describe('merging with defaults', () => {
   });
 
   it('keeps an interface named __proto__ an ordinary key', () => {
-    const text = yaml('table: {pinned: {__proto__: 2000}}', 'gateways: {__proto__: {ipv4: 10.0.0.1}}');
+    const text = yaml('table: {pinned: {__proto__: 2000}}', 'gateways: {__proto__: {ipv4: 198.51.100.1}}');
     const config = parseConfig(text, FILE);
     expect(Object.keys(config.table.pinned)).toEqual(['__proto__']);
     expect(Object.getPrototypeOf(config.table.pinned)).toBe(Object.prototype);
@@ -510,11 +510,11 @@ describe('problems', () => {
       expect(problemOf(yaml('gateways:', '  eth0:', '    ipv6: router'))).toBe(
         '3: gateways.eth0.ipv6: expected an IPv6 literal, got "router"',
       );
-      expect(problemOf('gateways: {eth0: {ipv4: 3232235521}}\n')).toBe(
-        '1: gateways.eth0.ipv4: expected an IPv4 literal, got 3232235521',
+      expect(problemOf('gateways: {eth0: {ipv4: 3325256705}}\n')).toBe(
+        '1: gateways.eth0.ipv4: expected an IPv4 literal, got 3325256705',
       );
-      expect(problemOf('gateways: {eth0: {ipv4: 10.0.0.0/8}}\n')).toBe(
-        '1: gateways.eth0.ipv4: expected an IPv4 literal, got "10.0.0.0/8"',
+      expect(problemOf('gateways: {eth0: {ipv4: 198.51.100.0/24}}\n')).toBe(
+        '1: gateways.eth0.ipv4: expected an IPv4 literal, got "198.51.100.0/24"',
       );
       expect(problemOf('gateways: {eth0: {ipv4: }}\n')).toBe(
         '1: gateways.eth0.ipv4: expected an IPv4 literal, got nothing',

@@ -199,7 +199,7 @@ describe('computeChanges', () => {
 
   it('leaves protected tables alone: nothing in them or pointing at them is touched', () => {
     const b = eth0();
-    b.route(route({ dst: '10.0.0.0/8', gateway: '198.18.1.254', oif: 2, table: 1002, protocol: PROTO_STATIC }));
+    b.route(route({ dst: '203.0.113.0/24', gateway: '198.18.1.254', oif: 2, table: 1002, protocol: PROTO_STATIC }));
     b.route(gatewayRoute(1002, '198.18.1.77', 2)); // ours, but the table is no longer ours to change
     b.rule(rule({ from: '198.18.1.2', table: 1002 }));
     b.rule(rule({ from: '198.18.1.99', table: 1002 }));
@@ -232,7 +232,7 @@ describe('computeChanges', () => {
     // eth0 moved from 198.18.9.0/24 (gateway .1) to 198.18.1.0/24 (gateway .1).
     const b = new MirrorBuilder();
     b.route(connectedRoute(1002, '198.18.9.0/24', 2, '198.18.9.2'));
-    b.route(route({ dst: '10.0.0.0/8', gateway: '198.18.9.1', oif: 2, table: 1002, protocol: PROTO }));
+    b.route(route({ dst: '203.0.113.0/24', gateway: '198.18.9.1', oif: 2, table: 1002, protocol: PROTO }));
     b.rule(rule({ from: '198.18.9.2', table: 1002 }));
     const p = planOf({
       routes: [connectedRoute(1002, '198.18.1.0/24', 2, '198.18.1.2'), gatewayRoute(1002, '198.18.1.1', 2)],
@@ -244,7 +244,7 @@ describe('computeChanges', () => {
       ['add route 0.0.0.0/0@1002 via 198.18.1.1'],
       ['add rule 198.18.1.2/32->1002 proto 83'],
       ['delete rule 198.18.9.2/32->1002 proto 83'],
-      ['delete route 10.0.0.0/8@1002 via 198.18.9.1'],
+      ['delete route 203.0.113.0/24@1002 via 198.18.9.1'],
       ['delete route 198.18.9.0/24@1002 via -'],
     ]);
     expect(phases.map((phase) => phaseOf(phase[0]!))).toEqual([0, 1, 2, 3, 4, 5]);

@@ -160,9 +160,9 @@ describe('addresses', () => {
     expect(b.address({ ifindex: 3, cidr: '2001:db8:1::2/64', flags: 0x80 | IFA_F_DEPRECATED })).toBe(true);
     expect(b.address({ ifindex: 3, cidr: '2001:db8:1::2/64', flags: 0x80 | IFA_F_DEPRECATED, scope: RT_SCOPE_LINK })).toBe(true);
     expect(b.mirror.addresses.size).toBe(1);
-    b.address({ ifindex: 5, cidr: '10.255.0.1/32', peer: '10.255.0.2' });
-    expect(b.address({ ifindex: 5, cidr: '10.255.0.1/32', peer: '10.255.0.3' })).toBe(true);
-    expect(b.mirror.addresses.get('4|5|10.255.0.1/32')!.peer).toBe('10.255.0.3');
+    b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.2' });
+    expect(b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.3' })).toBe(true);
+    expect(b.mirror.addresses.get('4|5|198.18.255.1/32')!.peer).toBe('198.18.255.3');
   });
 
   it('uses IFA_FLAGS (32 bits) over the u8 header flags, and IFA_LOCAL over IFA_ADDRESS', () => {
@@ -177,8 +177,8 @@ describe('addresses', () => {
     b.apply(RTM_NEWADDR, 0, noFlagsAttribute);
     expect(b.mirror.addresses.get('4|3|198.18.1.3/24')!.flags).toBe(IFA_F_SECONDARY);
 
-    b.address({ ifindex: 5, cidr: '10.255.0.1/32', peer: '10.255.0.2' });
-    expect(b.mirror.addresses.get('4|5|10.255.0.1/32')).toMatchObject({ address: '10.255.0.1', peer: '10.255.0.2' });
+    b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.2' });
+    expect(b.mirror.addresses.get('4|5|198.18.255.1/32')).toMatchObject({ address: '198.18.255.1', peer: '198.18.255.2' });
   });
 
   it('ignores addresses of other families and without an address', () => {

@@ -190,16 +190,16 @@ describe('connected routes', () => {
   it('point-to-point: the connected route is the peer prefix, with the local address as src', () => {
     const b = new MirrorBuilder();
     b.link(5, 'ppp0');
-    b.address({ ifindex: 5, cidr: '10.255.0.1/32', peer: '10.255.0.2' });
-    b.address({ ifindex: 5, cidr: '10.0.0.1/30', peer: '10.0.0.2' });
+    b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.2' });
+    b.address({ ifindex: 5, cidr: '198.18.254.1/30', peer: '198.18.254.2' });
     b.address({ ifindex: 5, cidr: '2001:db8:ff::1/128', peer: '2001:db8:ff::2' });
     const p = plan(defaultConfig(), b.mirror);
     expect(p.routes).toEqual([
-      connected(1005, '10.0.0.0/30', 5, '10.0.0.1'),
-      connected(1005, '10.255.0.2/32', 5, '10.255.0.1'),
+      connected(1005, '198.18.254.0/30', 5, '198.18.254.1'),
+      connected(1005, '198.18.255.2/32', 5, '198.18.255.1'),
       connected(1005, '2001:db8:ff::2/128', 5, '2001:db8:ff::1'),
     ]);
-    expect(p.rules).toEqual([from('10.0.0.1', 1005), from('10.255.0.1', 1005), from('2001:db8:ff::1', 1005)]);
+    expect(p.rules).toEqual([from('198.18.254.1', 1005), from('198.18.255.1', 1005), from('2001:db8:ff::1', 1005)]);
   });
 });
 
@@ -258,7 +258,7 @@ describe('the gateway', () => {
     b.route(route({ gateway: '198.18.1.1', oif: 2, table: 1002, protocol: PROTO })); // our own table
     b.route(route({ gateway: '198.18.1.2', oif: 2, table: 1099, protocol: PROTO_STATIC })); // another table
     b.route(route({ gateway: '198.18.1.3', oif: 2, protocol: PROTO })); // main table, but ours
-    b.route(route({ dst: '10.0.0.0/8', gateway: '198.18.1.4', oif: 2, protocol: PROTO_STATIC })); // not a default
+    b.route(route({ dst: '203.0.113.0/24', gateway: '198.18.1.4', oif: 2, protocol: PROTO_STATIC })); // not a default
     b.route(route({ gateway: '198.18.1.5', oif: 2, type: RTN_BLACKHOLE, protocol: PROTO_STATIC })); // not unicast
     b.route(route({ family: 4, oif: 2, metric: 5, scope: RT_SCOPE_LINK, protocol: PROTO_STATIC })); // dev only
     const p = plan(defaultConfig(), b.mirror);
@@ -313,10 +313,10 @@ describe('rule.match: prefix', () => {
   it('a point-to-point address is matched by a rule that covers the local address', () => {
     const b = new MirrorBuilder();
     b.link(5, 'ppp0');
-    b.address({ ifindex: 5, cidr: '10.255.0.1/32', peer: '10.255.0.2' });
+    b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.2' });
     const p = plan(prefixMode, b.mirror);
-    // Replies leave from 10.255.0.1: "from 10.255.0.2/32" would never match them.
-    expect(p.rules.filter((r) => covers(r, '10.255.0.1'))).toHaveLength(1);
+    // Replies leave from 198.18.255.1: "from 198.18.255.2/32" would never match them.
+    expect(p.rules.filter((r) => covers(r, '198.18.255.1'))).toHaveLength(1);
   });
 
   it('no address is matched by a prefix rule of another interface (overlapping prefixes)', () => {
@@ -336,12 +336,12 @@ describe('usable addresses', () => {
     const b = new MirrorBuilder();
     b.link(2, 'eth0');
     b.address({ ifindex: 2, cidr: '198.18.1.2/24' });
-    b.address({ ifindex: 2, cidr: '10.9.9.9/8', scope: RT_SCOPE_SITE });
+    b.address({ ifindex: 2, cidr: '198.18.0.9/24', scope: RT_SCOPE_SITE });
     b.address({ ifindex: 2, cidr: '127.0.0.2/8', scope: RT_SCOPE_HOST });
-    b.address({ ifindex: 2, cidr: '169.254.3.3/16', scope: RT_SCOPE_LINK });
+    b.address({ ifindex: 2, cidr: '203.0.113.3/24', scope: RT_SCOPE_LINK });
     const p = plan(defaultConfig(), b.mirror);
-    expect(p.rules.map((r) => r.src)).toEqual(['10.9.9.9', '198.18.1.2']);
-    expect(p.routes.map((r) => r.dst)).toEqual(['10.0.0.0', '198.18.1.0']);
+    expect(p.rules.map((r) => r.src)).toEqual(['198.18.0.9', '198.18.1.2']);
+    expect(p.routes.map((r) => r.dst)).toEqual(['198.18.0.0', '198.18.1.0']);
   });
 
   it('IPv6: not link-local, tentative, DAD-failed or deprecated, and universe scope only', () => {
@@ -355,7 +355,7 @@ describe('usable addresses', () => {
     b.address({ ifindex: 2, cidr: '2001:db8:1::6/64', flags: 0x01 }); // temporary (privacy) address
     b.address({ ifindex: 2, cidr: 'fe80::1/64', scope: RT_SCOPE_LINK });
     b.address({ ifindex: 2, cidr: 'fe80::2/64', scope: RT_SCOPE_UNIVERSE }); // link-local whatever the scope says
-    b.address({ ifindex: 2, cidr: 'fec0::1/64', scope: RT_SCOPE_SITE });
+    b.address({ ifindex: 2, cidr: '2001:db8:fec0::1/64', scope: RT_SCOPE_SITE });
     b.address({ ifindex: 2, cidr: '::1/128', scope: RT_SCOPE_HOST });
     const p = plan(defaultConfig(), b.mirror);
     expect(p.rules.map((r) => r.src)).toEqual(['2001:db8:1::1', '2001:db8:1::5', '2001:db8:1::6']);
@@ -379,8 +379,8 @@ describe('which interfaces are managed', () => {
       .nic(2, 'eth0', '198.18.1.2/24')
       .nic(3, 'eth1', '198.18.2.2/24')
       .nic(4, 'wlan0', '198.18.3.2/24')
-      .nic(5, 'docker0', '172.17.0.1/16')
-      .nic(6, 'veth1234', '172.18.0.1/16');
+      .nic(5, 'docker0', '198.19.17.1/24')
+      .nic(6, 'veth1234', '198.19.18.1/24');
     b.link(7, 'eth2', { up: false });
     b.address({ ifindex: 7, cidr: '198.18.7.2/24' });
     b.link(1, 'lo', { loopback: true });
@@ -418,11 +418,11 @@ describe('collisions with routes symroute does not own', () => {
     const b = new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24', '2001:db8:1::2/64').nic(3, 'eth1', '198.18.2.2/24');
     b.route(route({ gateway: '198.18.1.1', oif: 2, metric: 100, protocol: PROTO_DHCP }));
     b.route(route({ gateway: '198.18.2.1', oif: 3, metric: 100, protocol: PROTO_DHCP }));
-    b.route(route({ dst: '10.0.0.0/8', gateway: '198.18.1.254', oif: 2, table: 1002, protocol: PROTO_STATIC }));
+    b.route(route({ dst: '203.0.113.0/24', gateway: '198.18.1.254', oif: 2, table: 1002, protocol: PROTO_STATIC }));
     const p = plan(defaultConfig(), b.mirror);
     expect(p.problems).toHaveLength(1);
     expect(p.problems[0]).toBe(
-      'eth0: table 1002 holds a route symroute does not own (10.0.0.0/8 via 198.18.1.254 dev eth0 table 1002 proto 4); ' +
+      'eth0: table 1002 holds a route symroute does not own (203.0.113.0/24 via 198.18.1.254 dev eth0 table 1002 proto 4); ' +
         'leaving that table alone (pin another with table.pinned.eth0)',
     );
     expect([...p.protectedTables]).toEqual([1002]);
@@ -445,7 +445,7 @@ describe('collisions with routes symroute does not own', () => {
   it('routes with symroute\'s own protocol are no collision', () => {
     const b = new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24');
     b.route(route({ gateway: '198.18.1.77', oif: 2, table: 1002, protocol: PROTO }));
-    b.route(route({ dst: '10.0.0.0/8', gateway: '198.18.1.254', oif: 2, table: 1002, protocol: PROTO }));
+    b.route(route({ dst: '203.0.113.0/24', gateway: '198.18.1.254', oif: 2, table: 1002, protocol: PROTO }));
     const p = plan(defaultConfig(), b.mirror);
     expect(p.problems).toEqual([]);
     expect(p.protectedTables.size).toBe(0);
