@@ -41,6 +41,8 @@ export class Daemon {
   /** Rule and route keys of the last plan the kernel fully matched: losing one is drift. */
   private convergedKeys = new Set<string>();
   private lastPlan: Plan | null = null;
+  /** Which interface each table was last planned for, so log lines can name it after it left. */
+  private readonly tableInterfaces = new Map<number, string>();
   private lastProblems = new Set<string>();
   private started = false;
   private stopping = false;
@@ -194,6 +196,7 @@ export class Daemon {
     const mirror = this.watcher.mirror;
     const desired = plan(this.config, mirror);
     this.lastPlan = desired;
+    for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
     this.reportProblems(desired.problems);
     const phases = computeChanges(desired, mirror, this.config.protocol);
     const changes = phases.flat();
@@ -294,7 +297,7 @@ export class Daemon {
   /** The interface a change is for: a route's device, or the owner of a rule's table. */
   private changeInterface(change: Change): string | undefined {
     if (change.kind === 'route') return change.route.oif !== undefined ? this.linkName(change.route.oif) : undefined;
-    return this.lastPlan?.interfaces.find((i) => i.table === change.rule.table)?.link.name;
+    return this.tableInterfaces.get(change.rule.table);
   }
 
   private readonly linkName = (ifindex: number): string => this.watcher.mirror.links.get(ifindex)?.name ?? `if${ifindex}`;

@@ -163,10 +163,17 @@ export class Lab {
     return path;
   }
 
-  /** Starts `symroute <args>` inside `ns` and returns its handle. */
-  startDaemon(ns: string, args: string[] = []): DaemonProcess {
+  /**
+   * Starts `symroute <args>` inside `ns` and returns its handle. `env` adds variables to the
+   * daemon's environment (NOTIFY_SOCKET, WATCHDOG_USEC, ...) on top of the inherited one;
+   * a variable given as undefined is removed from it.
+   */
+  startDaemon(ns: string, args: string[] = [], env: Record<string, string | undefined> = {}): DaemonProcess {
+    // `ip netns exec` execs the command with the environment it was given, so the daemon
+    // keeps the child's pid (what systemd's NotifyAccess=main checks).
     const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, 'run', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     });
     const daemon = new DaemonProcess(child);
     this.daemons.push(daemon);
