@@ -113,6 +113,13 @@ export function describeRoute(route: Route, linkName: (ifindex: number) => strin
   return parts.join(' ');
 }
 
+// The kernel's own tables, named as ip(8) names them.
+const TABLE_NAMES = new Map([
+  [253, 'default'],
+  [254, 'main'],
+  [255, 'local'],
+]);
+
 /** `from 198.18.193.10 lookup 1002 pref 30000` */
 export function describeRule(rule: Rule): string {
   const parts = [`from ${rule.srcLength ? prefixText(rule.src, rule.srcLength, rule.family) : 'all'}`];
@@ -120,6 +127,6 @@ export function describeRule(rule: Rule): string {
   if (rule.iifname) parts.push(`iif ${rule.iifname}`);
   if (rule.oifname) parts.push(`oif ${rule.oifname}`);
   if (rule.fwmark !== undefined) parts.push(`fwmark ${rule.fwmark}`);
-  parts.push(`lookup ${rule.table}`, `pref ${rule.priority}`);
+  parts.push(`lookup ${TABLE_NAMES.get(rule.table) ?? rule.table}`, `pref ${rule.priority}`);
   return parts.join(' ');
 }
