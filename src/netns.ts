@@ -5,7 +5,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const PROBE = new URL('./probe.js', import.meta.url).pathname;
+// Compiled, so that tests running this file from src/ find it too (src/ and dist/ are siblings).
+const PROBE = new URL('../dist/probe.js', import.meta.url).pathname;
 let labCounter = 0;
 
 export class NetnsLab {

@@ -29,7 +29,7 @@ export interface ClientObserver {
 type Pending =
   | { readonly kind: 'request'; readonly action: string; readonly settle: (result: RequestResult) => void }
   | {
-      readonly kind: 'dump';
+      readonly kind: 'dump'; // a dump, or a GET answered with an object
       readonly action: string;
       readonly parts: RtnlBody[];
       interrupted: boolean;
@@ -108,33 +108,9 @@ export class RtnlClient {
     return result;
   }
 
-  /** A single GET (not a dump) answered by one object, e.g. RTM_GETROUTE for `ip route get`. */
-  get(type: number, body: RtnlBody, action: string): Promise<RtnlBody> {
-    return new Promise((resolve, reject) => {
-      const seq = this.allocateSeq();
-      this.pending.set(seq, {
-        kind: 'dump',
-        action,
-        parts: [],
-        interrupted: false,
-        settle: (outcome) => {
-          if (outcome instanceof Error) reject(outcome);
-          else if (outcome.parts[0]) resolve(outcome.parts[0]);
-          else reject(new NetlinkError(action, EIO, 'the kernel answered with nothing'));
-        },
-      });
-      try {
-        this.socket.send([encodeRequest({ type, flags: NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, body)]);
-      } catch (error) {
-        this.pending.delete(seq);
-        reject(error);
-      }
-    });
-  }
-
   private async dumpWithRetry(type: number, body: RtnlBody, action: string): Promise<RtnlBody[]> {
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.dumpOnce(type, body, action);
+      const outcome = await this.collect(type, NLM_F_REQUEST | NLM_F_DUMP, body, action);
       if (!outcome.interrupted) return outcome.parts;
       this.observer.dumpInterrupted?.(action);
       if (attempt === DUMP_ATTEMPTS) {
@@ -143,7 +119,20 @@ export class RtnlClient {
     }
   }
 
-  private dumpOnce(type: number, body: RtnlBody, action: string): Promise<{ parts: RtnlBody[]; interrupted: boolean }> {
+  /** A single GET (not a dump) answered by one object, e.g. RTM_GETROUTE for `ip route get`. */
+  async get(type: number, body: RtnlBody, action: string): Promise<RtnlBody> {
+    const { parts } = await this.collect(type, NLM_F_REQUEST | NLM_F_ACK, body, action);
+    if (!parts[0]) throw new NetlinkError(action, EIO, 'the kernel answered with nothing');
+    return parts[0];
+  }
+
+  /** Sends one request and gathers the objects it is answered with, until DONE or an ACK. */
+  private collect(
+    type: number,
+    flags: number,
+    body: RtnlBody,
+    action: string,
+  ): Promise<{ parts: RtnlBody[]; interrupted: boolean }> {
     return new Promise((resolve, reject) => {
       const seq = this.allocateSeq();
       this.pending.set(seq, {
@@ -154,9 +143,7 @@ export class RtnlClient {
         settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)),
       });
       try {
-        this.socket.send([
-          encodeRequest({ type, flags: NLM_F_REQUEST | NLM_F_DUMP, seq, portId: this.socket.portId }, body),
-        ]);
+        this.socket.send([encodeRequest({ type, flags, seq, portId: this.socket.portId }, body)]);
       } catch (error) {
         this.pending.delete(seq);
         reject(error);

@@ -37,23 +37,14 @@ async function hostWithNic(lab: Lab): Promise<string> {
   return ns;
 }
 
-/** All rules and IPv4 routes, as text; IPv6 link-local routes move with DAD on their own. */
-async function kernelState(lab: Lab, ns: string): Promise<string> {
-  const parts = await Promise.all([
-    lab.ip(ns, '-json', '-4', 'rule', 'show'),
-    lab.ip(ns, '-json', '-6', 'rule', 'show'),
-    lab.ip(ns, '-json', '-4', 'route', 'show', 'table', 'all'),
-  ]);
-  return parts.join('\n');
-}
 
 /** Runs symroute with `args` and checks it refused with exit 2 and left the kernel alone. */
 async function expectRefused(lab: Lab, ns: string, args: string[]): Promise<string> {
-  const before = await kernelState(lab, ns);
+  const before = await lab.kernelState(ns);
   const result = await symroute(ns, args);
   expect(result.code, result.stderr).toBe(EXIT_USAGE);
   expect(result.stdout).toBe(''); // not even a log line: the daemon never started
-  const after = await kernelState(lab, ns);
+  const after = await lab.kernelState(ns);
   expect(after).toEqual(before);
   expect(after).not.toContain('"protocol":"83"');
   return result.stderr;

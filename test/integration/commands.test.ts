@@ -31,15 +31,6 @@ function tablesOf(lab: Lab, ns: string, nics: readonly string[]): Promise<number
   return Promise.all(nics.map(async (nic) => TABLE_BASE + (await ifindex(lab, ns, nic))));
 }
 
-/** All rules and IPv4 routes as `ip -json` text; IPv6 link-local routes move with DAD on their own. */
-async function kernelState(lab: Lab, ns: string): Promise<string> {
-  const parts = await Promise.all([
-    lab.ip(ns, '-json', '-4', 'rule', 'show'),
-    lab.ip(ns, '-json', '-6', 'rule', 'show'),
-    lab.ip(ns, '-json', '-4', 'route', 'show', 'table', 'all'),
-  ]);
-  return parts.join('\n');
-}
 
 const linesOf = (text: string): string[] => text.split('\n').filter((line) => line.length > 0);
 
@@ -146,7 +137,7 @@ describe('symroute commands', () => {
       const t = await buildSharedSubnet(lab, 3);
       const config = lab.writeConfig('');
       const tables = await tablesOf(lab, t.serverNs, t.nics);
-      const before = await kernelState(lab, t.serverNs);
+      const before = await lab.kernelState(t.serverNs);
 
       const result = await lab.runCli(t.serverNs, ['plan', '--config', config]);
 
@@ -159,7 +150,7 @@ describe('symroute commands', () => {
           ),
         ].sort(),
       );
-      expect(await kernelState(lab, t.serverNs)).toEqual(before);
+      expect(await lab.kernelState(t.serverNs)).toEqual(before);
       expect(await lab.ownedRules(t.serverNs)).toEqual([]);
     });
 
@@ -176,11 +167,11 @@ describe('symroute commands', () => {
 
       // A rule carrying symroute's protocol that no plan wants: run would delete it.
       await lab.ip(t.serverNs, 'rule', 'add', 'from', '198.18.9.9', 'lookup', '1999', 'pref', String(PRIORITY), 'proto', '83');
-      const before = await kernelState(lab, t.serverNs);
+      const before = await lab.kernelState(t.serverNs);
       const leftover = await lab.runCli(t.serverNs, ['plan', '--config', config]);
       expect(leftover.code, leftover.stderr).toBe(1);
       expect(linesOf(leftover.stdout)).toEqual([`- rule from 198.18.9.9 lookup 1999 pref ${PRIORITY}`]);
-      expect(await kernelState(lab, t.serverNs)).toEqual(before);
+      expect(await lab.kernelState(t.serverNs)).toEqual(before);
 
       // And run does exactly what plan said.
       expect((await lab.runCli(t.serverNs, ['run', '--once', '--config', config])).code).toBe(0);
@@ -196,7 +187,7 @@ describe('symroute commands', () => {
       expect(once.code, once.stderr).toBe(0);
 
       const changed = lab.writeConfig(gatewaysConfig(t, { s3: '198.18.3.2' }), 'changed.yaml');
-      const before = await kernelState(lab, t.serverNs);
+      const before = await lab.kernelState(t.serverNs);
       const result = await lab.runCli(t.serverNs, ['plan', '--config', changed]);
 
       expect(result.code, result.stderr).toBe(1);
@@ -204,21 +195,21 @@ describe('symroute commands', () => {
         `- route default via 198.18.3.1 dev s3 table ${s3Table}`,
         `+ route default via 198.18.3.2 dev s3 table ${s3Table}`,
       ]);
-      expect(await kernelState(lab, t.serverNs)).toEqual(before);
+      expect(await lab.kernelState(t.serverNs)).toEqual(before);
     });
 
     it('refuses a bad config with exit 2 and file:line on stderr', async () => {
       lab = new Lab();
       const ns = await hostWithNic(lab);
       const bad = lab.writeConfig('# symroute\nrule:\n  priority: 0\n', 'bad.yaml');
-      const before = await kernelState(lab, ns);
+      const before = await lab.kernelState(ns);
 
       const result = await lab.runCli(ns, ['plan', '--config', bad]);
 
       expect(result.code).toBe(EXIT_USAGE);
       expect(result.stdout).toBe('');
       expect(result.stderr).toContain(`${bad}:3: rule.priority: expected an integer 1..32765, got 0`);
-      expect(await kernelState(lab, ns)).toEqual(before);
+      expect(await lab.kernelState(ns)).toEqual(before);
     });
   });
 
@@ -233,7 +224,7 @@ describe('symroute commands', () => {
       const source = (k: number) => (t.nics[k] === 's3' ? 'config' : 'main table');
 
       // Before any run: everything pending.
-      const before = await kernelState(lab, t.serverNs);
+      const before = await lab.kernelState(t.serverNs);
       const pending = await lab.runCli(t.serverNs, ['status', '--config', config]);
       expect(pending.code, pending.stderr).toBe(1);
       for (const [k, nic] of t.nics.entries()) {
@@ -247,7 +238,7 @@ describe('symroute commands', () => {
         expect(i.inSync).toBe(false);
         expect(i.pending).toHaveLength(3);
       }
-      expect(await kernelState(lab, t.serverNs)).toEqual(before);
+      expect(await lab.kernelState(t.serverNs)).toEqual(before);
 
       expect((await lab.runCli(t.serverNs, ['run', '--once', '--config', config])).code).toBe(0);
 
@@ -419,7 +410,7 @@ describe('symroute commands', () => {
       lab = new Lab();
       const t = await buildRoutedSubnets(lab);
       const config = lab.writeConfig(gatewaysConfig(t));
-      const before = await kernelState(lab, t.serverNs);
+      const before = await lab.kernelState(t.serverNs);
 
       const result = await lab.runCli(t.serverNs, ['explain', t.clientAddress, '--from', '198.18.3.10', '--config', config]);
 
@@ -429,7 +420,7 @@ describe('symroute commands', () => {
       expect(result.stdout).toContain('  table  254\n');
       expect(result.stdout).not.toContain('(symroute)');
       expect(result.stdout).toContain('198.18.3.10 belongs to s3, but the reply leaves through s1');
-      expect(await kernelState(lab, t.serverNs)).toEqual(before);
+      expect(await lab.kernelState(t.serverNs)).toEqual(before);
     });
 
     it('exits 1 with a clear message for a source that is not an address of this host', async () => {
@@ -562,13 +553,13 @@ describe('symroute commands', () => {
     ])('an unknown option (%s %s) exits 2 with the usage', async (command, option) => {
       lab = new Lab();
       const ns = await hostWithNic(lab);
-      const before = await kernelState(lab, ns);
+      const before = await lab.kernelState(ns);
       const result = await lab.runCli(ns, [command, option]);
       expect(result.code).toBe(EXIT_USAGE);
       expect(result.stdout).toBe('');
       expect(result.stderr).toContain(option);
       expect(result.stderr).toContain(`Usage: symroute ${command}`);
-      expect(await kernelState(lab, ns)).toEqual(before);
+      expect(await lab.kernelState(ns)).toEqual(before);
     });
 
     it.each([
@@ -582,13 +573,13 @@ describe('symroute commands', () => {
     ])('a wrong number of arguments (%s %s) exits 2 with the usage', async (command, ...args) => {
       lab = new Lab();
       const ns = await hostWithNic(lab);
-      const before = await kernelState(lab, ns);
+      const before = await lab.kernelState(ns);
       const result = await lab.runCli(ns, [command, ...args]);
       expect(result.code).toBe(EXIT_USAGE);
       expect(result.stdout).toBe('');
       expect(result.stderr).toMatch(/expected \d+( to \d+)? arguments, got \d+/);
       expect(result.stderr).toContain(`Usage: symroute ${command}`);
-      expect(await kernelState(lab, ns)).toEqual(before);
+      expect(await lab.kernelState(ns)).toEqual(before);
     });
   });
 });

@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, Lab, type DaemonProcess, type IpRoute, type IpRule } from '../support/lab.js';
+import { eventually, Lab, type DaemonProcess, type IpRule, routeLine } from '../support/lab.js';
 import { addSharedSubnetNic, buildRoutedSubnets, buildSharedSubnet } from '../support/topologies.js';
 
 // ---------------------------------------------------------------------------------------
@@ -23,19 +23,6 @@ async function ownedRuleLines(lab: Lab, ns: string): Promise<string[]> {
   return (await lab.ownedRules(ns)).map(ruleLine).sort();
 }
 
-/** One route as a short `ip route`-like line. */
-function routeLine(r: IpRoute): string {
-  return [
-    r.dst,
-    r.gateway && `via ${r.gateway}`,
-    r.dev && `dev ${r.dev}`,
-    r.scope && r.scope !== 'global' && `scope ${r.scope}`,
-    r.prefsrc && `src ${r.prefsrc}`,
-    r.protocol && `proto ${r.protocol}`,
-  ]
-    .filter(Boolean)
-    .join(' ');
-}
 
 async function tableLines(lab: Lab, ns: string, table: number): Promise<string[]> {
   return (await lab.routes(ns, table)).map(routeLine).sort();

@@ -1,18 +1,17 @@
-// A throwaway network lab for integration tests: network namespaces, veth pairs and bridges
-// made with iproute2, the real daemon running inside them, and `ip -json` plus real traffic
-// as the independent judge of what the kernel holds. Everything a Lab creates is removed by
-// cleanup(), which tests call from afterEach so it also runs when a test fails.
+// The integration tests' lab: src/netns.ts's namespaces, veth pairs, bridges and probe, plus
+// the real daemon running inside them and `ip -json` as the independent judge of what the
+// kernel holds. Everything a Lab creates is removed by cleanup(), which tests call from
+// afterEach so it also runs when a test fails.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { NetnsLab } from '../../src/netns.js';
 
 const run = promisify(execFile);
 export const REPO = resolve(import.meta.dirname, '../..');
 const CLI = join(REPO, 'dist/cli.js');
-const PROBE = join(REPO, 'dist/probe.js');
-let labCounter = 0;
 
 export interface IpRule {
   priority: number;
@@ -70,56 +69,17 @@ export class DaemonProcess {
   }
 }
 
-export class Lab {
-  private readonly id = `srt${process.pid % 100000}x${++labCounter}`;
-  private readonly namespaces: string[] = [];
+export class Lab extends NetnsLab {
   private readonly daemons: DaemonProcess[] = [];
   readonly dir = mkdtempSync(join(tmpdir(), 'symroute-lab-'));
 
-  /** Creates a namespace; the returned name is unique to this lab. */
-  async namespace(shortName: string): Promise<string> {
-    const name = `${this.id}${shortName}`;
-    await run('ip', ['netns', 'add', name]);
-    this.namespaces.push(name);
-    await this.ip(name, 'link', 'set', 'lo', 'up');
-    return name;
-  }
-
-  async ip(ns: string, ...args: string[]): Promise<string> {
-    const { stdout } = await run('ip', ['-n', ns, ...args]);
-    return stdout;
+  constructor() {
+    super('srt');
   }
 
   async ipJson<T>(ns: string, ...args: string[]): Promise<T> {
     const text = await this.ip(ns, '-json', ...args);
     return (text.trim() ? JSON.parse(text) : []) as T;
-  }
-
-  async exec(ns: string, ...command: string[]): Promise<string> {
-    const { stdout } = await run('ip', ['netns', 'exec', ns, ...command]);
-    return stdout;
-  }
-
-  async sysctl(ns: string, ...settings: string[]): Promise<void> {
-    await this.exec(ns, 'sysctl', '-qw', ...settings);
-  }
-
-  /** A veth pair with one end in each namespace, both ends up. */
-  async veth(nsA: string, nameA: string, nsB: string, nameB: string): Promise<void> {
-    await this.ip(nsA, 'link', 'add', nameA, 'type', 'veth', 'peer', 'name', nameB, 'netns', nsB);
-    await this.ip(nsA, 'link', 'set', nameA, 'up');
-    await this.ip(nsB, 'link', 'set', nameB, 'up');
-  }
-
-  async bridge(ns: string, name: string): Promise<void> {
-    await this.ip(ns, 'link', 'add', name, 'type', 'bridge');
-    await this.ip(ns, 'link', 'set', name, 'up');
-  }
-
-  /** A veth from `hostNs` into bridge `bridgeName` in `switchNs`. */
-  async plugIntoBridge(switchNs: string, bridgeName: string, port: string, hostNs: string, nic: string): Promise<void> {
-    await this.veth(switchNs, port, hostNs, nic);
-    await this.ip(switchNs, 'link', 'set', port, 'master', bridgeName);
   }
 
   rules(ns: string, family: 4 | 6 = 4): Promise<IpRule[]> {
@@ -144,17 +104,14 @@ export class Lab {
     return route!;
   }
 
-  /** Which of `addresses` answer from `ns` (TCP: connected or refused). */
-  async probe(ns: string, addresses: string[], timeoutMs = 3000): Promise<Record<string, boolean>> {
-    // Forget failed neighbour entries so an earlier probe cannot taint this one.
-    await this.ip(ns, 'neigh', 'flush', 'all').catch(() => undefined);
-    const out = await this.exec(ns, process.execPath, PROBE, String(timeoutMs), ...addresses);
-    return JSON.parse(out) as Record<string, boolean>;
-  }
-
-  async reachable(ns: string, addresses: string[], timeoutMs?: number): Promise<string[]> {
-    const results = await this.probe(ns, addresses, timeoutMs);
-    return addresses.filter((a) => results[a]);
+  /** All rules and IPv4 routes as `ip -json` text; IPv6 link-local routes move with DAD on their own. */
+  async kernelState(ns: string): Promise<string> {
+    const parts = await Promise.all([
+      this.ip(ns, '-json', '-4', 'rule', 'show'),
+      this.ip(ns, '-json', '-6', 'rule', 'show'),
+      this.ip(ns, '-json', '-4', 'route', 'show', 'table', 'all'),
+    ]);
+    return parts.join('\n');
   }
 
   writeConfig(yaml: string, name = 'symroute.yaml'): string {
@@ -193,9 +150,23 @@ export class Lab {
 
   async cleanup(): Promise<void> {
     await Promise.all(this.daemons.map((d) => d.stop('SIGKILL')));
-    for (const ns of this.namespaces.reverse()) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    await this.removeNamespaces();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** One route as a short `ip route`-like line (the fields symroute sets). */
+export function routeLine(r: IpRoute): string {
+  return [
+    r.dst,
+    r.gateway && `via ${r.gateway}`,
+    r.dev && `dev ${r.dev}`,
+    r.scope && r.scope !== 'global' && `scope ${r.scope}`,
+    r.prefsrc && `src ${r.prefsrc}`,
+    r.protocol && `proto ${r.protocol}`,
+  ]
+    .filter(Boolean)
+    .join(' ');
 }
 
 /** Retries `check` until it stops throwing; rethrows its last error after `timeoutMs`. */

@@ -1,57 +1,9 @@
 // The two failures from PROBLEM.md, rebuilt in namespaces. Addresses come from the
 // benchmark range 198.18.0.0/15 and the documentation range 198.51.100.0/24 only.
+// Case 2 is shared with `symroute demo`, so it lives in src/netns.ts.
 import type { Lab } from './lab.js';
 
-export interface SharedSubnet {
-  switchNs: string;
-  clientNs: string; // host A
-  serverNs: string; // host B, the multi-NIC server
-  clientAddress: string;
-  nics: string[]; // b0..b{n-1}
-  serverAddresses: string[]; // serverAddresses[k] lives on nics[k]
-}
-
-/**
- * Case 2: host B has `count` NICs in one /20 behind a bridge, with strict rp_filter and
- * arp_ignore=1, so without symroute host A reaches only one of B's addresses.
- */
-export async function buildSharedSubnet(lab: Lab, count = 8): Promise<SharedSubnet> {
-  const switchNs = await lab.namespace('sw');
-  const clientNs = await lab.namespace('a');
-  const serverNs = await lab.namespace('b');
-  await lab.bridge(switchNs, 'br0');
-  await lab.sysctl(
-    serverNs,
-    'net.ipv4.conf.all.rp_filter=1',
-    'net.ipv4.conf.default.rp_filter=1',
-    'net.ipv4.conf.all.arp_ignore=1',
-    'net.ipv4.conf.all.arp_announce=2',
-  );
-  await lab.plugIntoBridge(switchNs, 'br0', 'pa', clientNs, 'a0');
-  const clientAddress = '198.18.0.100';
-  await lab.ip(clientNs, 'addr', 'add', `${clientAddress}/20`, 'dev', 'a0');
-  const nics: string[] = [];
-  const serverAddresses: string[] = [];
-  for (let k = 0; k < count; k++) {
-    const nic = `b${k}`;
-    await addSharedSubnetNic(lab, { switchNs, serverNs }, nic, `198.18.1.${k + 1}`);
-    nics.push(nic);
-    serverAddresses.push(`198.18.1.${k + 1}`);
-  }
-  return { switchNs, clientNs, serverNs, clientAddress, nics, serverAddresses };
-}
-
-/** One more NIC for host B on the shared /20 (strict rp_filter on it, like the others). */
-export async function addSharedSubnetNic(
-  lab: Lab,
-  topology: { switchNs: string; serverNs: string },
-  nic: string,
-  address: string,
-): Promise<void> {
-  await lab.plugIntoBridge(topology.switchNs, 'br0', `p${nic}`, topology.serverNs, nic);
-  await lab.sysctl(topology.serverNs, `net.ipv4.conf.${nic}.rp_filter=1`);
-  await lab.ip(topology.serverNs, 'addr', 'add', `${address}/20`, 'dev', nic);
-}
+export { addSharedSubnetNic, buildSharedSubnet, type SharedSubnet } from '../../src/netns.js';
 
 export interface RoutedSubnets {
   routerNs: string;
