@@ -67,7 +67,7 @@ import {
   ruleFromMessage,
   ruleToMessage,
 } from '../../src/netlink/objects.js';
-import { FIXTURES, fixture } from '../fixtures/builders.js';
+import { FIXTURES, fixture } from '../support/builders.js';
 
 const ENOENT = 2;
 const EINVAL = 22;

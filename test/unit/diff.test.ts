@@ -12,7 +12,7 @@ import {
   RTN_UNICAST,
 } from '../../src/netlink/constants.js';
 import { plan, type Plan } from '../../src/planner.js';
-import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route, rule } from '../fixtures/builders.js';
+import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route, rule } from '../support/builders.js';
 
 const planOf = (parts: Partial<Plan>): Plan => ({
   routes: [],

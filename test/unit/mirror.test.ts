@@ -31,7 +31,7 @@ import {
   PROTO_STATIC,
   route,
   rule,
-} from '../fixtures/builders.js';
+} from '../support/builders.js';
 
 const routes = (m: Mirror) => [...m.routes.values()];
 const has = (m: Mirror, r: Route) => m.routes.has(routeKey(r));

@@ -16,7 +16,7 @@ import {
   RTN_UNICAST,
 } from '../../src/netlink/constants.js';
 import { plan, type Plan } from '../../src/planner.js';
-import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route } from '../fixtures/builders.js';
+import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route } from '../support/builders.js';
 
 const PROTO_RA = 9;
 const IFA_F_PERMANENT = 0x80;
