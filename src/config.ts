@@ -365,8 +365,21 @@ class Walker {
   }
 }
 
-/** Translates a shell glob into an anchored RegExp, or says why it cannot. */
+// Globs come from the config, so there are few; isManagedName runs for every link on every
+// reconcile pass, so each is compiled once.
+const compiledGlobs = new Map<string, RegExp | string>();
+
 function compileGlob(pattern: string): RegExp | string {
+  let compiled = compiledGlobs.get(pattern);
+  if (compiled === undefined) {
+    compiled = translateGlob(pattern);
+    compiledGlobs.set(pattern, compiled);
+  }
+  return compiled;
+}
+
+/** Translates a shell glob into an anchored RegExp, or says why it cannot. */
+function translateGlob(pattern: string): RegExp | string {
   const chars = [...pattern];
   let source = '';
   for (let i = 0; i < chars.length; i++) {

@@ -23,6 +23,7 @@ export type GatewaySource = 'config' | 'main table';
 export interface FamilyPlan {
   readonly family: Family;
   readonly addresses: readonly Address[];
+  readonly prefixes: readonly ConnectedPrefix[];
   readonly gateway?: { readonly address: string; readonly source: GatewaySource };
 }
 
@@ -50,7 +51,31 @@ const unspecified = (family: Family): string => (family === 4 ? '0.0.0.0' : '::'
 // what we want and what the kernel reports identical.
 const routeMetric = (family: Family): number => (family === 4 ? 0 : 1024);
 
+/** The mirror indexed the ways planning looks at it, built once per plan. */
+interface Indexed {
+  readonly mirror: MirrorView;
+  readonly addressesByLink: ReadonlyMap<number, readonly Address[]>;
+  readonly mainDefaultRoutes: readonly Route[];
+  readonly foreignRoutesByTable: ReadonlyMap<number, readonly Route[]>;
+}
+
+function index(config: Config, mirror: MirrorView): Indexed {
+  const addressesByLink = new Map<number, Address[]>();
+  for (const address of mirror.addresses.values()) {
+    addressesByLink.set(address.ifindex, [...(addressesByLink.get(address.ifindex) ?? []), address]);
+  }
+  const mainDefaultRoutes: Route[] = [];
+  const foreignRoutesByTable = new Map<number, Route[]>();
+  for (const route of mirror.routes.values()) {
+    if (route.protocol === config.protocol) continue;
+    if (route.table === RT_TABLE_MAIN && route.dstLength === 0 && route.type === RTN_UNICAST) mainDefaultRoutes.push(route);
+    foreignRoutesByTable.set(route.table, [...(foreignRoutesByTable.get(route.table) ?? []), route]);
+  }
+  return { mirror, addressesByLink, mainDefaultRoutes, foreignRoutesByTable };
+}
+
 export function plan(config: Config, mirror: MirrorView): Plan {
+  const indexed = index(config, mirror);
   const problems: string[] = [];
   const protectedTables = new Set<number>();
   const managed = [...mirror.links.values()]
@@ -68,10 +93,10 @@ export function plan(config: Config, mirror: MirrorView): Plan {
       continue;
     }
     tableOwners.set(table, link);
-    const families = FAMILIES.map((family) => planFamily(config, mirror, link, family)).filter(
+    const families = FAMILIES.map((family) => planFamily(config, indexed, link, family)).filter(
       (f) => f.addresses.length > 0,
     );
-    const collision = findCollision(config, mirror, table, link);
+    const collision = findCollision(indexed, table, link);
     if (collision) {
       problems.push(collision);
       protectedTables.add(table);
@@ -102,35 +127,37 @@ function usable(address: Address): boolean {
   );
 }
 
+const addressOrder = new Intl.Collator('en', { numeric: true });
+
 /** Addresses in a stable order: primaries before secondaries, then by address text. */
 function byPreference(a: Address, b: Address): number {
   const secondary = (a.flags & IFA_F_SECONDARY) - (b.flags & IFA_F_SECONDARY);
-  return secondary || a.address.localeCompare(b.address, 'en', { numeric: true });
+  return secondary || addressOrder.compare(a.address, b.address);
 }
 
-function planFamily(config: Config, mirror: MirrorView, link: Link, family: Family): FamilyPlan {
-  const addresses = [...mirror.addresses.values()]
-    .filter((a) => a.ifindex === link.index && a.family === family && usable(a))
+function planFamily(config: Config, indexed: Indexed, link: Link, family: Family): FamilyPlan {
+  const addresses = (indexed.addressesByLink.get(link.index) ?? [])
+    .filter((a) => a.family === family && usable(a))
     .sort(byPreference);
-  const configured = config.gateways[link.name]?.[family === 4 ? 'ipv4' : 'ipv6'];
+  const configured = Object.hasOwn(config.gateways, link.name)
+    ? config.gateways[link.name]![family === 4 ? 'ipv4' : 'ipv6']
+    : undefined;
   const gateway = configured
     ? // Written as the kernel will report it, or the route would never compare equal.
       { address: canonicalAddress(configured), source: 'config' as const }
-    : learnedGateway(mirror, link.index, family, config.protocol);
-  return { family, addresses, ...(gateway ? { gateway } : {}) };
+    : learnedGateway(indexed, link.index, family);
+  return { family, addresses, prefixes: connectedPrefixes(addresses), ...(gateway ? { gateway } : {}) };
 }
 
 /** The lowest-metric default route via this interface in the main table (DHCP, RA, static). */
 function learnedGateway(
-  mirror: MirrorView,
+  indexed: Indexed,
   ifindex: number,
   family: Family,
-  protocol: number,
 ): { address: string; source: GatewaySource } | undefined {
   let best: { address: string; metric: number } | undefined;
-  for (const route of mirror.routes.values()) {
-    if (route.family !== family || route.table !== RT_TABLE_MAIN || route.dstLength !== 0) continue;
-    if (route.protocol === protocol || route.type !== RTN_UNICAST) continue;
+  for (const route of indexed.mainDefaultRoutes) {
+    if (route.family !== family) continue;
     const gateway =
       route.oif === ifindex ? route.gateway : route.nexthops?.find((n) => n.ifindex === ifindex)?.gateway;
     if (gateway && (!best || route.metric < best.metric)) best = { address: gateway, metric: route.metric };
@@ -138,11 +165,10 @@ function learnedGateway(
   return best && { address: best.address, source: 'main table' };
 }
 
-function findCollision(config: Config, mirror: MirrorView, table: number, link: Link): string | undefined {
-  const name = (index: number) => mirror.links.get(index)?.name ?? `#${index}`;
+function findCollision(indexed: Indexed, table: number, link: Link): string | undefined {
+  const name = (index: number) => indexed.mirror.links.get(index)?.name ?? `#${index}`;
   // Sorted, so the same kernel state always yields the same message (it is logged on change).
-  const [foreign] = [...mirror.routes.values()]
-    .filter((route) => route.table === table && route.protocol !== config.protocol)
+  const [foreign] = (indexed.foreignRoutesByTable.get(table) ?? [])
     .map((route) => `${describeRoute(route, name)} proto ${route.protocol}`)
     .sort();
   if (foreign === undefined) return undefined;
@@ -152,7 +178,7 @@ function findCollision(config: Config, mirror: MirrorView, table: number, link: 
   );
 }
 
-interface ConnectedPrefix {
+export interface ConnectedPrefix {
   readonly network: string;
   readonly length: number;
   readonly source: Address; // the preferred address in the prefix: the route's src
@@ -175,7 +201,7 @@ function connectedPrefixes(addresses: readonly Address[]): ConnectedPrefix[] {
 
 function connectedRoutes(config: Config, plan: InterfacePlan, familyPlan: FamilyPlan): Route[] {
   const family = familyPlan.family;
-  return connectedPrefixes(familyPlan.addresses).map((prefix) => ({
+  return familyPlan.prefixes.map((prefix) => ({
     family,
     table: plan.table,
     dst: prefix.network,
@@ -216,7 +242,7 @@ interface OwnedPrefix {
 function prefixesByInterface(interfaces: readonly InterfacePlan[]): OwnedPrefix[] {
   return interfaces.flatMap((plan) =>
     plan.families.flatMap((familyPlan) =>
-      connectedPrefixes(familyPlan.addresses).map((prefix) => ({
+      familyPlan.prefixes.map((prefix) => ({
         family: familyPlan.family,
         network: prefix.network,
         length: prefix.length,

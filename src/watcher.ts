@@ -40,6 +40,7 @@ interface Notification {
 }
 
 const NOTIFY_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+const DUMP_RETRY_MS = 1000;
 
 export class Watcher {
   private mirrorState = new Mirror();
@@ -132,9 +133,10 @@ export class Watcher {
     this.resyncDone = dumpMirror(this.client).then(
       (fresh) => this.finishResync(fresh),
       (error: Error) => {
-        // The dump itself failed: keep the old mirror, replay what came in, and try again.
+        // The dump itself failed: keep the old mirror, replay what came in, and try again
+        // shortly (right away would spin, and log, as fast as the kernel can refuse).
         this.finishResync(null);
-        this.requestResync('stale', error.message);
+        setTimeout(() => this.requestResync('stale', error.message), DUMP_RETRY_MS).unref();
         throw error;
       },
     );

@@ -75,6 +75,8 @@ describe('one table per managed interface, both families', () => {
       viaGateway(1002, 'fe80::1', 2),
     ]);
     expect(p.rules).toEqual([from('198.18.1.2', 1002), from('2001:db8:1::2', 1002)]);
+    const v4 = { family: 4, ifindex: 2, address: '198.18.1.2', prefixLength: 24, scope: 0, flags: IFA_F_PERMANENT };
+    const v6 = { family: 6, ifindex: 2, address: '2001:db8:1::2', prefixLength: 64, scope: 0, flags: IFA_F_PERMANENT };
     expect(p.interfaces).toEqual([
       {
         link: { index: 2, name: 'eth0', up: true, loopback: false },
@@ -82,12 +84,14 @@ describe('one table per managed interface, both families', () => {
         families: [
           {
             family: 4,
-            addresses: [{ family: 4, ifindex: 2, address: '198.18.1.2', prefixLength: 24, scope: 0, flags: IFA_F_PERMANENT }],
+            addresses: [v4],
+            prefixes: [{ network: '198.18.1.0', length: 24, source: v4, members: [v4] }],
             gateway: { address: '198.18.1.1', source: 'main table' },
           },
           {
             family: 6,
-            addresses: [{ family: 6, ifindex: 2, address: '2001:db8:1::2', prefixLength: 64, scope: 0, flags: IFA_F_PERMANENT }],
+            addresses: [v6],
+            prefixes: [{ network: '2001:db8:1::', length: 64, source: v6, members: [v6] }],
             gateway: { address: 'fe80::1', source: 'main table' },
           },
         ],
