@@ -1,7 +1,7 @@
 // What must change: the plan against what symroute owns in the mirror, as ordered phases.
 // Pure. Only objects carrying symroute's protocol number are ever considered "owned", so
 // nothing else can end up in a delete.
-import { routeKey, routeSlot, ruleKey, type Route, type Rule } from './model.js';
+import { groupBy, routeKey, routeSlot, ruleKey, type Route, type Rule } from './model.js';
 import type { MirrorView } from './mirror.js';
 import type { Plan } from './planner.js';
 
@@ -19,8 +19,7 @@ export type Change =
 export function computeChanges(plan: Plan, mirror: MirrorView, protocol: number): Change[][] {
   const owned = (table: number) => !plan.protectedTables.has(table);
   const ownedRoutes = [...mirror.routes.values()].filter((r) => r.protocol === protocol && owned(r.table));
-  const ownedRoutesBySlot = new Map<string, Route[]>();
-  for (const route of ownedRoutes) ownedRoutesBySlot.set(routeSlot(route), [...(ownedRoutesBySlot.get(routeSlot(route)) ?? []), route]);
+  const ownedRoutesBySlot = groupBy(ownedRoutes, routeSlot);
 
   const routeWrites: Change[] = [];
   const kept = new Set<string>();

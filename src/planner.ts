@@ -3,7 +3,7 @@
 // the same plan, whatever event caused it to be computed.
 import { isManagedName, type Config } from './config.js';
 import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
-import { describeRoute, type Address, type Link, type Route, type Rule } from './model.js';
+import { describeRoute, groupBy, type Address, type Link, type Route, type Rule } from './model.js';
 import type { MirrorView } from './mirror.js';
 import {
   FR_ACT_TO_TBL,
@@ -60,18 +60,15 @@ interface Indexed {
 }
 
 function index(config: Config, mirror: MirrorView): Indexed {
-  const addressesByLink = new Map<number, Address[]>();
-  for (const address of mirror.addresses.values()) {
-    addressesByLink.set(address.ifindex, [...(addressesByLink.get(address.ifindex) ?? []), address]);
-  }
-  const mainDefaultRoutes: Route[] = [];
-  const foreignRoutesByTable = new Map<number, Route[]>();
-  for (const route of mirror.routes.values()) {
-    if (route.protocol === config.protocol) continue;
-    if (route.table === RT_TABLE_MAIN && route.dstLength === 0 && route.type === RTN_UNICAST) mainDefaultRoutes.push(route);
-    foreignRoutesByTable.set(route.table, [...(foreignRoutesByTable.get(route.table) ?? []), route]);
-  }
-  return { mirror, addressesByLink, mainDefaultRoutes, foreignRoutesByTable };
+  const foreignRoutes = [...mirror.routes.values()].filter((route) => route.protocol !== config.protocol);
+  return {
+    mirror,
+    addressesByLink: groupBy(mirror.addresses.values(), (address) => address.ifindex),
+    mainDefaultRoutes: foreignRoutes.filter(
+      (route) => route.table === RT_TABLE_MAIN && route.dstLength === 0 && route.type === RTN_UNICAST,
+    ),
+    foreignRoutesByTable: groupBy(foreignRoutes, (route) => route.table),
+  };
 }
 
 export function plan(config: Config, mirror: MirrorView): Plan {

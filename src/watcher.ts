@@ -49,6 +49,7 @@ export class Watcher {
   private heldBack: Notification[] | null = null;
   private resyncAgain: ResyncReason | null = null;
   private resyncDone: Promise<void> = Promise.resolve();
+  private stopped = false;
 
   constructor(
     private readonly client: RtnlClient,
@@ -79,6 +80,7 @@ export class Watcher {
   }
 
   stop(): void {
+    this.stopped = true;
     this.socket.close();
   }
 
@@ -120,6 +122,7 @@ export class Watcher {
 
   /** Dumps everything again (coalescing requests that arrive while one is running). */
   requestResync(reason: ResyncReason, detail?: string): void {
+    if (this.stopped) return;
     if (this.heldBack) {
       this.resyncAgain = reason;
       return;
