@@ -98,6 +98,21 @@ export class Daemon {
     await this.idle();
   }
 
+  /**
+   * For `run --once`: starts, then retries failed passes a few times (after a re-dump and a
+   * pause) before giving up. Resolves true when the kernel ended up in sync.
+   */
+  async converge(attempts: number): Promise<boolean> {
+    await this.start();
+    for (let attempt = 1; attempt < attempts && this.lastPass.failures > 0; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, BACKOFF_START_MS * 2 ** attempt));
+      await this.watcher.settled();
+      this.wake('retry');
+      await this.idle();
+    }
+    return this.lastPass.failures === 0;
+  }
+
   /** Resolves when no pass is running or scheduled. */
   async idle(): Promise<void> {
     while (this.loop || this.immediate) {

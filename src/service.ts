@@ -6,6 +6,8 @@ import { createLogger, type Logger } from './log.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { SystemdNotifier } from './systemd.js';
 
+const ONCE_ATTEMPTS = 3;
+
 export interface RunOptions {
   readonly configPath: string | undefined;
   readonly config: Config;
@@ -21,9 +23,10 @@ export async function runService(options: RunOptions): Promise<number> {
   const metrics = new Metrics(options.version);
   const daemon = new Daemon(config, log, metrics);
   if (options.once) {
-    await daemon.start();
+    const inSync = await daemon.converge(ONCE_ATTEMPTS);
     await daemon.stop(false);
-    return daemon.lastPass.failures === 0 ? 0 : 1;
+    if (!inSync) log.error(`could not converge after ${ONCE_ATTEMPTS} attempts: ${daemon.summary()}`);
+    return inSync ? 0 : 1;
   }
 
   const notifier = new SystemdNotifier(log);

@@ -45,4 +45,17 @@ describe('Case 2: many NICs in one subnet', () => {
     expect(second.stdout).not.toMatch(/"msg":"(added|deleted|replaced)/);
     expect(await lab.ownedRules(t.serverNs)).toHaveLength(3);
   });
+
+  it('with --once exits 1 when the kernel keeps refusing a change, after logging why', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 2);
+    // A gateway outside every connected prefix: the kernel refuses the default route.
+    const config = lab.writeConfig('gateways:\n  b0:\n    ipv4: 203.0.113.99\n');
+    const result = await lab.runCli(t.serverNs, ['run', '--once', '--config', config]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('adding route default via 203.0.113.99 dev b0 table');
+    expect(result.stdout).toMatch(/could not converge after 3 attempts/);
+    // Everything else still got done.
+    expect(await lab.ownedRules(t.serverNs)).toHaveLength(2);
+  });
 });
