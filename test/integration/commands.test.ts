@@ -506,6 +506,45 @@ describe('symroute commands', () => {
     });
   });
 
+  describe('log levels', () => {
+    const levelsLogged = (stdout: string) => new Set(linesOf(stdout).map((line) => (JSON.parse(line) as { level: number }).level));
+
+    it('--log-level debug adds debug lines; warn leaves only warnings and errors', async () => {
+      lab = new Lab();
+      const ns = await hostWithNic(lab);
+      const config = lab.writeConfig('');
+      const debug = await lab.runCli(ns, ['run', '--once', '--config', config, '--log-level', 'debug']);
+      expect(debug.code, debug.stderr).toBe(0);
+      expect(levelsLogged(debug.stdout)).toContain(20);
+      await lab.ip(ns, 'addr', 'add', '198.18.5.11/24', 'dev', 'n0'); // something to change, so something to log
+      const warn = await lab.runCli(ns, ['run', '--once', '--config', config, '--log-level', 'warn']);
+      expect(warn.code, warn.stderr).toBe(0);
+      expect([...levelsLogged(warn.stdout)].filter((level) => level < 40)).toEqual([]);
+      expect(await lab.ownedRules(ns)).toHaveLength(2);
+    });
+
+    it('log.level in the config applies, and --log-level overrides it', async () => {
+      lab = new Lab();
+      const ns = await hostWithNic(lab);
+      const config = lab.writeConfig('log:\n  level: error\n');
+      const quiet = await lab.runCli(ns, ['run', '--once', '--config', config]);
+      expect(quiet.code, quiet.stderr).toBe(0);
+      expect(quiet.stdout).toBe('');
+      await lab.ip(ns, 'addr', 'add', '198.18.5.11/24', 'dev', 'n0');
+      const loud = await lab.runCli(ns, ['run', '--once', '--config', config, '--log-level', 'info']);
+      expect(loud.stdout).toContain('added rule from 198.18.5.11 lookup');
+    });
+
+    it('an unknown --log-level is a usage error that changes nothing', async () => {
+      lab = new Lab();
+      const ns = await hostWithNic(lab);
+      const result = await lab.runCli(ns, ['run', '--once', '--log-level', 'loud', '--config', lab.writeConfig('')]);
+      expect(result.code).toBe(EXIT_USAGE);
+      expect(result.stderr).toContain('--log-level: expected one of fatal, error, warn, info, debug, trace, got "loud"');
+      expect(await lab.ownedRules(ns)).toEqual([]);
+    });
+  });
+
   describe('the command line', () => {
     it.each(COMMANDS)('%s --help prints its usage and exits 0', async (command) => {
       lab = new Lab();
