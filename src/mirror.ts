@@ -5,6 +5,7 @@ import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type
 import {
   NLM_F_REPLACE,
   RT_TABLE_LOCAL,
+  RT_TABLE_MAIN,
   RTM_DELADDR,
   RTM_DELLINK,
   RTM_DELROUTE,
@@ -13,6 +14,14 @@ import {
 } from './netlink/constants.js';
 import type { RtnlBody } from './netlink/messages.js';
 import { addressFromMessage, linkFromMessage, routeFromMessage, ruleFromMessage } from './netlink/objects.js';
+
+/**
+ * Routes worth keeping: not the local table (the kernel's own), and from the main table only
+ * default routes (where gateways are learned); a full BGP table in main costs nothing.
+ */
+function mirrored(route: Route): boolean {
+  return route.table !== RT_TABLE_LOCAL && (route.table !== RT_TABLE_MAIN || route.dstLength === 0);
+}
 
 /** The route with these nexthops; a single one is how the kernel shows a plain route. */
 function withNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
@@ -41,8 +50,12 @@ export class Mirror implements MirrorView {
   readonly routes = new Map<string, Route>();
   readonly rules = new Map<string, CountedRule>();
 
-  /** Applies one message; `type` is its nlmsg_type (NEW or DEL). Returns whether anything changed. */
-  apply(type: number, flags: number, body: RtnlBody): boolean {
+  /**
+   * Applies one message; `type` is its nlmsg_type (NEW or DEL). Returns whether anything
+   * changed. `replaying` marks notifications held back during a dump and applied over it:
+   * a rule they add may already be in the dump, so it must not be counted twice.
+   */
+  apply(type: number, flags: number, body: RtnlBody, replaying = false): boolean {
     switch (body.kind) {
       case 'link': {
         const link = linkFromMessage(body);
@@ -58,18 +71,19 @@ export class Mirror implements MirrorView {
         const address = addressFromMessage(body);
         if (!address) return false;
         const key = addressKey(address);
-        if (type === RTM_DELADDR) return this.addresses.delete(key);
+        if (type === RTM_DELADDR) return this.removeAddress(key, address);
         const before = this.addresses.get(key);
         this.addresses.set(key, address);
         return !before || before.flags !== address.flags || before.scope !== address.scope || before.peer !== address.peer;
       }
       case 'route': {
         const route = routeFromMessage(body);
-        if (!route || route.table === RT_TABLE_LOCAL || body.header.flags & RTM_F_CLONED) return false;
+        if (!route || !mirrored(route) || body.header.flags & RTM_F_CLONED) return false;
         const key = routeKey(route);
         if (type === RTM_DELROUTE) return this.routes.delete(key) || this.dropIPv6Nexthop(route);
         // A replace announces only the new route: the one it displaced is gone from its slot.
-        if (flags & NLM_F_REPLACE) this.dropSlot(route);
+        // An IPv6 nexthop appended to a route announces the whole multipath route.
+        if (flags & NLM_F_REPLACE || (route.family === 6 && route.nexthops)) this.dropSlot(route);
         const existed = this.routes.has(key);
         this.routes.set(key, route);
         return !existed || (flags & NLM_F_REPLACE) !== 0;
@@ -84,11 +98,33 @@ export class Mirror implements MirrorView {
           if (count === 1) this.rules.delete(key);
           else this.rules.set(key, { rule, count: count - 1 });
         } else {
+          if (replaying && count > 0) return false;
           this.rules.set(key, { rule, count: count + 1 });
         }
         return true;
       }
     }
+  }
+
+  /**
+   * Removing an address has effects the kernel does not announce: the last IPv4 address of
+   * a device takes every IPv4 route via it; an IPv6 address is struck from the routes that
+   * used it as their source.
+   */
+  private removeAddress(key: string, address: Address): boolean {
+    if (!this.addresses.delete(key)) return false;
+    const remaining = [...this.addresses.values()];
+    if (address.family === 4) {
+      if (!remaining.some((a) => a.family === 4 && a.ifindex === address.ifindex)) this.dropRoutesVia(address.ifindex, 4);
+    } else if (!remaining.some((a) => a.address === address.address)) {
+      for (const [routeKeyText, route] of this.routes) {
+        if (route.family !== 6 || route.prefsrc !== address.address) continue;
+        this.routes.delete(routeKeyText);
+        const { prefsrc: _prefsrc, ...withoutSource } = route;
+        this.insert(withoutSource);
+      }
+    }
+    return true;
   }
 
   private removeLink(index: number): boolean {

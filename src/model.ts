@@ -29,6 +29,9 @@ export interface Route {
   readonly table: number;
   readonly dst: string; // network address; 0.0.0.0 / :: for default
   readonly dstLength: number;
+  /** Source-specific routes (IPv6 `from`): symroute never makes them, but must not mistake them. */
+  readonly src?: string;
+  readonly srcLength?: number;
   readonly metric: number;
   readonly protocol: number;
   readonly scope: number;
@@ -63,7 +66,8 @@ export const addressKey = (a: Address): string => `${a.family}|${a.ifindex}|${a.
  * (family, table, destination, metric; symroute never sets tos). Two routes in one slot
  * cannot coexist without NLM_F_APPEND.
  */
-export const routeSlot = (r: Route): string => `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.metric}`;
+export const routeSlot = (r: Route): string =>
+  `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.src ?? ''}/${r.srcLength ?? 0}|${r.metric}`;
 
 export const routeKey = (r: Route): string =>
   [
@@ -74,7 +78,8 @@ export const routeKey = (r: Route): string =>
     r.oif ?? '',
     r.gateway ?? '',
     r.prefsrc ?? '',
-    (r.nexthops ?? []).map((n) => `${n.ifindex}@${n.gateway ?? ''}`).join(','),
+    // The kernel lists nexthops in different orders in different messages.
+    (r.nexthops ?? []).map((n) => `${n.ifindex}@${n.gateway ?? ''}`).sort().join(','),
   ].join('|');
 
 export const ruleKey = (r: Rule): string =>

@@ -65,7 +65,8 @@ function index(config: Config, mirror: MirrorView): Indexed {
     mirror,
     addressesByLink: groupBy(mirror.addresses.values(), (address) => address.ifindex),
     mainDefaultRoutes: foreignRoutes.filter(
-      (route) => route.table === RT_TABLE_MAIN && route.dstLength === 0 && route.type === RTN_UNICAST,
+      // A source-specific default (`default from …`) is not the interface's gateway for all.
+      (route) => route.table === RT_TABLE_MAIN && route.dstLength === 0 && !route.srcLength && route.type === RTN_UNICAST,
     ),
     foreignRoutesByTable: groupBy(foreignRoutes, (route) => route.table),
   };

@@ -110,7 +110,13 @@ export class Watcher {
         this.requestResync('decode_error', (error as Error).message);
       }
     });
-    if (read.overrun || read.truncated) this.requestResync('enobufs');
+    if (read.overrun || read.truncated) {
+      // Everything read so far predates the dump about to be taken, and some of what came
+      // after it was lost: replaying these over that dump could undo newer state.
+      this.requestResync('enobufs');
+      this.heldBack = [];
+      return;
+    }
     if (this.heldBack) {
       this.heldBack.push(...notifications);
       return;
@@ -150,7 +156,7 @@ export class Watcher {
     if (fresh) this.mirrorState = fresh;
     const heldBack = this.heldBack ?? [];
     this.heldBack = null;
-    for (const n of heldBack) this.mirrorState.apply(n.type, n.flags, n.body);
+    for (const n of heldBack) this.mirrorState.apply(n.type, n.flags, n.body, true);
     this.observer.changed(process.hrtime.bigint(), true);
     const again = this.resyncAgain;
     this.resyncAgain = null;

@@ -77,9 +77,10 @@ function decodeBody(raw: RawMessage): DecodedBody {
   return decodeRtnl(schema, raw.payload);
 }
 
-function decodeRtnl(schema: MessageSchema, payload: Uint8Array): RtnlBody {
+function decodeRtnl(schema: MessageSchema, payload: Uint8Array): RtnlBody | { kind: 'other' } {
   const what = `${schema.kind} message`;
   const header = decodeStruct<{ family: number }>(schema.header, payload, what);
+  if (!schema.families.includes(header.family)) return { kind: 'other' };
   const attributes = decodeAttributes<object>(
     schema.policy,
     payload.subarray(align4(schema.header.size)),

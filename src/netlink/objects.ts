@@ -50,6 +50,7 @@ export function routeFromMessage(message: RouteMessage): Route | undefined {
     table: a.table ?? message.header.table,
     dst: a.dst ?? unspecified(family),
     dstLength: message.header.dstLen,
+    ...(message.header.srcLen > 0 && a.src !== undefined ? { src: a.src, srcLength: message.header.srcLen } : {}),
     metric: a.priority ?? 0,
     protocol: message.header.protocol,
     scope: message.header.scope,
@@ -64,7 +65,7 @@ export function routeFromMessage(message: RouteMessage): Route | undefined {
 }
 
 export function ruleFromMessage(message: RuleMessage): Rule | undefined {
-  const family = familyOf(message.header.family); // also drops the IPMR families (128, 129)
+  const family = familyOf(message.header.family);
   if (!family) return undefined;
   const a = message.attributes;
   return {
@@ -92,7 +93,7 @@ export function routeToMessage(route: Route): RouteMessage {
     header: {
       family: familyNumber(route.family),
       dstLen: route.dstLength,
-      srcLen: 0,
+      srcLen: route.srcLength ?? 0,
       tos: 0,
       // Tables >= 256 only fit in RTA_TABLE; the u8 field then says RT_TABLE_UNSPEC.
       table: route.table < 256 ? route.table : 0,
@@ -103,6 +104,7 @@ export function routeToMessage(route: Route): RouteMessage {
     },
     attributes: {
       ...(route.dstLength ? { dst: route.dst } : {}),
+      ...(route.srcLength ? { src: route.src } : {}),
       ...(route.oif !== undefined ? { oif: route.oif } : {}),
       ...(route.gateway !== undefined ? { gateway: route.gateway } : {}),
       ...(route.metric ? { priority: route.metric } : {}),

@@ -1,6 +1,7 @@
 // What each rtnetlink message looks like, as data: the fixed header struct and the attribute
 // policy (number, name, kind), mirroring the kernel's own tables. Names follow the kernel's
 // constants in camelCase (RTA_PREFSRC -> prefsrc, FRA_PROTOCOL -> protocol).
+import { AF_INET, AF_INET6, AF_UNSPEC } from './constants.js';
 import {
   concat,
   HOST_LITTLE_ENDIAN,
@@ -248,11 +249,23 @@ export interface MessageSchema {
   readonly kind: 'link' | 'address' | 'route' | 'rule';
   readonly header: StructSchema;
   readonly policy: Policy;
+  /**
+   * The address families (first header byte) these policies describe. The same message
+   * types carry others — bridge-port links (AF_BRIDGE), multicast routing (IPMR, 128/129),
+   * MPLS — whose attributes mean other things; those are passed over, not decoded.
+   */
+  readonly families: readonly number[];
 }
-export const linkSchema: MessageSchema = { kind: 'link', header: linkHeader, policy: linkPolicy };
-export const addressSchema: MessageSchema = { kind: 'address', header: addressHeader, policy: addressPolicy };
-export const routeSchema: MessageSchema = { kind: 'route', header: routeHeader, policy: routePolicy };
-export const ruleSchema: MessageSchema = { kind: 'rule', header: ruleHeader, policy: rulePolicy };
+const IP_FAMILIES = [AF_INET, AF_INET6];
+export const linkSchema: MessageSchema = { kind: 'link', header: linkHeader, policy: linkPolicy, families: [AF_UNSPEC] };
+export const addressSchema: MessageSchema = {
+  kind: 'address',
+  header: addressHeader,
+  policy: addressPolicy,
+  families: IP_FAMILIES,
+};
+export const routeSchema: MessageSchema = { kind: 'route', header: routeHeader, policy: routePolicy, families: IP_FAMILIES };
+export const ruleSchema: MessageSchema = { kind: 'rule', header: ruleHeader, policy: rulePolicy, families: IP_FAMILIES };
 
 /** RTM_NEW/DEL/GET{LINK,ADDR,ROUTE,RULE} come in blocks of four starting at these numbers. */
 export const schemaByTypeBlock: ReadonlyMap<number, MessageSchema> = new Map([

@@ -60,11 +60,11 @@ describe('links', () => {
 
   it('DELLINK removes the link with its addresses and routes of both families', () => {
     const b = new MirrorBuilder().nic(3, 'eth0', '198.18.1.2/24', '2001:db8:1::2/64').nic(5, 'eth1', '198.18.2.2/24');
-    const v4 = route({ dst: '198.18.1.0/24', oif: 3, scope: RT_SCOPE_LINK, prefsrc: '198.18.1.2' });
+    const v4 = route({ dst: '198.18.1.0/24', oif: 3, scope: RT_SCOPE_LINK, prefsrc: '198.18.1.2', table: 1020 });
     const v4gw = route({ gateway: '198.18.1.1', oif: 3, table: 1003, protocol: PROTO });
-    const v6 = route({ dst: '2001:db8:1::/64', oif: 3 });
+    const v6 = route({ dst: '2001:db8:1::/64', oif: 3, table: 1020 });
     const v6mp = route({ nexthops: [{ ifindex: 3, gateway: 'fe80::1' }], table: 1003 });
-    const other = route({ dst: '198.18.2.0/24', oif: 5, scope: RT_SCOPE_LINK });
+    const other = route({ dst: '198.18.2.0/24', oif: 5, scope: RT_SCOPE_LINK, table: 1020 });
     for (const r of [v4, v4gw, v6, v6mp, other]) b.route(r);
 
     expect(b.delLink(3, 'eth0')).toBe(true);
@@ -110,7 +110,7 @@ describe('links', () => {
     const allVia3 = route({ table: 1010, nexthops: [{ ifindex: 3, gateway: '198.18.1.1' }, { ifindex: 3, gateway: '198.18.1.254' }] });
     const v6 = route({ dst: '2001:db8:1::/64', oif: 3, table: 1003, protocol: PROTO });
     const v6gw = route({ gateway: 'fe80::1', oif: 3 });
-    const elsewhere = route({ dst: '198.18.2.0/24', oif: 5, scope: RT_SCOPE_LINK });
+    const elsewhere = route({ dst: '198.18.2.0/24', oif: 5, scope: RT_SCOPE_LINK, table: 1020 });
     // A multipath route keeps its other nexthop (the one via eth0 is only marked dead).
     const mixed = route({ metric: 50, nexthops: [{ ifindex: 3, gateway: '198.18.1.1' }, { ifindex: 5, gateway: '198.18.2.1' }] });
     for (const r of [connected, gateway, mainDefault, allVia3, v6, v6gw, elsewhere, mixed]) b.route(r);
@@ -235,7 +235,7 @@ describe('routes', () => {
     const b = new MirrorBuilder();
     const local = route({ dst: '198.18.1.2/32', oif: 3, table: RT_TABLE_LOCAL, type: 2, scope: RT_SCOPE_HOST, protocol: 2 });
     expect(b.route(local)).toBe(false);
-    const wanted = route({ dst: '2001:db8:5::1/128', oif: 3, gateway: 'fe80::1' });
+    const wanted = route({ dst: '2001:db8:5::1/128', oif: 3, gateway: 'fe80::1', table: 1003 });
     const cloned = routeToMessage(wanted);
     cloned.header.flags |= RTM_F_CLONED;
     expect(b.apply(RTM_NEWROUTE, 0, cloned)).toBe(false);
@@ -335,5 +335,67 @@ describe.runIf(HOST_LITTLE_ENDIAN)('a real kernel dump (test/fixtures)', () => {
 
   it('nic2 was dumped down, so no IPv4 route names it', () => {
     expect(routes(mirror).some((r) => r.family === 4 && r.oif === 7)).toBe(false);
+  });
+
+  it('keeps only default routes from the main table (where gateways are learned)', () => {
+    const b = new MirrorBuilder();
+    expect(b.route(route({ dst: '203.0.113.0/24', gateway: '198.18.1.1', oif: 3 }))).toBe(false);
+    const mainDefault = route({ gateway: '198.18.1.1', oif: 3 });
+    expect(b.route(mainDefault)).toBe(true);
+    expect(routes(b.mirror)).toEqual([mainDefault]);
+  });
+});
+
+// Checked against Linux 6.18 in a namespace: deleting an address announces only the address.
+describe('what removing an address does to routes, unannounced', () => {
+  it("the last IPv4 address of a device takes the device's IPv4 routes with it", () => {
+    const b = new MirrorBuilder().nic(3, 'eth0', '198.18.1.2/24', '198.18.2.2/24', '2001:db8:1::2/64');
+    const first = route({ dst: '198.18.1.0/24', oif: 3, scope: RT_SCOPE_LINK, table: 1003, protocol: PROTO, prefsrc: '198.18.1.2' });
+    const second = route({ dst: '198.18.2.0/24', oif: 3, scope: RT_SCOPE_LINK, table: 1003, protocol: PROTO, prefsrc: '198.18.2.2' });
+    const v6 = route({ dst: '2001:db8:1::/64', oif: 3, table: 1003, protocol: PROTO, metric: 1024 });
+    for (const r of [first, second, v6]) b.route(r);
+    // Not the last: the kernel leaves even the route that used it as its source.
+    b.delAddress({ ifindex: 3, cidr: '198.18.2.2/24' });
+    expect(routes(b.mirror)).toEqual([first, second, v6]);
+    b.delAddress({ ifindex: 3, cidr: '198.18.1.2/24' });
+    expect(routes(b.mirror)).toEqual([v6]);
+  });
+
+  it('an IPv6 address is struck from the routes that used it as their source', () => {
+    const b = new MirrorBuilder().nic(3, 'eth0', '2001:db8:1::2/64', '2001:db8:2::2/64');
+    const kept = route({ dst: '2001:db8:1::/64', oif: 3, table: 1003, protocol: PROTO, metric: 1024, prefsrc: '2001:db8:1::2' });
+    const used = route({ dst: '2001:db8:2::/64', oif: 3, table: 1003, protocol: PROTO, metric: 1024, prefsrc: '2001:db8:2::2' });
+    b.route(kept);
+    b.route(used);
+    b.delAddress({ ifindex: 3, cidr: '2001:db8:2::2/64' });
+    const { prefsrc: _prefsrc, ...withoutSource } = used;
+    expect(routes(b.mirror)).toEqual([kept, withoutSource]);
+  });
+});
+
+describe('replaying notifications held back during a dump', () => {
+  it('does not count a rule twice when the dump already had it', () => {
+    const b = new MirrorBuilder();
+    const ours = rule({ from: '198.18.1.2', table: 1003 });
+    b.rule(ours);
+    expect(b.apply(RTM_NEWRULE, 0, ruleToMessage(ours), true)).toBe(false);
+    expect([...b.mirror.rules.values()].map((r) => r.count)).toEqual([1]);
+    // A delete replayed over it still counts.
+    expect(b.apply(RTM_DELRULE, 0, ruleToMessage(ours), true)).toBe(true);
+    expect(b.mirror.rules.size).toBe(0);
+  });
+});
+
+describe('IPv6 multipath', () => {
+  it('an appended nexthop replaces the single-path route it extends, whatever the nexthop order', () => {
+    const b = new MirrorBuilder();
+    const single = route({ gateway: 'fe80::1', oif: 3, metric: 1024 });
+    const both = route({ metric: 1024, nexthops: [{ ifindex: 3, gateway: 'fe80::1' }, { ifindex: 5, gateway: 'fe80::2' }] });
+    b.route(single);
+    b.route(both);
+    expect(routes(b.mirror)).toEqual([both]);
+    const reversed = route({ metric: 1024, nexthops: [{ ifindex: 5, gateway: 'fe80::2' }, { ifindex: 3, gateway: 'fe80::1' }] });
+    expect(b.delRoute(reversed)).toBe(true);
+    expect(routes(b.mirror)).toEqual([]);
   });
 });
