@@ -42,7 +42,7 @@ export class Daemon {
   private convergedKeys = new Set<string>();
   private lastPlan: Plan | null = null;
   /** Which interface each table was last planned for, so log lines can name it after it left. */
-  private readonly tableInterfaces = new Map<number, string>();
+  private tableInterfaces = new Map<number, string>();
   private lastProblems = new Set<string>();
   private started = false;
   private stopping = false;
@@ -131,7 +131,6 @@ export class Daemon {
       );
     }
     this.config = config;
-    this.log.level = config.log.level;
     this.wake('reload');
     await this.idle();
   }
@@ -220,6 +219,8 @@ export class Daemon {
     this.metrics.managedInterfaces.set(desired.interfaces.length);
     if (changes.length === 0) {
       this.convergedKeys = new Set([...desired.routes.map(routeKey), ...desired.rules.map(ruleKey)]);
+      // In sync, nothing is left to log about interfaces that went away: forget them.
+      this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
       this.recordConvergence(mirror);
       return { changes: 0, failures: 0 };
     }

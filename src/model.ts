@@ -38,6 +38,8 @@ export interface Route {
   readonly type: number;
   readonly oif?: number;
   readonly gateway?: string;
+  /** `onlink`: the gateway is reachable on the device although no prefix covers it. */
+  readonly onlink?: true;
   readonly prefsrc?: string;
   readonly nexthops?: readonly Nexthop[];
 }
@@ -77,6 +79,7 @@ export const routeKey = (r: Route): string =>
     r.type,
     r.oif ?? '',
     r.gateway ?? '',
+    r.onlink ? 'onlink' : '',
     r.prefsrc ?? '',
     // The kernel lists nexthops in different orders in different messages.
     (r.nexthops ?? []).map((n) => `${n.ifindex}@${n.gateway ?? ''}`).sort().join(','),
@@ -108,6 +111,7 @@ export function describeRoute(route: Route, linkName: (ifindex: number) => strin
   const parts = [prefixText(route.dst, route.dstLength, route.family)];
   if (route.gateway) parts.push(`via ${route.gateway}`);
   if (route.oif !== undefined) parts.push(`dev ${linkName(route.oif)}`);
+  if (route.onlink) parts.push('onlink');
   for (const nexthop of route.nexthops ?? []) {
     parts.push(`nexthop${nexthop.gateway ? ` via ${nexthop.gateway}` : ''} dev ${linkName(nexthop.ifindex)}`);
   }

@@ -24,7 +24,7 @@ export interface FamilyPlan {
   readonly family: Family;
   readonly addresses: readonly Address[];
   readonly prefixes: readonly ConnectedPrefix[];
-  readonly gateway?: { readonly address: string; readonly source: GatewaySource };
+  readonly gateway?: { readonly address: string; readonly source: GatewaySource; readonly onlink?: true };
 }
 
 export interface InterfacePlan {
@@ -109,7 +109,7 @@ export function plan(config: Config, mirror: MirrorView): Plan {
     if (plan.collision) continue;
     for (const familyPlan of plan.families) {
       routes.push(...connectedRoutes(config, plan, familyPlan));
-      if (familyPlan.gateway) routes.push(gatewayRoute(config, plan, familyPlan.family, familyPlan.gateway.address));
+      if (familyPlan.gateway) routes.push(gatewayRoute(config, plan, familyPlan.family, familyPlan.gateway));
       rules.push(...sourceRules(config, plan, familyPlan, allPrefixes, problems));
     }
   }
@@ -152,15 +152,18 @@ function learnedGateway(
   indexed: Indexed,
   ifindex: number,
   family: Family,
-): { address: string; source: GatewaySource } | undefined {
-  let best: { address: string; metric: number } | undefined;
+): FamilyPlan['gateway'] {
+  let best: { address: string; metric: number; onlink?: true } | undefined;
   for (const route of indexed.mainDefaultRoutes) {
     if (route.family !== family) continue;
     const gateway =
       route.oif === ifindex ? route.gateway : route.nexthops?.find((n) => n.ifindex === ifindex)?.gateway;
-    if (gateway && (!best || route.metric < best.metric)) best = { address: gateway, metric: route.metric };
+    if (gateway && (!best || route.metric < best.metric)) {
+      // An on-link gateway (a /32 address behind a router outside it) stays on-link in our table.
+      best = { address: gateway, metric: route.metric, ...(route.oif === ifindex && route.onlink ? { onlink: true as const } : {}) };
+    }
   }
-  return best && { address: best.address, source: 'main table' };
+  return best && { address: best.address, source: 'main table', ...(best.onlink ? { onlink: true as const } : {}) };
 }
 
 function findCollision(indexed: Indexed, table: number, link: Link): string | undefined {
@@ -214,7 +217,7 @@ function connectedRoutes(config: Config, plan: InterfacePlan, familyPlan: Family
   }));
 }
 
-function gatewayRoute(config: Config, plan: InterfacePlan, family: Family, gateway: string): Route {
+function gatewayRoute(config: Config, plan: InterfacePlan, family: Family, gateway: NonNullable<FamilyPlan['gateway']>): Route {
   return {
     family,
     table: plan.table,
@@ -225,7 +228,8 @@ function gatewayRoute(config: Config, plan: InterfacePlan, family: Family, gatew
     scope: RT_SCOPE_UNIVERSE,
     type: RTN_UNICAST,
     oif: plan.link.index,
-    gateway,
+    gateway: gateway.address,
+    ...(gateway.onlink ? { onlink: true as const } : {}),
   };
 }
 

@@ -23,8 +23,12 @@ export async function runService(options: RunOptions): Promise<number> {
   const metrics = new Metrics(options.version);
   const daemon = new Daemon(config, log, metrics);
   if (options.once) {
-    const inSync = await daemon.converge(ONCE_ATTEMPTS);
-    await daemon.stop(false);
+    let inSync;
+    try {
+      inSync = await daemon.converge(ONCE_ATTEMPTS);
+    } finally {
+      await daemon.stop(false);
+    }
     if (!inSync) log.error(`could not converge after ${ONCE_ATTEMPTS} attempts: ${daemon.summary()}`);
     return inSync ? 0 : 1;
   }
@@ -36,6 +40,7 @@ export async function runService(options: RunOptions): Promise<number> {
     try {
       const next = loadConfig(options.configPath);
       await daemon.reload(next);
+      log.level = options.logLevel ?? next.log.level; // --log-level outranks the file
       if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics)) await server.listen(next.metrics.listen);
       config = next;
       metrics.configReloads.inc({ result: 'success' });
@@ -54,11 +59,19 @@ export async function runService(options: RunOptions): Promise<number> {
   // an unhandled SIGHUP would kill the process.
   process.on('SIGHUP', () => reloader.request());
 
-  await server.listen(config.metrics.listen);
-  await daemon.start();
-  reloader.enable();
+  try {
+    await server.listen(config.metrics.listen);
+    await daemon.start();
+  } catch (error) {
+    // Close the sockets and the server, or their handles would keep the process alive.
+    await server.close();
+    await daemon.stop(false);
+    throw error;
+  }
   daemon.onConverged = () => notifier.status(daemon.summary());
   notifier.ready(daemon.summary());
+  // Only now: a reload's RELOADING=1 … READY=1 must follow the first READY=1.
+  reloader.enable();
   // A pass that takes longer than the whole watchdog period means something is wedged.
   notifier.startWatchdog(() => daemon.healthy(Number(process.env.WATCHDOG_USEC ?? 0) / 1000));
   log.info({ onExit: config.onExit }, `running: ${daemon.summary()}`);

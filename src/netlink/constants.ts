@@ -67,6 +67,7 @@ export const RTN_UNICAST = 1;
 export const RT_TABLE_UNSPEC = 0;
 export const RT_TABLE_MAIN = 254;
 export const RT_TABLE_LOCAL = 255;
+export const RTNH_F_ONLINK = 0x4; // in rtm_flags: the gateway is on the link, whatever the prefixes say
 export const RTM_F_CLONED = 0x200;
 export const RTM_F_LOOKUP_TABLE = 0x1000; // route get: report the table the lookup used, not main
 

@@ -3,7 +3,7 @@
 // FRA_TABLE uses the u8 header field, …) so that objects compare equal however they arrived.
 import type { Family } from '../ip.js';
 import type { Address, Link, Route, Rule } from '../model.js';
-import { AF_INET, AF_INET6, AF_UNSPEC, IFF_LOOPBACK, IFF_UP } from './constants.js';
+import { AF_INET, AF_INET6, AF_UNSPEC, IFF_LOOPBACK, IFF_UP, RTNH_F_ONLINK } from './constants.js';
 import type { AddressMessage, LinkMessage, RouteMessage, RuleMessage } from './messages.js';
 
 export function familyOf(number: number): Family | undefined {
@@ -57,6 +57,7 @@ export function routeFromMessage(message: RouteMessage): Route | undefined {
     type: message.header.type,
     ...(a.oif !== undefined ? { oif: a.oif } : {}),
     ...(a.gateway !== undefined ? { gateway: a.gateway } : {}),
+    ...(a.gateway !== undefined && message.header.flags & RTNH_F_ONLINK ? { onlink: true as const } : {}),
     ...(a.prefsrc !== undefined ? { prefsrc: a.prefsrc } : {}),
     ...(a.multipath
       ? { nexthops: a.multipath.map((n) => ({ ifindex: n.ifindex, ...(n.gateway ? { gateway: n.gateway } : {}) })) }
@@ -100,7 +101,7 @@ export function routeToMessage(route: Route): RouteMessage {
       protocol: route.protocol,
       scope: route.scope,
       type: route.type,
-      flags: 0,
+      flags: route.onlink ? RTNH_F_ONLINK : 0,
     },
     attributes: {
       ...(route.dstLength ? { dst: route.dst } : {}),

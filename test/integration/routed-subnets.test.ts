@@ -155,4 +155,22 @@ describe('Case 1: NICs in different subnets, each behind its own gateway', () =>
       table: '4242',
     });
   });
+
+  it('keeps an on-link gateway on-link: a /32 address behind a router outside it', async () => {
+    lab = new Lab();
+    const host = await lab.namespace('h');
+    const peer = await lab.namespace('p');
+    await lab.veth(host, 'e3', peer, 'f3');
+    await lab.ip(host, 'addr', 'add', '198.18.8.10/32', 'dev', 'e3');
+    await lab.ip(host, 'route', 'add', 'default', 'via', '198.18.8.1', 'dev', 'e3', 'onlink');
+    const config = lab.writeConfig('');
+    const once = await lab.runCli(host, ['run', '--once', '--config', config]);
+    expect(once.code, once.stdout).toBe(0);
+    const [rule] = await lab.ownedRules(host);
+    expect(await lab.routes(host, rule!.table)).toEqual([
+      expect.objectContaining({ dst: 'default', gateway: '198.18.8.1', dev: 'e3', flags: ['onlink'] }),
+    ]);
+    // And it compares equal to what the kernel reports: nothing left to do.
+    expect((await lab.runCli(host, ['plan', '--config', config])).code).toBe(0);
+  });
 });

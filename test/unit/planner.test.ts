@@ -246,6 +246,20 @@ describe('the gateway', () => {
     expect(p.routes.filter((r) => r.gateway)).toEqual([viaGateway(1002, '198.18.1.1', 2), viaGateway(1003, '198.18.2.1', 3)]);
   });
 
+  it('keeps an on-link gateway on-link (a /32 address behind a router outside it)', () => {
+    const b = new MirrorBuilder().nic(2, 'eth0', '198.18.8.10/32');
+    b.route(route({ gateway: '198.18.8.1', oif: 2, onlink: true, protocol: PROTO_BOOT }));
+    const p = plan(defaultConfig(), b.mirror);
+    expect(gatewayOf(p, 4)).toEqual({ address: '198.18.8.1', source: 'main table', onlink: true });
+    expect(p.routes).toEqual([{ ...viaGateway(1002, '198.18.8.1', 2), onlink: true }]);
+  });
+
+  it('ignores a source-specific default route when learning the gateway', () => {
+    const b = eth0();
+    b.route(route({ gateway: '198.18.1.9', oif: 2, src: '198.18.1.0', srcLength: 24, protocol: PROTO_STATIC }));
+    expect(gatewayOf(plan(defaultConfig(), b.mirror), 4)).toBeUndefined();
+  });
+
   it('including a nexthop of a multipath default route', () => {
     const b = eth0();
     b.route(route({ metric: 100, protocol: PROTO_STATIC, nexthops: [{ ifindex: 3, gateway: '198.18.2.1' }, { ifindex: 2, gateway: '198.18.1.1' }] }));
