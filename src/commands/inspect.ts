@@ -4,7 +4,7 @@
 import { isIPv4 } from 'node:net';
 import type { Config } from '../config.js';
 import { computeChanges, type Change } from '../diff.js';
-import { familyOf, networkOf } from '../ip.js';
+import { canonicalAddress, familyOf, networkOf } from '../ip.js';
 import type { Mirror } from '../mirror.js';
 import { describeRoute, describeRule, type Rule } from '../model.js';
 import { RtnlClient } from '../netlink/client.js';
@@ -140,12 +140,15 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
  * `dst` takes (as `ip route get <dst> from <src>`), names the rule that led there, and says
  * whether it leaves through the NIC that owns `src`. Exit 0 if it does, 1 if not.
  */
-export async function explainCommand(config: Config, dst: string, src: string, io: Output): Promise<number> {
-  const family = familyOf(dst);
-  if (!family || familyOf(src) !== family) {
-    io.err(`symroute: explain needs two addresses of one family, got ${JSON.stringify(dst)} and ${JSON.stringify(src)}`);
+export async function explainCommand(config: Config, dstText: string, srcText: string, io: Output): Promise<number> {
+  const family = familyOf(dstText);
+  if (!family || familyOf(srcText) !== family) {
+    io.err(`symroute: explain needs two addresses of one family, got ${JSON.stringify(dstText)} and ${JSON.stringify(srcText)}`);
     return 2;
   }
+  // As the kernel prints them, so that 2001:DB8::10 finds 2001:db8::10.
+  const dst = canonicalAddress(dstText);
+  const src = canonicalAddress(srcText);
   return withClient(async (client) => {
     const mirror = await dumpMirror(client);
     const name = (ifindex: number) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
@@ -167,7 +170,8 @@ export async function explainCommand(config: Config, dst: string, src: string, i
         protocol: 0,
         scope: 0,
         type: 0,
-        flags: RTM_F_LOOKUP_TABLE,
+        // IPv6 always reports the table it used, and its strict check rejects the flag.
+        flags: family === 4 ? RTM_F_LOOKUP_TABLE : 0,
       },
       attributes: { dst, src },
     };

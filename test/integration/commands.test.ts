@@ -448,6 +448,30 @@ describe('symroute commands', () => {
     });
   });
 
+  describe('explain (IPv6)', () => {
+    it('names the rule, table, device and router-advertised gateway, taking addresses in any case', async () => {
+      lab = new Lab();
+      const ns = await lab.namespace('h');
+      const peer = await lab.namespace('p');
+      await lab.veth(ns, 'e1', peer, 'f1');
+      await lab.ip(ns, '-6', 'addr', 'add', '2001:db8:1::10/64', 'dev', 'e1', 'nodad');
+      await lab.ip(ns, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'e1');
+      const config = lab.writeConfig('');
+      expect((await lab.runCli(ns, ['run', '--once', '--config', config])).code).toBe(0);
+      const table = TABLE_BASE + (await ifindex(lab, ns, 'e1'));
+      const result = await lab.runCli(ns, ['explain', '2001:DB8:9::1', '--from', '2001:DB8:1::10', '--config', config]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(linesOf(result.stdout)).toEqual([
+        'reply from 2001:db8:1::10 to 2001:db8:9::1:',
+        `  rule   from 2001:db8:1::10 lookup ${table} pref ${PRIORITY} (symroute)`,
+        `  table  ${table}`,
+        '  dev    e1',
+        '  via    fe80::1',
+        '2001:db8:1::10 belongs to e1: the reply leaves through the NIC that owns the address',
+      ]);
+    });
+  });
+
   describe('demo', () => {
     it('runs to completion: 1 of 8, then 8 of 8, hot-adds b8, 9 of 9, and leaves no namespace behind', async () => {
       lab = new Lab();
