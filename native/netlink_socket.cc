@@ -29,6 +29,7 @@ namespace {
 // Kernel dump parts are at most ~32 KiB; a notification is far smaller. A datagram larger
 // than this would arrive truncated, which readAll() reports rather than hides.
 constexpr size_t kReceiveBufferBytes = 256 * 1024;
+constexpr size_t kMaxReadBytes = 16 * 1024 * 1024;
 
 Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
   Napi::Error error = Napi::Error::New(env, what + ": " + strerror(err));
@@ -159,8 +160,10 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
   }
 
   // readAll(): { datagrams: Buffer[], senderPortIds: number[], overrun: boolean, truncated: boolean }
-  // Reads until the socket is empty. ENOBUFS means the kernel dropped messages for us
-  // (receive buffer overrun): it is reported, and reading goes on.
+  // Reads until the socket is empty, or kMaxReadBytes were read: under a sustained flood the
+  // event loop must get a turn (the poll handle is level-triggered and fires again).
+  // ENOBUFS means the kernel dropped messages for us (receive buffer overrun): it is
+  // reported, and reading goes on.
   Napi::Value ReadAll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) return ThrowClosed(env);
@@ -169,7 +172,8 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
     bool overrun = false;
     bool truncated = false;
     uint32_t count = 0;
-    for (;;) {
+    size_t total = 0;
+    while (total < kMaxReadBytes) {
       struct sockaddr_nl sender = {};
       struct iovec iov = {buffer_.data(), buffer_.size()};
       struct msghdr header = {};
@@ -189,6 +193,7 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
         return env.Undefined();
       }
       if (header.msg_flags & MSG_TRUNC) truncated = true;
+      total += static_cast<size_t>(received);
       datagrams.Set(count, Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), static_cast<size_t>(received)));
       senders.Set(count, Napi::Number::New(env, sender.nl_pid));
       count++;
@@ -221,11 +226,17 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
     poll_ = new uv_poll_t;
     poll_->data = this;
     int status = uv_poll_init_socket(loop, poll_, fd_);
-    if (status == 0) status = uv_poll_start(poll_, UV_READABLE, OnPoll);
     if (status != 0) {
-      delete poll_;
+      delete poll_;  // never initialised, so libuv does not know it
       poll_ = nullptr;
-      Napi::Error::New(env, std::string("uv_poll: ") + uv_strerror(status)).ThrowAsJavaScriptException();
+      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(status)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    status = uv_poll_start(poll_, UV_READABLE, OnPoll);
+    if (status != 0) {
+      CloseHandle(poll_);
+      poll_ = nullptr;
+      Napi::Error::New(env, std::string("uv_poll_start: ") + uv_strerror(status)).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Ref();  // the socket must outlive its poll handle even if JavaScript drops it
@@ -261,12 +272,17 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
   void StopPolling() {
     if (poll_ == nullptr) return;
     uv_poll_stop(poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    CloseHandle(poll_);
     poll_ = nullptr;
     on_readable_.Reset();
     async_context_.reset();
     Unref();
+  }
+
+  // An initialised handle belongs to the loop until uv_close() says it is done with it.
+  static void CloseHandle(uv_poll_t* handle) {
+    uv_close(reinterpret_cast<uv_handle_t*>(handle),
+             [](uv_handle_t* closed) { delete reinterpret_cast<uv_poll_t*>(closed); });
   }
 
   void CloseNow() {
