@@ -233,7 +233,7 @@ export class Daemon {
     if (failures.length < outcomes.length) this.wake(trigger); // verify what we did in a fresh pass
     if (failures.length > 0) {
       this.markOutOfSync();
-      if (failures.some(isStaleMirror)) this.watcher.requestResync('stale');
+      if (failures.some(isStaleMirror)) this.watcher.requestResync('stale_mirror');
       this.scheduleRetry();
     }
     return { changes: changes.length, failures: failures.length };

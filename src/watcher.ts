@@ -21,7 +21,12 @@ import { openNetlinkSocket, type NativeNetlinkSocket } from './netlink/native.js
 import { dumpRequests } from './netlink/objects.js';
 import { Mirror, type MirrorView } from './mirror.js';
 
-export type ResyncReason = 'startup' | 'enobufs' | 'decode_error' | 'stale';
+/**
+ * Why everything is dumped again: enobufs (notifications were lost), decode_error (one could
+ * not be read), read_error (the socket failed), stale_mirror (the kernel contradicted the
+ * mirror: an add hit EEXIST or a delete ESRCH), dump_failed (the previous re-dump failed).
+ */
+export type ResyncReason = 'startup' | 'enobufs' | 'decode_error' | 'read_error' | 'stale_mirror' | 'dump_failed';
 
 export interface WatcherObserver {
   /**
@@ -95,7 +100,7 @@ export class Watcher {
     try {
       read = this.socket.readAll();
     } catch (error) {
-      this.requestResync('stale', (error as Error).message);
+      this.requestResync('read_error', (error as Error).message);
       return;
     }
     const eventTime = process.hrtime.bigint();
@@ -145,7 +150,7 @@ export class Watcher {
         // The dump itself failed: keep the old mirror, replay what came in, and try again
         // shortly (right away would spin, and log, as fast as the kernel can refuse).
         this.finishResync(null);
-        setTimeout(() => this.requestResync('stale', error.message), DUMP_RETRY_MS).unref();
+        setTimeout(() => this.requestResync('dump_failed', error.message), DUMP_RETRY_MS).unref();
         throw error;
       },
     );
