@@ -87,7 +87,7 @@ export interface SharedSubnet {
 }
 
 /**
- * Case 2 of PROBLEM.md: host B has `count` NICs in one /20 behind a bridge, with strict
+ * Case 2 (README, "the RoCE/GPU server"): host B has `count` NICs in one /20 behind a bridge, with strict
  * rp_filter and arp_ignore=1, so without symroute host A reaches only one of B's addresses.
  * Addresses come from the benchmark range 198.18.0.0/15 only.
  */

@@ -1,4 +1,4 @@
-// `symroute demo`: Case 2 of PROBLEM.md on a machine without spare NICs. Builds host A and
+// `symroute demo`: Case 2 (many NICs in one subnet, see the README) on a machine without spare NICs. Builds host A and
 // a multi-NIC host B in private network namespaces, shows how many of B's addresses A can
 // reach before and after symroute runs in B, hot-adds a NIC and reports how long symroute
 // took to converge, then removes everything it made — also on Ctrl-C or failure.

@@ -1,4 +1,4 @@
-// Case 1 of PROBLEM.md end to end: a server with 4 NICs in 4 subnets behind one router with
+// Case 1 (NICs in different subnets, each behind its own gateway) end to end: a server with 4 NICs in 4 subnets behind one router with
 // strict rp_filter, the default route via the first NIC only, and a client in a fifth subnet.
 // Without symroute every reply leaves through s1, so the router drops all but s1's replies.
 import { afterEach, describe, expect, it } from 'vitest';
@@ -67,7 +67,7 @@ async function expectPerNicTables(
   });
 }
 
-/** The reply to the client from address k is routed out of NIC k (PROBLEM.md's check). */
+/** The reply to the client from address k is routed out of NIC k. */
 async function expectRepliesLeaveTheirOwnNic(lab: Lab, t: RoutedSubnets): Promise<void> {
   for (const [k, address] of t.serverAddresses.entries()) {
     const route = await lab.routeGet(t.serverNs, t.clientAddress, address);

@@ -1,4 +1,4 @@
-// Case 2 of PROBLEM.md end to end: 8 NICs in one /20, strict rp_filter and arp_ignore=1.
+// Case 2 (many NICs in one subnet) end to end: 8 NICs in one /20, strict rp_filter and arp_ignore=1.
 import { afterEach, describe, expect, it } from 'vitest';
 import { eventually, Lab } from '../support/lab.js';
 import { buildSharedSubnet } from '../support/topologies.js';
