@@ -1,5 +1,5 @@
-// `symroute demo`: Case 2 (many NICs in one subnet, see the README) on a machine without spare NICs. Builds host A and
-// a multi-NIC host B in private network namespaces, shows how many of B's addresses A can
+// `symroute demo`: Case 2 (many NICs in one subnet, see the README) on a machine without
+// spare NICs. Builds host A and a multi-NIC host B in private network namespaces, shows how many of B's addresses A can
 // reach before and after symroute runs in B, hot-adds a NIC and reports how long symroute
 // took to converge, then removes everything it made — also on Ctrl-C or failure.
 import { spawn, type ChildProcess } from 'node:child_process';

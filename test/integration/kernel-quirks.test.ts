@@ -1,0 +1,118 @@
+// Kernel behaviour that is easy to get wrong in a mirror: changes the kernel makes without
+// announcing them, messages of other families on the same channels, and events that race
+// with a dump. Each case freezes the daemon (SIGSTOP) where timing matters, so the race is
+// forced rather than hoped for.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { eventually, Lab, routeLine, type DaemonProcess } from '../support/lab.js';
+
+const FLOOD_ROUTES = 30_000;
+
+async function host(lab: Lab): Promise<{ ns: string; daemon: DaemonProcess; table: number }> {
+  const ns = await lab.namespace('h');
+  const peer = await lab.namespace('p');
+  await lab.veth(ns, 'e1', peer, 'f1');
+  await lab.ip(ns, 'addr', 'add', '198.18.1.10/24', 'dev', 'e1');
+  const daemon = lab.startDaemon(ns, ['--config', lab.writeConfig('metrics:\n  listen: false\n')]);
+  await eventually(async () => expect(await lab.ownedRules(ns)).toHaveLength(1));
+  const [rule] = await lab.ownedRules(ns);
+  return { ns, daemon, table: Number(rule!.table) };
+}
+
+/** Runs `change` while the daemon cannot read its sockets. */
+async function whileFrozen(daemon: DaemonProcess, change: () => Promise<void>): Promise<void> {
+  process.kill(daemon.child.pid!, 'SIGSTOP');
+  try {
+    await change();
+  } finally {
+    process.kill(daemon.child.pid!, 'SIGCONT');
+  }
+}
+
+async function tableLines(lab: Lab, ns: string, table: number): Promise<string[]> {
+  return (await lab.routes(ns, table)).map(routeLine).sort();
+}
+
+async function inSync(lab: Lab, ns: string): Promise<void> {
+  const plan = await lab.runCli(ns, ['plan', '--config', lab.writeConfig('', 'plan.yaml')]);
+  expect(plan.code, plan.stdout).toBe(0);
+}
+
+describe('kernel quirks', () => {
+  let lab: Lab;
+  afterEach(() => lab.cleanup());
+
+  it("an address removed and re-added before the daemon looks: the kernel's silent flush is repaired", async () => {
+    lab = new Lab();
+    const { ns, daemon, table } = await host(lab);
+    const before = await tableLines(lab, ns, table);
+    await whileFrozen(daemon, async () => {
+      // Its last IPv4 address gone, the device loses every IPv4 route, unannounced.
+      await lab.ip(ns, 'addr', 'del', '198.18.1.10/24', 'dev', 'e1');
+      await lab.ip(ns, 'addr', 'add', '198.18.1.10/24', 'dev', 'e1');
+    });
+    await eventually(async () => expect(await tableLines(lab, ns, table)).toEqual(before));
+    await inSync(lab, ns);
+  });
+
+  it('a rule deleted and re-created while notifications overflow ends present, not deleted', async () => {
+    lab = new Lab();
+    const { ns, daemon } = await host(lab);
+    const batch = join(lab.dir, 'flood.batch');
+    writeFileSync(
+      batch,
+      `${Array.from({ length: FLOOD_ROUTES }, (_, i) => `route add 203.0.${(i >> 8) & 255}.${i & 255}/32 dev e1 table 77`).join('\n')}\n`,
+    );
+    await whileFrozen(daemon, async () => {
+      // The delete is queued; the re-add is lost in the overrun. Replaying the delete over
+      // the fresh dump would remove a rule that exists.
+      await lab.ip(ns, 'addr', 'del', '198.18.1.10/24', 'dev', 'e1');
+      await lab.ip(ns, '-batch', batch);
+      await lab.ip(ns, 'addr', 'add', '198.18.1.10/24', 'dev', 'e1');
+    });
+    await eventually(async () => {
+      expect(daemon.messages()).toContain('dumping kernel state again (enobufs)');
+      expect(await lab.ownedRules(ns)).toHaveLength(1);
+    });
+    await inSync(lab, ns);
+  });
+
+  it('a NIC enslaved to a bridge and released keeps its rule (bridge-port messages are not links)', async () => {
+    lab = new Lab();
+    const { ns, daemon } = await host(lab);
+    await lab.bridge(ns, 'br0');
+    await lab.ip(ns, 'link', 'set', 'e1', 'master', 'br0');
+    await lab.ip(ns, 'link', 'set', 'e1', 'nomaster');
+    await lab.ip(ns, 'link', 'set', 'e1', 'up');
+    await eventually(async () => {
+      expect(await lab.ownedRules(ns)).toHaveLength(1);
+      await inSync(lab, ns);
+    });
+    expect(daemon.messages().filter((m) => m.startsWith('deleted rule'))).toEqual([]);
+  });
+
+  it('an IPv6 default route that gains and loses a second nexthop leaves no stale gateway behind', async () => {
+    lab = new Lab();
+    const ns = await lab.namespace('h');
+    const peer = await lab.namespace('p');
+    await lab.veth(ns, 'e1', peer, 'f1');
+    await lab.veth(ns, 'e2', peer, 'f2');
+    await lab.ip(ns, '-6', 'addr', 'add', '2001:db8:1::10/64', 'dev', 'e1', 'nodad');
+    await lab.ip(ns, '-6', 'addr', 'add', '2001:db8:2::10/64', 'dev', 'e2', 'nodad');
+    await lab.ip(ns, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'e1');
+    lab.startDaemon(ns, ['--config', lab.writeConfig('metrics:\n  listen: false\n')]);
+    const gateways = async () =>
+      (await lab.ipJson<{ table: string; dst: string; gateway?: string; protocol?: string }[]>(ns, '-6', 'route', 'show', 'table', 'all'))
+        .filter((r) => r.protocol === '83' && r.dst === 'default')
+        .map((r) => r.gateway)
+        .sort();
+    await eventually(async () => expect(await gateways()).toEqual(['fe80::1']));
+    await lab.ip(ns, '-6', 'route', 'append', 'default', 'via', 'fe80::2', 'dev', 'e2');
+    await eventually(async () => expect(await gateways()).toEqual(['fe80::1', 'fe80::2']));
+    await lab.ip(ns, '-6', 'route', 'del', 'default');
+    await lab.ip(ns, '-6', 'route', 'del', 'default').catch(() => undefined); // the second nexthop, if separate
+    await eventually(async () => expect(await gateways()).toEqual([]));
+    await inSync(lab, ns);
+  });
+});
