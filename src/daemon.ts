@@ -153,10 +153,6 @@ export class Daemon {
     return `${interfaces} interfaces, ${rules} rules, ${routes} routes, ${this.isInSync ? 'in sync' : 'out of sync'}`;
   }
 
-  get mirror(): MirrorView {
-    return this.watcher.mirror;
-  }
-
   async stop(removeOwned: boolean): Promise<void> {
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
