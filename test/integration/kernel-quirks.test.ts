@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, Lab, routeLine, type DaemonProcess } from '../support/lab.js';
+import { eventually, Lab, type DaemonProcess } from '../support/lab.js';
 
 const FLOOD_ROUTES = 30_000;
 
@@ -30,9 +30,6 @@ async function whileFrozen(daemon: DaemonProcess, change: () => Promise<void>): 
   }
 }
 
-async function tableLines(lab: Lab, ns: string, table: number): Promise<string[]> {
-  return (await lab.routes(ns, table)).map(routeLine).sort();
-}
 
 async function inSync(lab: Lab, ns: string): Promise<void> {
   const plan = await lab.runCli(ns, ['plan', '--config', lab.writeConfig('', 'plan.yaml')]);
@@ -46,13 +43,13 @@ describe('kernel quirks', () => {
   it("an address removed and re-added before the daemon looks: the kernel's silent flush is repaired", async () => {
     lab = new Lab();
     const { ns, daemon, table } = await host(lab);
-    const before = await tableLines(lab, ns, table);
+    const before = await lab.tableLines(ns, table);
     await whileFrozen(daemon, async () => {
       // Its last IPv4 address gone, the device loses every IPv4 route, unannounced.
       await lab.ip(ns, 'addr', 'del', '198.18.1.10/24', 'dev', 'e1');
       await lab.ip(ns, 'addr', 'add', '198.18.1.10/24', 'dev', 'e1');
     });
-    await eventually(async () => expect(await tableLines(lab, ns, table)).toEqual(before));
+    await eventually(async () => expect(await lab.tableLines(ns, table)).toEqual(before));
     await inSync(lab, ns);
   });
 

@@ -4,30 +4,13 @@
 // (buildSharedSubnet): NIC k = b{k} with 198.18.1.{k+1}/20, one table and one rule per address.
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { eventually, Lab, REPO, type DaemonProcess, type IpRule } from '../support/lab.js';
+import { Lab, REPO, type DaemonProcess, type IpRule } from '../support/lab.js';
 import { addSharedSubnetNic, buildSharedSubnet } from '../support/topologies.js';
 
 const OWNED = '83'; // symroute's default protocol number, as `ip -json` prints it
 const PRIORITY = 30000;
-const TABLE_BASE = 1000;
 
-async function tableOf(lab: Lab, ns: string, nic: string): Promise<number> {
-  const [link] = await lab.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', nic);
-  return TABLE_BASE + link!.ifindex;
-}
 
-/**
- * Starts the daemon and waits for the end of its start-up convergence: it logs "running…"
- * only after its first pass that found nothing more to do. (Waiting for a state instead
- * would not do: after a restart the right state may be there before the daemon looked.)
- */
-async function startConverged(lab: Lab, ns: string, config: string): Promise<DaemonProcess> {
-  const daemon = lab.startDaemon(ns, ['--config', config]);
-  await eventually(() =>
-    expect(daemon.messages(), daemon.stderr).toContainEqual(expect.stringMatching(/^running\b/)),
-  );
-  return daemon;
-}
 
 /**
  * What the daemon changed, from its log ("added …", "deleted …", "replaced with …"): the
@@ -47,7 +30,7 @@ const ruleText = (r: IpRule) =>
 async function wantedRules(lab: Lab, ns: string, addresses: Record<string, string[]>): Promise<string[]> {
   const rules: string[] = [];
   for (const [nic, list] of Object.entries(addresses)) {
-    const table = await tableOf(lab, ns, nic);
+    const table = await lab.tableOf(ns, nic);
     rules.push(...list.map((address) => `from ${address} lookup ${table} pref ${PRIORITY}`));
   }
   return rules.sort();
@@ -130,12 +113,12 @@ describe('restarts and shutdown', () => {
     const ns = t.serverNs;
     const config = lab.writeConfig('');
 
-    const first = await startConverged(lab, ns, config);
+    const first = await lab.startConverged(ns, config);
     expect(await ownedRuleTexts(lab, ns)).toEqual(
       await wantedRules(lab, ns, { b0: ['198.18.1.1'], b1: ['198.18.1.2'], b2: ['198.18.1.3'], b3: ['198.18.1.4'] }),
     );
     const untouchedRoutes = async () =>
-      [...(await lab.routes(ns, await tableOf(lab, ns, 'b0'))), ...(await lab.routes(ns, await tableOf(lab, ns, 'b3')))];
+      [...(await lab.routes(ns, await lab.tableOf(ns, 'b0'))), ...(await lab.routes(ns, await lab.tableOf(ns, 'b3')))];
     const untouchedBefore = await untouchedRoutes();
     await first.stop('SIGKILL'); // no chance to clean up or to notice what follows
 
@@ -143,9 +126,9 @@ describe('restarts and shutdown', () => {
     await lab.ip(ns, 'addr', 'del', '198.18.1.2/20', 'dev', 'b1');
     await lab.ip(ns, 'addr', 'add', '198.18.1.20/20', 'dev', 'b2');
     await addSharedSubnetNic(lab, t, 'b4', '198.18.1.5');
-    const [table1, table2, table4] = [await tableOf(lab, ns, 'b1'), await tableOf(lab, ns, 'b2'), await tableOf(lab, ns, 'b4')];
+    const [table1, table2, table4] = [await lab.tableOf(ns, 'b1'), await lab.tableOf(ns, 'b2'), await lab.tableOf(ns, 'b4')];
 
-    const second = await startConverged(lab, ns, config);
+    const second = await lab.startConverged(ns, config);
     expect(await ownedRuleTexts(lab, ns)).toEqual(
       await wantedRules(lab, ns, {
         b0: ['198.18.1.1'],
@@ -160,7 +143,7 @@ describe('restarts and shutdown', () => {
     // Adoption without a blip: the untouched NICs' rules and routes were not re-added,
     // replaced or deleted: nothing in the log names them, and their routes are as before.
     const changes = changesLogged(second);
-    const [table0, table3] = [await tableOf(lab, ns, 'b0'), await tableOf(lab, ns, 'b3')];
+    const [table0, table3] = [await lab.tableOf(ns, 'b0'), await lab.tableOf(ns, 'b3')];
     const namesUntouched = (c: { text: string; ifname?: unknown }) =>
       c.ifname === 'b0' ||
       c.ifname === 'b3' ||
@@ -187,7 +170,7 @@ describe('restarts and shutdown', () => {
   it('leaves what it installed in place on SIGTERM by default', async () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 3);
-    const daemon = await startConverged(lab, t.serverNs, lab.writeConfig(''));
+    const daemon = await lab.startConverged(t.serverNs, lab.writeConfig(''));
     expect(await lab.ownedRules(t.serverNs)).toHaveLength(3);
     const before = await kernelState(lab, t.serverNs);
 
@@ -201,7 +184,7 @@ describe('restarts and shutdown', () => {
   it('with on_exit: remove, removes everything it owns on SIGTERM and nothing else', async () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 3);
-    const daemon = await startConverged(lab, t.serverNs, lab.writeConfig('on_exit: remove\n'));
+    const daemon = await lab.startConverged(t.serverNs, lab.writeConfig('on_exit: remove\n'));
     const before = await kernelState(lab, t.serverNs);
     expect(before.rules.filter((r) => r.protocol === OWNED)).toHaveLength(3);
     expect(before.routes.filter((r) => r.protocol === OWNED)).toHaveLength(3);
@@ -216,7 +199,7 @@ describe('restarts and shutdown', () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 3);
     const ns = t.serverNs;
-    const table0 = await tableOf(lab, ns, 'b0');
+    const table0 = await lab.tableOf(ns, 'b0');
     // A foreign rule at our priority, a foreign rule with our selector and our table but
     // without proto 83 (one pref lower), and a foreign route in a foreign table.
     await lab.ip(ns, 'rule', 'add', 'from', '203.0.113.5', 'lookup', '77', 'pref', '30000');
@@ -234,14 +217,14 @@ describe('restarts and shutdown', () => {
     const expectForeignUnchanged = async () => expect(foreign(await kernelState(lab, ns))).toEqual(foreignBefore);
     const config = lab.writeConfig('on_exit: remove\n');
 
-    const first = await startConverged(lab, ns, config);
+    const first = await lab.startConverged(ns, config);
     expect(await lab.ownedRules(ns)).toHaveLength(3);
     await expectForeignUnchanged();
 
     await first.stop('SIGKILL');
     await expectForeignUnchanged();
 
-    const second = await startConverged(lab, ns, config);
+    const second = await lab.startConverged(ns, config);
     expect(await lab.ownedRules(ns)).toHaveLength(3);
     await expectNoDuplicateRules(lab, ns);
     await expectForeignUnchanged();
@@ -255,7 +238,7 @@ describe('restarts and shutdown', () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 3);
     const ns = t.serverNs;
-    const table0 = await tableOf(lab, ns, 'b0');
+    const table0 = await lab.tableOf(ns, 'b0');
     // Left over from an earlier run: owned (proto 83) but wanted by nothing now.
     await lab.ip(ns, 'rule', 'add', 'from', '198.18.9.9', 'lookup', '1999', 'pref', '30000', 'proto', '83');
     // The rule b0 wants, twice.
@@ -267,7 +250,7 @@ describe('restarts and shutdown', () => {
       `from 198.18.9.9 lookup 1999 pref ${PRIORITY}`,
     ]);
 
-    const daemon = await startConverged(lab, ns, lab.writeConfig(''));
+    const daemon = await lab.startConverged(ns, lab.writeConfig(''));
 
     expect(await ownedRuleTexts(lab, ns)).toEqual(
       await wantedRules(lab, ns, { b0: ['198.18.1.1'], b1: ['198.18.1.2'], b2: ['198.18.1.3'] }),

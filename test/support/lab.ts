@@ -7,10 +7,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from 'vitest';
 import { NetnsLab } from '../../src/netns.js';
 
 const run = promisify(execFile);
 export const REPO = resolve(import.meta.dirname, '../..');
+const TABLE_BASE = 1000;
 const CLI = join(REPO, 'dist/cli.js');
 
 export interface IpRule {
@@ -63,6 +65,19 @@ export class DaemonProcess {
     return this.records.map((r) => r.msg);
   }
 
+  /**
+   * Error-level log lines. Routine changes and repairs never need error recovery: an error
+   * means the daemon's picture of the kernel was wrong, or the kernel refused something.
+   */
+  errors(): string[] {
+    return this.records.filter((r) => r.level >= 50).map((r) => r.msg);
+  }
+
+  /** The whole log, to attach to assertions whose failure it would explain. */
+  log(): string {
+    return `daemon log:\n${this.lines.join('\n')}`;
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exited;
@@ -102,6 +117,45 @@ export class Lab extends NetnsLab {
   async routeGet(ns: string, dst: string, from: string): Promise<IpRoute> {
     const [route] = await this.ipJson<IpRoute[]>(ns, 'route', 'get', dst, 'from', from);
     return route!;
+  }
+
+  /** The table symroute uses for a NIC with nothing pinned: table.base (1000) + ifindex. */
+  async tableOf(ns: string, nic: string): Promise<number> {
+    const [link] = await this.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', nic);
+    return TABLE_BASE + link!.ifindex;
+  }
+
+  /** symroute's rules as sorted `from <src> lookup <table> pref <n>` lines (duplicates kept). */
+  async ownedRuleLines(ns: string, family: 4 | 6 = 4): Promise<string[]> {
+    return (await this.ownedRules(ns, family)).map(ruleLine).sort();
+  }
+
+  /** A table's routes as sorted `ip route`-like lines; a missing table reads as empty. */
+  async tableLines(ns: string, table: number, family: 4 | 6 = 4): Promise<string[]> {
+    return (await this.routes(ns, table, family)).map(routeLine).sort();
+  }
+
+  /**
+   * Starts the daemon and waits for the end of its start-up convergence: it logs "running…"
+   * only after its first pass that found nothing more to do. (Waiting for a state instead
+   * would not do: after a restart the right state may be there before the daemon looked.)
+   */
+  async startConverged(ns: string, configPath = this.writeConfig('')): Promise<DaemonProcess> {
+    const daemon = this.startDaemon(ns, ['--config', configPath]);
+    await eventually(() => expect(daemon.messages(), daemon.stderr).toContainEqual(expect.stringMatching(/^running\b/)));
+    return daemon;
+  }
+
+  /**
+   * Waits until the daemon has acted on everything that happened before this call, by
+   * deleting one of its rules and waiting for the repair: netlink delivers notifications in
+   * order and a pass always drains the socket first, so a pass that saw the deletion saw
+   * every earlier event. Needed before asserting that something did NOT happen.
+   */
+  async daemonCaughtUp(ns: string, src: string, table: number): Promise<void> {
+    await this.ip(ns, 'rule', 'del', 'from', src, 'lookup', String(table), 'pref', '30000');
+    const line = ruleLine({ src, table: String(table), priority: 30000 });
+    await eventually(async () => expect(await this.ownedRuleLines(ns)).toContain(line));
   }
 
   /** All rules and IPv4 routes as `ip -json` text; IPv6 link-local routes move with DAD on their own. */
@@ -154,6 +208,10 @@ export class Lab extends NetnsLab {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/** `from <src> lookup <table> pref <n>`, as ip(8) prints a rule. */
+export const ruleLine = (r: Pick<IpRule, 'src' | 'table' | 'priority'>): string =>
+  `from ${r.src} lookup ${r.table} pref ${r.priority}`;
 
 /** One route as a short `ip route`-like line (the fields symroute sets). */
 export function routeLine(r: IpRoute): string {
