@@ -49,8 +49,12 @@ export class RtnlClient {
   private nextSeq = 1;
   private dumpQueue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly observer: ClientObserver = {}) {
-    this.socket = openNetlinkSocket({ receiveBufferBytes: RECEIVE_BUFFER_BYTES });
+  /** `socket` is for tests, which script the kernel's side; normally a fresh one is opened. */
+  constructor(
+    private readonly observer: ClientObserver = {},
+    socket: NativeNetlinkSocket = openNetlinkSocket({ receiveBufferBytes: RECEIVE_BUFFER_BYTES }),
+  ) {
+    this.socket = socket;
     this.socket.startReading(() => this.onReadable());
   }
 
