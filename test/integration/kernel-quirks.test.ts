@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, Lab, type DaemonProcess } from '../support/lab.js';
+import { eventually, Lab, REPO, type DaemonProcess } from '../support/lab.js';
 
 const FLOOD_ROUTES = 30_000;
 
@@ -111,5 +111,26 @@ describe('kernel quirks', () => {
     await lab.ip(ns, '-6', 'route', 'del', 'default').catch(() => undefined); // the second nexthop, if separate
     await eventually(async () => expect(await gateways()).toEqual([]));
     await inSync(lab, ns);
+  });
+
+  it('a notification forged by a local process is not believed (only the kernel is)', async () => {
+    lab = new Lab();
+    const ns = await lab.namespace('h');
+    const peer = await lab.namespace('p');
+    await lab.veth(ns, 'e1', peer, 'f1');
+    await lab.ip(ns, 'addr', 'add', '198.18.1.10/24', 'dev', 'e1');
+    const daemon = await lab.startConverged(ns);
+    const table = await lab.tableOf(ns, 'e1');
+    const ifindex = table - 1000;
+    // Groups 1, 5, 7, 8, 9, 11, 19 (links, addresses, routes, rules): bits 0,4,6,7,8,10,18.
+    await lab.exec(ns, 'python3', join(REPO, 'test/support/forge-netlink.py'), '000405d1', String(ifindex), 'e1');
+    await lab.daemonCaughtUp(ns, '198.18.1.10', table);
+    expect(await lab.ownedRules(ns)).toHaveLength(1);
+    expect(daemon.messages().filter((m) => m.startsWith('deleted'))).toEqual([]);
+    const metrics = await lab.exec(ns, 'curl', '-s', 'http://127.0.0.1:9477/metrics');
+    expect(metrics).toMatch(/^symroute_netlink_discarded_messages_total [1-9]/m);
+    expect(daemon.records.find((r) => r.msg === 'discarded a netlink message')).toMatchObject({
+      reason: 'notification not from the kernel',
+    });
   });
 });
