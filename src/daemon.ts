@@ -56,6 +56,10 @@ export class Daemon {
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
+    const discarded = (reason: string) => {
+      metrics.discardedMessages.inc();
+      log.warn({ reason }, 'discarded a netlink message');
+    };
     this.client = new RtnlClient({
       completed: (op, error) => {
         metrics.netlinkRequests.inc({ op, result: error ? 'error' : 'ok' });
@@ -65,10 +69,7 @@ export class Daemon {
         metrics.resyncs.inc({ reason: 'dump_interrupted' });
         log.info({ action }, 'dump interrupted by concurrent changes, dumping again');
       },
-      discarded: (reason) => {
-        metrics.discardedMessages.inc();
-        log.warn({ reason }, 'discarded a netlink message');
-      },
+      discarded,
     });
     this.watcher = new Watcher(this.client, {
       changed: (eventTime, resync) => {
@@ -82,10 +83,7 @@ export class Daemon {
         metrics.resyncs.inc({ reason });
         log.warn({ reason, detail }, `dumping kernel state again (${reason})`);
       },
-      discarded: (reason) => {
-        metrics.discardedMessages.inc();
-        log.warn({ reason }, 'discarded a netlink message');
-      },
+      discarded,
     });
   }
 
