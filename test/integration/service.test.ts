@@ -436,12 +436,15 @@ async function routeMonitor(l: Lab, ns: string): Promise<{ lines: string[]; sync
     for (const action of ['add', 'del']) await l.ip(ns, 'route', action, 'blackhole', `${dst}/32`, 'table', '77');
     await eventually(() => expect(lines.some((line) => line.startsWith('Deleted') && line.includes(`${dst} `))).toBe(true));
   };
-  // The monitor subscribes asynchronously: repeat until a sentinel shows up.
+  // The monitor subscribes asynchronously: announce fresh sentinels until one shows up.
+  // (Each must be a new route: replacing an identical one is not reliably announced.)
+  let attempt = 0;
   await eventually(async () => {
-    await l.ip(ns, 'route', 'replace', 'blackhole', '198.51.100.250/32', 'table', '77');
-    expect(lines.some((line) => line.includes('198.51.100.250'))).toBe(true);
+    const dst = `198.51.100.${240 + (attempt++ % 10)}/32`;
+    await l.ip(ns, 'route', 'add', 'blackhole', dst, 'table', '77');
+    await l.ip(ns, 'route', 'del', 'blackhole', dst, 'table', '77');
+    expect(lines.some((line) => /198\.51\.100\.24\d/.test(line))).toBe(true);
   });
-  await l.ip(ns, 'route', 'del', 'blackhole', '198.51.100.250/32', 'table', '77');
   await sync();
   return { lines, sync };
 }
