@@ -2,6 +2,8 @@
 // serves them with /healthz. Names follow Prometheus conventions: one symroute_ prefix,
 // base units, _total counters; the only high-cardinality-ish label is an interface name.
 import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ListenAddress } from './config.js';
 import type { Logger } from './log.js';
@@ -102,7 +104,7 @@ export class Metrics {
       labelNames: ['version'] as const,
       registers: [this.registry],
     }).set({ version }, 1);
-    collectDefaultMetrics({ register: this.registry });
+    registerRuntimeMetrics(this.registry);
     // Gauges named *_total break Prometheus naming (promtool rejects them); they are only sums
     // of the per-type nodejs_active_{handles,requests,resources} gauges, which stay.
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
@@ -117,6 +119,45 @@ export class Metrics {
       this.managedRoutes.set({ family }, 0);
     }
   }
+}
+
+/**
+ * prom-client's Node.js runtime metrics, but none that needs a timer, so an idle daemon sleeps
+ * until the kernel or systemd has something for it. prom-client's event-loop collector runs
+ * monitorEventLoopDelay at 10 ms resolution, a libuv timer that wakes the main thread 100
+ * times a second whether or not anyone scrapes; it is left out, and two figures taken at
+ * scrape time stand in for its delay percentiles: the lag until a setImmediate callback runs
+ * (prom-client's own nodejs_eventloop_lag_seconds) and the loop's busy time from libuv's idle
+ * counter (rate() of it is the event-loop utilisation). Every other collector reads its
+ * figure on scrape, or observes GC as it happens.
+ */
+function registerRuntimeMetrics(registry: Registry): void {
+  // collectDefaultMetrics() has no switch for one collector; each is its own module in
+  // prom-client's lib/metrics/ (no exports map), taking the registry like it does.
+  const require = createRequire(import.meta.url);
+  for (const name of collectDefaultMetrics.metricsList) {
+    if (name === 'eventLoopLag') continue;
+    (require(`prom-client/lib/metrics/${name}`) as (register: Registry) => void)(registry);
+  }
+  new Gauge({
+    name: 'nodejs_eventloop_lag_seconds',
+    help: 'Lag of event loop in seconds: how long a setImmediate callback queued at scrape time waited.',
+    registers: [registry],
+    async collect() {
+      const start = process.hrtime.bigint();
+      await new Promise((resolve) => setImmediate(resolve));
+      this.set(Number(process.hrtime.bigint() - start) / 1e9);
+    },
+  });
+  new Counter({
+    name: 'nodejs_eventloop_busy_seconds_total',
+    help: 'Time the event loop spent running callbacks rather than waiting for events; rate() is the event-loop utilisation.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(performance.eventLoopUtilization().active / 1000);
+    },
+  });
 }
 
 /**
