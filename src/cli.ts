@@ -8,6 +8,9 @@ import { demoCommand } from './commands/demo.js';
 import { explainCommand, planCommand, statusCommand, type Output } from './commands/inspect.js';
 import { runService } from './service.js';
 
+// Named after itself, not the interpreter: ps, top and the journal's _COMM show "symroute".
+process.title = 'symroute';
+
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const EXIT_USAGE = 2;
 
