@@ -26,7 +26,6 @@ describe('symroute.service under systemd (nspawn)', () => {
       .split('\n')
       .filter(Boolean)
       .map((line) => JSON.parse(line) as Record<string, string>);
-  const writeConfig = (yaml: string) => m().check(['sh', '-c', `mkdir -p /etc/symroute && cat > ${CONFIG} <<'EOF'\n${yaml}\nEOF`]);
   const mainPid = async () => Number(await m().property('symroute', 'MainPID'));
 
   beforeAll(async () => {
