@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // symroute's command line: parses arguments and hands over to one command. Exit codes:
 // 0 ok / in sync, 1 failed / changes pending, 2 bad usage or bad config (nothing changed).
-import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readBuildInfo } from './build.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config.js';
 import { demoCommand } from './commands/demo.js';
 import { explainCommand, planCommand, statusCommand, type Output } from './commands/inspect.js';
@@ -11,7 +11,7 @@ import { runService } from './service.js';
 // Named after itself, not the interpreter: ps, top and the journal's _COMM show "symroute".
 process.title = 'symroute';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const BUILD = readBuildInfo();
 const EXIT_USAGE = 2;
 
 const io: Output = {
@@ -52,7 +52,7 @@ unless on_exit: remove. Metrics on metrics.listen (default 127.0.0.1:9477).`,
       }
       const configPath = values.config as string | undefined;
       return withConfig(configPath, (config) =>
-        runService({ configPath, config, once: values.once === true, logLevel: logLevel as LogLevel | undefined, version: VERSION }),
+        runService({ configPath, config, once: values.once === true, logLevel: logLevel as LogLevel | undefined, build: BUILD }),
       );
     },
   },
@@ -168,7 +168,7 @@ function usageError(command: string | undefined, message: string): number {
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === '--version' || name === '-V') return (io.out(VERSION), 0);
+  if (name === '--version' || name === '-V') return (io.out(BUILD.version), 0);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(mainUsage());
     return 0;

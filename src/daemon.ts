@@ -44,6 +44,8 @@ export class Daemon {
   /** Which interface each table was last planned for, so log lines can name it after it left. */
   private tableInterfaces = new Map<number, string>();
   private lastProblems = new Set<string>();
+  /** Interfaces that have symroute_interface_* series, so departed ones can be removed. */
+  private gaugedInterfaces = new Set<string>();
   private started = false;
   private stopping = false;
   private isInSync = false;
@@ -211,6 +213,7 @@ export class Daemon {
     const drift = changes.filter((change) => change.op !== 'delete' && this.convergedKeys.has(changeKey(change)));
     this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
     this.metrics.managedInterfaces.set(desired.interfaces.length);
+    this.updateInterfaceGauges(desired, changes);
     if (changes.length === 0) {
       this.convergedKeys = new Set([...desired.routes.map(routeKey), ...desired.rules.map(ruleKey)]);
       // In sync, nothing is left to log about interfaces that went away: forget them.
@@ -274,6 +277,23 @@ export class Daemon {
       this.metrics.managedRules.set(label, owned.rules);
       this.metrics.managedRoutes.set(label, owned.routes);
     }
+  }
+
+  /** Per managed interface: its table, and whether a change for it is still pending. */
+  private updateInterfaceGauges(desired: Plan, changes: readonly Change[]): void {
+    const pending = new Set(changes.map((change) => this.changeInterface(change)));
+    const names = new Set<string>();
+    for (const { link, table } of desired.interfaces) {
+      names.add(link.name);
+      this.metrics.interfaceInSync.set({ ifname: link.name }, pending.has(link.name) ? 0 : 1);
+      this.metrics.interfaceTable.set({ ifname: link.name }, table);
+    }
+    for (const ifname of this.gaugedInterfaces) {
+      if (names.has(ifname)) continue;
+      this.metrics.interfaceInSync.remove({ ifname });
+      this.metrics.interfaceTable.remove({ ifname });
+    }
+    this.gaugedInterfaces = names;
   }
 
   private scheduleRetry(): void {

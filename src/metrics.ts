@@ -5,8 +5,37 @@ import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BuildInfo } from './build.js';
 import type { ListenAddress } from './config.js';
+import type { Trigger } from './daemon.js';
 import type { Logger } from './log.js';
+import type { ResyncReason } from './watcher.js';
+
+// Every label value a counter is known to take, so each series exists at 0 from the start:
+// increase() and rate() see the first event instead of the series' sudden appearance.
+// The records make the compiler name any value that is added to a type but not here.
+const labelValues = <T extends string>(values: Record<T, true>): T[] => Object.keys(values) as T[];
+const TRIGGERS = labelValues<Trigger>({ startup: true, event: true, resync: true, reload: true, retry: true, drift: true });
+const RESYNC_REASONS = labelValues<Exclude<ResyncReason, 'startup'> | 'dump_interrupted'>({
+  enobufs: true,
+  decode_error: true,
+  read_error: true,
+  stale_mirror: true,
+  dump_failed: true,
+  dump_interrupted: true,
+});
+const KINDS = ['rule', 'route'] as const;
+const NETLINK_OPS = [
+  'dump_link',
+  'dump_address',
+  'dump_route',
+  'dump_rule',
+  'add_rule',
+  'delete_rule',
+  'add_route',
+  'replace_route',
+  'delete_route',
+] as const;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -82,7 +111,7 @@ export class Metrics {
   });
   readonly configReloads = new Counter({
     name: 'symroute_config_reloads_total',
-    help: 'Config reloads (SIGHUP), by result.',
+    help: 'Config reloads (SIGHUP or a change of the watched file), by result.',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
@@ -91,19 +120,31 @@ export class Metrics {
     help: '1 if the last config reload succeeded (or none was attempted), 0 if it was rejected.',
     registers: [this.registry],
   });
+  readonly interfaceInSync = new Gauge({
+    name: 'symroute_interface_in_sync',
+    help: '1 when the rules and routes of this managed interface match the desired state, 0 while they do not.',
+    labelNames: ['ifname'] as const,
+    registers: [this.registry],
+  });
+  readonly interfaceTable = new Gauge({
+    name: 'symroute_interface_table',
+    help: 'The routing table symroute keeps for this managed interface.',
+    labelNames: ['ifname'] as const,
+    registers: [this.registry],
+  });
   readonly configLastReloadSuccess = new Gauge({
     name: 'symroute_config_last_reload_success_timestamp_seconds',
     help: 'When the config was last loaded successfully.',
     registers: [this.registry],
   });
 
-  constructor(version: string) {
+  constructor(build: BuildInfo) {
     new Gauge({
       name: 'symroute_build_info',
-      help: 'Always 1; the version label says which symroute is running.',
-      labelNames: ['version'] as const,
+      help: 'Always 1; the labels say which symroute, built from which commit, runs on which Node.js.',
+      labelNames: ['version', 'node_version', 'commit'] as const,
       registers: [this.registry],
-    }).set({ version }, 1);
+    }).set({ version: build.version, node_version: process.versions.node, commit: build.commit }, 1);
     registerRuntimeMetrics(this.registry);
     // Gauges named *_total break Prometheus naming (promtool rejects them); they are only sums
     // of the per-type nodejs_active_{handles,requests,resources} gauges, which stay.
@@ -114,6 +155,10 @@ export class Metrics {
     this.configLastReloadSuccess.set(Date.now() / 1000);
     // Zero series exist from the start, so rate() and alerts work before the first event.
     for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
+    for (const trigger of TRIGGERS) this.reconciles.inc({ trigger }, 0);
+    for (const reason of RESYNC_REASONS) this.resyncs.inc({ reason }, 0);
+    for (const kind of KINDS) this.driftRepairs.inc({ kind }, 0);
+    for (const op of NETLINK_OPS) for (const result of ['ok', 'error']) this.netlinkRequests.inc({ op, result }, 0);
     for (const family of ['ipv4', 'ipv6']) {
       this.managedRules.set({ family }, 0);
       this.managedRoutes.set({ family }, 0);

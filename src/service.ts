@@ -1,5 +1,6 @@
 // `symroute run`: the daemon as a service — metrics endpoint, systemd notifications,
 // SIGHUP reloads and clean shutdown around the control loop in daemon.ts.
+import type { BuildInfo } from './build.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { Daemon } from './daemon.js';
 import { createLogger, type Logger } from './log.js';
@@ -13,14 +14,14 @@ export interface RunOptions {
   readonly config: Config;
   readonly once: boolean;
   readonly logLevel: Config['log']['level'] | undefined;
-  readonly version: string;
+  readonly build: BuildInfo;
 }
 
 /** Runs until SIGTERM/SIGINT (or, with `once`, until the first convergence); returns the exit code. */
 export async function runService(options: RunOptions): Promise<number> {
   let config = options.config;
   const log = createLogger(options.logLevel ?? config.log.level);
-  const metrics = new Metrics(options.version);
+  const metrics = new Metrics(options.build);
   const daemon = new Daemon(config, log, metrics);
   if (options.once) {
     let inSync;

@@ -315,7 +315,30 @@ describe('metrics endpoint', () => {
     for (const { name, type } of metrics) expect(text).toContain(`\n# TYPE ${name} ${type}\n`);
 
     expect(text).toMatch(/^symroute_in_sync 1$/m);
-    expect(text).toContain(`\nsymroute_build_info{version="${VERSION}"} 1\n`);
+    const { commit } = JSON.parse(readFileSync(join(REPO, 'dist/build-info.json'), 'utf8')) as { commit: string };
+    expect(commit).toMatch(/^([0-9a-f]{40}|unknown)$/);
+    expect(text).toContain(
+      `\nsymroute_build_info{version="${VERSION}",node_version="${process.versions.node}",commit="${commit}"} 1\n`,
+    );
+    // Per interface: in sync, and which table it has.
+    for (const nic of host.nics) {
+      expect(sample(text, `symroute_interface_in_sync{ifname="${nic}"}`), nic).toBe(1);
+      expect(sample(text, `symroute_interface_table{ifname="${nic}"}`), nic).toBe(await tableOf(lab, host.ns, nic));
+    }
+    // Every known label value of every counter is there at 0 before its first event, so an
+    // increase() alert sees that first event.
+    for (const series of [
+      'symroute_reconciles_total{trigger="drift"}',
+      'symroute_reconciles_total{trigger="reload"}',
+      'symroute_resyncs_total{reason="enobufs"}',
+      'symroute_resyncs_total{reason="dump_interrupted"}',
+      'symroute_drift_repairs_total{kind="rule"}',
+      'symroute_drift_repairs_total{kind="route"}',
+      'symroute_netlink_requests_total{op="delete_route",result="error"}',
+      'symroute_netlink_requests_total{op="add_rule",result="error"}',
+    ]) {
+      expect(sample(text, series), series).toBe(0);
+    }
     expect(sample(text, 'symroute_managed_rules{family="ipv4"}')).toBe((await lab.ownedRules(host.ns, 4)).length);
     expect(sample(text, 'symroute_managed_rules{family="ipv6"}')).toBe((await lab.ownedRules(host.ns, 6)).length);
     expect(sample(text, 'symroute_managed_routes{family="ipv4"}')).toBe((await ownedRoutes(lab, host.ns, 4)).length);
@@ -330,6 +353,15 @@ describe('metrics endpoint', () => {
     expect(sample(text, 'symroute_config_reloads_total{result="success"}')).toBe(0);
     expect(sample(text, 'symroute_config_reloads_total{result="failure"}')).toBe(0);
     expect(sample(text, 'symroute_config_last_reload_successful')).toBe(1);
+
+    // An interface that is no longer managed loses its series.
+    await lab.ip(host.ns, 'link', 'set', host.nics[2]!, 'down');
+    await eventually(async () => {
+      const scraped = await scrape(l, host.ns);
+      expect(sample(scraped, `symroute_interface_in_sync{ifname="${host.nics[2]}"}`)).toBeUndefined();
+      expect(sample(scraped, `symroute_interface_table{ifname="${host.nics[2]}"}`)).toBeUndefined();
+      expect(sample(scraped, `symroute_interface_in_sync{ifname="${host.nics[0]}"}`)).toBe(1);
+    });
   });
 
   it('counts a drift repair after `ip rule del` of a symroute rule', async () => {
