@@ -3,10 +3,10 @@
 // 0 ok / in sync, 1 failed / changes pending, 2 bad usage or bad config (nothing changed).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readBuildInfo } from './build.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config.js';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config/config.js';
 import { demoCommand } from './commands/demo.js';
 import { explainCommand, planCommand, statusCommand, type Output } from './commands/inspect.js';
-import { runService } from './service.js';
+import { runService } from './service/service.js';
 
 // Named after itself, not the interpreter: ps, top and the journal's _COMM show "symroute".
 process.title = 'symroute';

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { addSharedSubnetNic, buildSharedSubnet, NetnsLab } from '../netns.js';
+import { addSharedSubnetNic, buildSharedSubnet, NetnsLab } from '../lab/netns.js';
 import type { Output } from './inspect.js';
 
 const CLI = new URL('../cli.js', import.meta.url).pathname;

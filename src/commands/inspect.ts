@@ -2,18 +2,18 @@
 // (the same dumps the daemon starts from) and runs the same pure planner and diff, so what
 // they print is exactly what `symroute run` would do.
 import { isIPv4 } from 'node:net';
-import type { Config } from '../config.js';
-import { computeChanges, type Change } from '../diff.js';
-import { canonicalAddress, familyOf, networkOf } from '../ip.js';
-import type { Mirror } from '../mirror.js';
-import { describeRoute, describeRule, type Rule } from '../model.js';
+import type { Config } from '../config/config.js';
+import { computeChanges, type Change } from '../domain/diff.js';
+import { canonicalAddress, familyOf, networkOf } from '../domain/ip.js';
+import type { Mirror } from '../domain/mirror.js';
+import { describeRoute, describeRule, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, FR_ACT_TO_TBL, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
 import type { RouteMessage } from '../netlink/messages.js';
-import { routeFromMessage } from '../netlink/objects.js';
-import { plan, type InterfacePlan, type Plan } from '../planner.js';
-import { describeChange } from '../reconciler.js';
-import { dumpMirror } from '../watcher.js';
+import { routeFromMessage } from '../kernel/objects.js';
+import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
+import { describeChange } from '../kernel/reconciler.js';
+import { dumpMirror } from '../kernel/watcher.js';
 
 interface Snapshot {
   readonly mirror: Mirror;

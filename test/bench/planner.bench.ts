@@ -1,12 +1,12 @@
 // plan() and computeChanges() on a large host: 128 NICs, dual stack, two addresses each,
 // a per-device default route per NIC in the main table. Both run on every reconcile pass.
 import { bench, describe } from 'vitest';
-import { defaultConfig } from '../../src/config.js';
-import { computeChanges } from '../../src/diff.js';
-import { Mirror } from '../../src/mirror.js';
+import { defaultConfig } from '../../src/config/config.js';
+import { computeChanges } from '../../src/domain/diff.js';
+import { Mirror } from '../../src/domain/mirror.js';
 import { RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE } from '../../src/netlink/constants.js';
-import { routeToMessage } from '../../src/netlink/objects.js';
-import { plan } from '../../src/planner.js';
+import { routeToMessage } from '../../src/kernel/objects.js';
+import { plan } from '../../src/domain/planner.js';
 
 const NICS = 128;
 const config = defaultConfig();

@@ -88,11 +88,11 @@ async function expectNoDuplicateRules(lab: Lab, ns: string): Promise<void> {
  * so the kernel keeps a second identical copy (iproute2 6.x sets EXCL and would refuse).
  */
 async function addRuleWithoutExcl(lab: Lab, ns: string, rule: { src: string; table: number; protocol: number }) {
-  const dist = (module: string) => JSON.stringify(join(REPO, 'dist/netlink', module));
+  const dist = (module: string) => JSON.stringify(join(REPO, 'dist', module));
   const script = `
-    import { RtnlClient } from ${dist('client.js')};
-    import { ruleToMessage } from ${dist('objects.js')};
-    import { FR_ACT_TO_TBL, NLM_F_CREATE, RTM_NEWRULE } from ${dist('constants.js')};
+    import { RtnlClient } from ${dist('netlink/client.js')};
+    import { ruleToMessage } from ${dist('kernel/objects.js')};
+    import { FR_ACT_TO_TBL, NLM_F_CREATE, RTM_NEWRULE } from ${dist('netlink/constants.js')};
     const client = new RtnlClient();
     const body = ruleToMessage({ family: 4, priority: ${PRIORITY}, table: ${rule.table}, action: FR_ACT_TO_TBL,
       protocol: ${rule.protocol}, src: ${JSON.stringify(rule.src)}, srcLength: 32, dstLength: 0, tos: 0 });

@@ -194,9 +194,9 @@ function promtoolCheck(text: string): Promise<{ code: number | null; output: str
   });
 }
 
-/** Every metric src/metrics.ts defines, with the `# TYPE` it must be exposed under. */
+/** Every metric src/service/metrics.ts defines, with the `# TYPE` it must be exposed under. */
 function definedMetrics(): Array<{ name: string; type: string }> {
-  const source = readFileSync(join(REPO, 'src/metrics.ts'), 'utf8');
+  const source = readFileSync(join(REPO, 'src/service/metrics.ts'), 'utf8');
   const found = [...source.matchAll(/new (Histogram|Counter|Gauge)\(\{\s*name: '([a-zA-Z_:][a-zA-Z0-9_:]*)'/g)];
   return found.map(([, kind, name]) => ({ name: name!, type: kind!.toLowerCase() }));
 }

@@ -143,7 +143,7 @@ async function captureInside(outDir) {
   const { openNetlinkSocket } = await import(join(REPO, 'dist/netlink/native.js'));
   const { encodeRequest } = await import(join(REPO, 'dist/netlink/messages.js'));
   const { splitDatagram } = await import(join(REPO, 'dist/netlink/codec.js'));
-  const { dumpRequests } = await import(join(REPO, 'dist/netlink/objects.js'));
+  const { dumpRequests } = await import(join(REPO, 'dist/kernel/objects.js'));
   const c = await import(join(REPO, 'dist/netlink/constants.js'));
 
   const socket = openNetlinkSocket({});

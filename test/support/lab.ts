@@ -1,4 +1,4 @@
-// The integration tests' lab: src/netns.ts's namespaces, veth pairs, bridges and probe, plus
+// The integration tests' lab: src/lab/netns.ts's namespaces, veth pairs, bridges and probe, plus
 // the real daemon running inside them and `ip -json` as the independent judge of what the
 // kernel holds. Everything a Lab creates is removed by cleanup(), which tests call from
 // afterEach so it also runs when a test fails.
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
-import { NetnsLab } from '../../src/netns.js';
+import { NetnsLab } from '../../src/lab/netns.js';
 
 const run = promisify(execFile);
 export const REPO = resolve(import.meta.dirname, '../..');

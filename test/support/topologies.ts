@@ -1,9 +1,9 @@
 // The two failures the README describes, rebuilt in namespaces. Addresses come from the
 // benchmark range 198.18.0.0/15 and the documentation range 198.51.100.0/24 only.
-// Case 2 is shared with `symroute demo`, so it lives in src/netns.ts.
+// Case 2 is shared with `symroute demo`, so it lives in src/lab/netns.ts.
 import type { Lab } from './lab.js';
 
-export { addSharedSubnetNic, buildSharedSubnet, type SharedSubnet } from '../../src/netns.js';
+export { addSharedSubnetNic, buildSharedSubnet, type SharedSubnet } from '../../src/lab/netns.js';
 
 export interface RoutedSubnets {
   routerNs: string;

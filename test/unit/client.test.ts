@@ -20,7 +20,7 @@ import {
 import { NetlinkError } from '../../src/netlink/errors.js';
 import { encodeRequest, type RtnlBody } from '../../src/netlink/messages.js';
 import type { NativeNetlinkSocket, ReadResult } from '../../src/netlink/native.js';
-import { dumpRequests, ruleToMessage } from '../../src/netlink/objects.js';
+import { dumpRequests, ruleToMessage } from '../../src/kernel/objects.js';
 import { rule } from '../support/builders.js';
 
 const PORT = 4242;

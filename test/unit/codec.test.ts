@@ -1,8 +1,8 @@
 import { readdirSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bytesToAddress } from '../../src/ip.js';
-import type { Route, Rule } from '../../src/model.js';
+import { bytesToAddress } from '../../src/domain/ip.js';
+import type { Route, Rule } from '../../src/domain/model.js';
 import {
   align4,
   concat,
@@ -66,7 +66,7 @@ import {
   routeToMessage,
   ruleFromMessage,
   ruleToMessage,
-} from '../../src/netlink/objects.js';
+} from '../../src/kernel/objects.js';
 import { FIXTURES, fixture } from '../support/builders.js';
 
 const ENOENT = 2;

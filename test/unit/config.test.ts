@@ -13,7 +13,7 @@ import {
   matchesGlob,
   parseConfig,
   type Config,
-} from '../../src/config.js';
+} from '../../src/config/config.js';
 
 const FILE = '/etc/symroute/symroute.yaml';
 

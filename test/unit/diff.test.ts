@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { defaultConfig } from '../../src/config.js';
-import { computeChanges, type Change } from '../../src/diff.js';
-import type { MirrorView } from '../../src/mirror.js';
-import { routeKey, routeSlot, ruleKey, type Route, type Rule } from '../../src/model.js';
+import { defaultConfig } from '../../src/config/config.js';
+import { computeChanges, type Change } from '../../src/domain/diff.js';
+import type { MirrorView } from '../../src/domain/mirror.js';
+import { routeKey, routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
 import {
   NLM_F_CREATE,
   NLM_F_REPLACE,
@@ -11,7 +11,7 @@ import {
   RT_SCOPE_UNIVERSE,
   RTN_UNICAST,
 } from '../../src/netlink/constants.js';
-import { plan, type Plan } from '../../src/planner.js';
+import { plan, type Plan } from '../../src/domain/planner.js';
 import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route, rule } from '../support/builders.js';
 
 const planOf = (parts: Partial<Plan>): Plan => ({

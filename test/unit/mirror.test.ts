@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Mirror } from '../../src/mirror.js';
-import { addressKey, routeKey, ruleKey, type Route } from '../../src/model.js';
+import { Mirror } from '../../src/domain/mirror.js';
+import { addressKey, routeKey, ruleKey, type Route } from '../../src/domain/model.js';
 import { HOST_LITTLE_ENDIAN, splitDatagram } from '../../src/netlink/codec.js';
 import {
   IFA_F_DEPRECATED,
@@ -20,7 +20,7 @@ import {
   RTM_NEWRULE,
 } from '../../src/netlink/constants.js';
 import { decodeMessage, isRtnlBody } from '../../src/netlink/messages.js';
-import { routeToMessage, ruleToMessage } from '../../src/netlink/objects.js';
+import { routeToMessage, ruleToMessage } from '../../src/kernel/objects.js';
 import {
   addressMessage,
   FIXTURES,

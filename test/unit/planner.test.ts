@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { defaultConfig, type Config } from '../../src/config.js';
-import { networkOf, type Family } from '../../src/ip.js';
-import { routeSlot, ruleKey, type Route, type Rule } from '../../src/model.js';
+import { defaultConfig, type Config } from '../../src/config/config.js';
+import { networkOf, type Family } from '../../src/domain/ip.js';
+import { routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
 import {
   FR_ACT_TO_TBL,
   IFA_F_DADFAILED,
@@ -15,7 +15,7 @@ import {
   RT_SCOPE_UNIVERSE,
   RTN_UNICAST,
 } from '../../src/netlink/constants.js';
-import { plan, type Plan } from '../../src/planner.js';
+import { plan, type Plan } from '../../src/domain/planner.js';
 import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route } from '../support/builders.js';
 
 const PROTO_RA = 9;

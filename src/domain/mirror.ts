@@ -11,9 +11,9 @@ import {
   RTM_DELROUTE,
   RTM_DELRULE,
   RTM_F_CLONED,
-} from './netlink/constants.js';
-import type { RtnlBody } from './netlink/messages.js';
-import { addressFromMessage, linkFromMessage, routeFromMessage, ruleFromMessage } from './netlink/objects.js';
+} from '../netlink/constants.js';
+import type { RtnlBody } from '../netlink/messages.js';
+import { addressFromMessage, linkFromMessage, routeFromMessage, ruleFromMessage } from '../kernel/objects.js';
 
 /**
  * Routes worth keeping: not the local table (the kernel's own), and from the main table only

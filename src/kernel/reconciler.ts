@@ -1,8 +1,8 @@
 // Applies computed changes to the kernel: one pipelined batch per phase, every request
 // carrying the full attribute set of the object it names.
-import type { Change } from './diff.js';
-import { describeRoute, describeRule } from './model.js';
-import type { RtnlClient, Request } from './netlink/client.js';
+import type { Change } from '../domain/diff.js';
+import { describeRoute, describeRule } from '../domain/model.js';
+import type { RtnlClient, Request } from '../netlink/client.js';
 import {
   NLM_F_CREATE,
   NLM_F_EXCL,
@@ -11,9 +11,9 @@ import {
   RTM_DELRULE,
   RTM_NEWROUTE,
   RTM_NEWRULE,
-} from './netlink/constants.js';
-import type { NetlinkError } from './netlink/errors.js';
-import { routeToMessage, ruleToMessage } from './netlink/objects.js';
+} from '../netlink/constants.js';
+import type { NetlinkError } from '../netlink/errors.js';
+import { routeToMessage, ruleToMessage } from './objects.js';
 
 export interface ChangeOutcome {
   readonly change: Change;

@@ -1,6 +1,6 @@
 import { fstatSync } from 'node:fs';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import type { LogLevel } from './config.js';
+import type { LogLevel } from '../config/config.js';
 
 export type { Logger };
 

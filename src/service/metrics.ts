@@ -5,11 +5,11 @@ import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BuildInfo } from './build.js';
-import type { ListenAddress } from './config.js';
-import type { Trigger } from './daemon.js';
+import type { BuildInfo } from '../build.js';
+import type { ListenAddress } from '../config/config.js';
+import type { Trigger } from '../control/daemon.js';
 import type { Logger } from './log.js';
-import type { ResyncReason } from './watcher.js';
+import type { ResyncReason } from '../kernel/watcher.js';
 
 // Every label value a counter is known to take, so each series exists at 0 from the start:
 // increase() and rate() see the first event instead of the series' sudden appearance.

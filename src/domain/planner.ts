@@ -1,7 +1,7 @@
 // The desired state: a pure function from (config, mirror) to the rules and routes symroute
 // wants in the kernel. No I/O and no memory of earlier runs — the same inputs always give
 // the same plan, whatever event caused it to be computed.
-import { isManagedName, type Config } from './config.js';
+import { isManagedName, type Config } from '../config/config.js';
 import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
 import { describeRoute, groupBy, type Address, type Link, type Route, type Rule } from './model.js';
 import type { MirrorView } from './mirror.js';
@@ -16,7 +16,7 @@ import {
   RT_SCOPE_UNIVERSE,
   RT_TABLE_MAIN,
   RTN_UNICAST,
-} from './netlink/constants.js';
+} from '../netlink/constants.js';
 
 export type GatewaySource = 'config' | 'main table';
 

@@ -2,16 +2,16 @@
 // plans, diffs and applies; passes repeat until one finds nothing to do. Bursts of events
 // coalesce into one pass because a pass always starts by draining the socket, and a pass
 // is started with setImmediate, never after a delay. Failures are retried with backoff.
-import { computeChanges, type Change } from './diff.js';
-import type { Config } from './config.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
-import { routeKey, ruleKey } from './model.js';
-import type { MirrorView } from './mirror.js';
-import { RtnlClient } from './netlink/client.js';
-import { plan, type Plan } from './planner.js';
-import { applyChanges, type ChangeOutcome } from './reconciler.js';
-import { Watcher } from './watcher.js';
+import { computeChanges, type Change } from '../domain/diff.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../service/log.js';
+import type { Metrics } from '../service/metrics.js';
+import { routeKey, ruleKey } from '../domain/model.js';
+import type { MirrorView } from '../domain/mirror.js';
+import { RtnlClient } from '../netlink/client.js';
+import { plan, type Plan } from '../domain/planner.js';
+import { applyChanges, type ChangeOutcome } from '../kernel/reconciler.js';
+import { Watcher } from '../kernel/watcher.js';
 
 const BACKOFF_START_MS = 100;
 const BACKOFF_MAX_MS = 30_000;

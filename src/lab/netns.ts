@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 // Compiled, so that tests running this file from src/ find it too (src/ and dist/ are siblings).
-const PROBE = new URL('../dist/probe.js', import.meta.url).pathname;
+const PROBE = new URL('../../dist/lab/probe.js', import.meta.url).pathname;
 let labCounter = 0;
 
 export class NetnsLab {

@@ -1,8 +1,8 @@
 // `symroute run`: the daemon as a service — metrics endpoint, systemd notifications,
 // SIGHUP reloads and clean shutdown around the control loop in daemon.ts.
-import type { BuildInfo } from './build.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { Daemon } from './daemon.js';
+import type { BuildInfo } from '../build.js';
+import { ConfigError, loadConfig, type Config } from '../config/config.js';
+import { Daemon } from '../control/daemon.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { SystemdNotifier } from './systemd.js';

@@ -1,8 +1,8 @@
 // Keeps a Mirror of the kernel current: subscribes to link, address, route and rule
 // notifications first, then dumps everything, then replays what arrived during the dump.
 // A receive overrun (ENOBUFS) means notifications were lost, so everything is dumped again.
-import type { RtnlClient } from './netlink/client.js';
-import { splitDatagram } from './netlink/codec.js';
+import type { RtnlClient } from '../netlink/client.js';
+import { splitDatagram } from '../netlink/codec.js';
 import {
   RTM_GETADDR,
   RTM_GETLINK,
@@ -15,11 +15,11 @@ import {
   RTNLGRP_IPV6_ROUTE,
   RTNLGRP_IPV6_RULE,
   RTNLGRP_LINK,
-} from './netlink/constants.js';
-import { decodeMessage, isRtnlBody, type RtnlBody } from './netlink/messages.js';
-import { openNetlinkSocket, type NativeNetlinkSocket } from './netlink/native.js';
-import { dumpRequests } from './netlink/objects.js';
-import { Mirror, type MirrorView } from './mirror.js';
+} from '../netlink/constants.js';
+import { decodeMessage, isRtnlBody, type RtnlBody } from '../netlink/messages.js';
+import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
+import { dumpRequests } from './objects.js';
+import { Mirror, type MirrorView } from '../domain/mirror.js';
 
 /**
  * Why everything is dumped again: enobufs (notifications were lost), decode_error (one could
