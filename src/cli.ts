@@ -36,23 +36,33 @@ const CONFIG_HELP = `  --config FILE   config file (default ${DEFAULT_CONFIG_PAT
 const COMMANDS: Record<string, Command> = {
   run: {
     summary: 'keep per-NIC tables and "from" rules converged (the daemon)',
-    usage: 'symroute run [--config FILE] [--once] [--log-level LEVEL]',
+    usage: 'symroute run [--config FILE] [--once | --watch-config] [--log-level LEVEL]',
     details: `${CONFIG_HELP}
   --once          converge, then exit: 0 when in sync, 1 when a change failed
+  --watch-config  reload whenever the config file changes (edited, replaced, or a
+                  Kubernetes ConfigMap update), exactly as on SIGHUP
   --log-level L   ${LOG_LEVELS.join(', ')} (overrides log.level)
 
 Signals: SIGHUP reloads the config; SIGTERM/SIGINT stop, leaving rules and routes in place
 unless on_exit: remove. Metrics on metrics.listen (default 127.0.0.1:9477).`,
-    options: { ...CONFIG_OPTION, once: { type: 'boolean' }, 'log-level': { type: 'string' } },
+    options: { ...CONFIG_OPTION, once: { type: 'boolean' }, 'watch-config': { type: 'boolean' }, 'log-level': { type: 'string' } },
     positionals: [0, 0],
     async run(values) {
       const logLevel = values['log-level'] as string | undefined;
       if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
         return usageError('run', `--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
       }
+      if (values.once && values['watch-config']) return usageError('run', '--once and --watch-config exclude each other');
       const configPath = values.config as string | undefined;
       return withConfig(configPath, (config) =>
-        runService({ configPath, config, once: values.once === true, logLevel: logLevel as LogLevel | undefined, build: BUILD }),
+        runService({
+          configPath,
+          config,
+          once: values.once === true,
+          watchConfig: values['watch-config'] === true,
+          logLevel: logLevel as LogLevel | undefined,
+          build: BUILD,
+        }),
       );
     },
   },

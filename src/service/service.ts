@@ -1,8 +1,9 @@
 // `symroute run`: the daemon as a service — metrics endpoint, systemd notifications,
 // SIGHUP reloads and clean shutdown around the control loop in daemon.ts.
 import type { BuildInfo } from '../build.js';
-import { ConfigError, loadConfig, type Config } from '../config/config.js';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config/config.js';
 import { Daemon } from '../control/daemon.js';
+import { ConfigFileWatcher } from './config-watch.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { SystemdNotifier } from './systemd.js';
@@ -13,6 +14,8 @@ export interface RunOptions {
   readonly configPath: string | undefined;
   readonly config: Config;
   readonly once: boolean;
+  /** Reload whenever the config file changes, as on SIGHUP. */
+  readonly watchConfig: boolean;
   readonly logLevel: Config['log']['level'] | undefined;
   readonly build: BuildInfo;
 }
@@ -59,12 +62,17 @@ export async function runService(options: RunOptions): Promise<number> {
   // Installed before READY=1: systemd may send SIGHUP as soon as it sees the service up, and
   // an unhandled SIGHUP would kill the process.
   process.on('SIGHUP', () => reloader.request());
+  // Started before the first pass, so that a change made while it runs is not missed.
+  const fileWatcher = options.watchConfig
+    ? new ConfigFileWatcher(options.configPath ?? DEFAULT_CONFIG_PATH, () => reloader.request(), log)
+    : null;
 
   try {
     await server.listen(config.metrics.listen);
     await daemon.start();
   } catch (error) {
     // Close the sockets and the server, or their handles would keep the process alive.
+    fileWatcher?.stop();
     await server.close();
     await daemon.stop(false);
     throw error;
@@ -83,6 +91,7 @@ export async function runService(options: RunOptions): Promise<number> {
   });
   log.info({ signal }, config.onExit === 'remove' ? 'stopping, removing everything symroute owns' : 'stopping, leaving rules and routes in place');
   notifier.stopping();
+  fileWatcher?.stop();
   await reloader.drain();
   await server.close();
   await daemon.stop(config.onExit === 'remove');
