@@ -140,6 +140,20 @@ export class Daemon {
     return this.isInSync;
   }
 
+  /**
+   * Why the daemon is not alive, or null when it is: both netlink sockets — requests and
+   * notifications — answer a ping within `timeoutMs`. (That the event loop runs is shown by
+   * this being answered at all.)
+   */
+  async liveness(timeoutMs: number): Promise<string | null> {
+    const [request, notify] = await Promise.allSettled([this.client.ping(timeoutMs), this.watcher.pingSocket(timeoutMs)]);
+    const problems = [
+      request.status === 'rejected' && `request socket: ${(request.reason as Error).message}`,
+      notify.status === 'rejected' && `notification socket: ${(notify.reason as Error).message}`,
+    ].filter((problem): problem is string => typeof problem === 'string');
+    return problems.length > 0 ? problems.join('; ') : null;
+  }
+
   /** False when a pass has been running for longer than `maxPassMs` (wedged). */
   healthy(maxPassMs: number): boolean {
     return this.passStartedAt === null || Date.now() - this.passStartedAt < maxPassMs;

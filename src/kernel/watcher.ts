@@ -2,8 +2,11 @@
 // notifications first, then dumps everything, then replays what arrived during the dump.
 // A receive overrun (ENOBUFS) means notifications were lost, so everything is dumped again.
 import type { RtnlClient } from '../netlink/client.js';
-import { splitDatagram } from '../netlink/codec.js';
+import { encodeMessage, splitDatagram } from '../netlink/codec.js';
 import {
+  NLM_F_ACK,
+  NLM_F_REQUEST,
+  NLMSG_NOOP,
   RTM_GETADDR,
   RTM_GETLINK,
   RTM_GETROUTE,
@@ -55,6 +58,9 @@ export class Watcher {
   private resyncAgain: ResyncReason | null = null;
   private resyncDone: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** The liveness ping awaiting its ACK on this socket (a newer one replaces it). */
+  private ping: { readonly seq: number; readonly answered: () => void } | null = null;
+  private pingSeq = 0;
 
   constructor(
     private readonly client: RtnlClient,
@@ -110,6 +116,7 @@ export class Watcher {
       try {
         for (const message of splitDatagram(datagram).map(decodeMessage)) {
           if (isRtnlBody(message.body)) notifications.push({ type: message.type, flags: message.flags, body: message.body });
+          else if (message.body.kind === 'ack' && message.portId === this.socket.portId) this.answered(message.seq);
         }
       } catch (error) {
         this.requestResync('decode_error', (error as Error).message);
@@ -129,6 +136,41 @@ export class Watcher {
     let changed = false;
     for (const n of notifications) changed = this.mirrorState.apply(n.type, n.flags, n.body) || changed;
     if (changed) this.observer.changed(eventTime, false);
+  }
+
+  /**
+   * Proves the notification socket still delivers: an NLMSG_NOOP asking for an ACK, which
+   * arrives through the same receive path as notifications. Rejects after `timeoutMs`.
+   */
+  pingSocket(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const seq = (this.pingSeq = (this.pingSeq % 0xffffffff) + 1);
+      const timer = setTimeout(() => {
+        if (this.ping?.seq === seq) this.ping = null;
+        reject(new Error(`no answer to a ping within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.ping = {
+        seq,
+        answered: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      try {
+        this.socket.send([encodeMessage({ type: NLMSG_NOOP, flags: NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, new Uint8Array(0))]);
+      } catch (error) {
+        clearTimeout(timer);
+        this.ping = null;
+        reject(error as Error);
+      }
+    });
+  }
+
+  private answered(seq: number): void {
+    if (this.ping?.seq !== seq) return;
+    const { answered } = this.ping;
+    this.ping = null;
+    answered();
   }
 
   /** Dumps everything again (coalescing requests that arrive while one is running). */

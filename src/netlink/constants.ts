@@ -6,6 +6,7 @@ export const AF_INET = 2;
 export const AF_INET6 = 10;
 
 // nlmsghdr.nlmsg_type
+export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 export const RTM_NEWLINK = 16;

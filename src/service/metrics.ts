@@ -205,16 +205,26 @@ function registerRuntimeMetrics(registry: Registry): void {
   });
 }
 
+/** What the health endpoints ask the daemon. */
+export interface HealthProbes {
+  /** Converged at least once and known to be in sync. */
+  ready(): boolean;
+  /** Why the daemon is not alive (its netlink sockets do not answer), or null. */
+  liveness(): Promise<string | null>;
+}
+
 /**
- * Serves GET /metrics and GET /healthz (200 once the first convergence finished and the
- * kernel is in sync, 503 otherwise). A failure to listen is logged, not fatal.
+ * Serves GET /metrics, GET /healthz (ready: 200 once the first convergence finished and the
+ * kernel is in sync, 503 otherwise) and GET /livez (200 while the event loop and both netlink
+ * sockets answer, 503 naming the dead socket; no answer at all when the loop is stuck).
+ * A failure to listen is logged, not fatal.
  */
 export class MetricsServer {
   private server: Server | null = null;
 
   constructor(
     private readonly metrics: Metrics,
-    private readonly healthy: () => boolean,
+    private readonly probes: HealthProbes,
     private readonly log: Logger,
   ) {}
 
@@ -231,10 +241,15 @@ export class MetricsServer {
           (error: Error) => response.writeHead(500).end(`${error.message}\n`),
         );
       } else if (path === '/healthz') {
-        const ok = this.healthy();
+        const ok = this.probes.ready();
         response.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not in sync\n');
+      } else if (path === '/livez') {
+        this.probes.liveness().then((problem) => {
+          if (problem) this.log.error(`liveness probe failed: ${problem}`);
+          response.writeHead(problem ? 503 : 200, { 'content-type': 'text/plain' }).end(problem ? `${problem}\n` : 'alive\n');
+        });
       } else {
-        response.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics, /healthz or /livez\n');
       }
     });
     await new Promise<void>((resolve) => {

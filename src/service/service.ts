@@ -9,6 +9,8 @@ import { Metrics, MetricsServer } from './metrics.js';
 import { SystemdNotifier } from './systemd.js';
 
 const ONCE_ATTEMPTS = 3;
+/** The kernel answers a netlink ping in microseconds; this must stay below the liveness probe's timeout (deploy/kubernetes: 5 s). */
+const LIVENESS_TIMEOUT_MS = 2000;
 
 export interface RunOptions {
   readonly configPath: string | undefined;
@@ -38,7 +40,11 @@ export async function runService(options: RunOptions): Promise<number> {
   }
 
   const notifier = new SystemdNotifier(log);
-  const server = new MetricsServer(metrics, () => daemon.inSync, log);
+  const server = new MetricsServer(
+    metrics,
+    { ready: () => daemon.inSync, liveness: () => daemon.liveness(LIVENESS_TIMEOUT_MS) },
+    log,
+  );
   const reloader = new Reloader(async () => {
     notifier.reloading();
     try {

@@ -13,6 +13,9 @@ import {
   NLM_F_MULTI,
   NLMSG_DONE,
   NLMSG_ERROR,
+  NLMSG_NOOP,
+  NLM_F_ACK,
+  NLM_F_REQUEST,
   NLMSGERR_ATTR_MSG,
   RTM_GETRULE,
   RTM_NEWRULE,
@@ -213,6 +216,31 @@ describe('dumps', () => {
     expect(socket.sent).toHaveLength(2);
     socket.deliver([done(socket.sent[1]!.seq)]);
     expect(await second).toEqual([]);
+  });
+});
+
+
+describe('ping (liveness)', () => {
+  it('sends an NLMSG_NOOP asking for an ACK and resolves on that ACK, counting nothing', async () => {
+    const socket = new ScriptedSocket();
+    const completed: string[] = [];
+    const client = new RtnlClient({ completed: (op) => completed.push(op) }, socket);
+    const ping = client.ping(60_000);
+    expect(socket.sent).toHaveLength(1);
+    expect(socket.sent[0]).toMatchObject({ type: NLMSG_NOOP, flags: NLM_F_REQUEST | NLM_F_ACK, portId: PORT });
+    expect(socket.sent[0]!.payload).toHaveLength(0);
+    socket.deliver([ack(socket.sent[0]!.seq)]);
+    await expect(ping).resolves.toBeUndefined();
+    expect(completed).toEqual([]);
+  });
+
+  it('rejects when no ACK comes in time, and a late ACK is then discarded', async () => {
+    const socket = new ScriptedSocket();
+    const discarded: string[] = [];
+    const client = new RtnlClient({ discarded: (reason) => discarded.push(reason) }, socket);
+    await expect(client.ping(1)).rejects.toThrow('no answer to a ping within 1 ms');
+    socket.deliver([ack(socket.sent[0]!.seq)]);
+    expect(discarded).toHaveLength(1);
   });
 });
 
