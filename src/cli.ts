@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // symroute's command line: parses arguments and hands over to one command. Exit codes:
 // 0 ok / in sync, 1 failed / changes pending, 2 bad usage or bad config (nothing changed).
+// First of all imports: `run` handles SIGTERM/SIGINT before anything else is loaded.
+import './service/stop-signal.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readBuildInfo } from './build.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config/config.js';

@@ -104,7 +104,7 @@ export class Daemon {
    */
   async converge(attempts: number): Promise<boolean> {
     await this.start();
-    for (let attempt = 1; attempt < attempts && this.lastPass.failures > 0; attempt++) {
+    for (let attempt = 1; attempt < attempts && this.lastPass.failures > 0 && !this.stopping; attempt++) {
       await new Promise((resolve) => setTimeout(resolve, BACKOFF_START_MS * 2 ** attempt));
       await this.watcher.settled();
       this.wake('retry');
@@ -167,9 +167,19 @@ export class Daemon {
     return `${interfaces} interfaces, ${rules} rules, ${routes} routes, ${this.isInSync ? 'in sync' : 'out of sync'}`;
   }
 
-  async stop(removeOwned: boolean): Promise<void> {
+  /**
+   * Lets the pass under way finish and starts no other, so that a stop during start-up
+   * makes start() and converge() return early; stop() follows.
+   */
+  interrupt(): void {
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  /** Call once start() or converge() has returned. */
+  async stop(removeOwned: boolean): Promise<void> {
+    this.interrupt();
     await this.idle();
     if (removeOwned) {
       const nothing: Plan = {
@@ -179,7 +189,9 @@ export class Daemon {
         protectedTables: this.lastPlan?.protectedTables ?? new Set(),
         problems: [],
       };
+      // What the last pass installed, as its notifications tell; a re-dump under way first ends.
       this.watcher.drain();
+      await this.watcher.settled();
       const phases = computeChanges(nothing, this.watcher.mirror, this.config.protocol);
       this.logOutcomes(await applyChanges(this.client, phases, this.linkName));
     }

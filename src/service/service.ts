@@ -6,6 +6,7 @@ import { Daemon } from '../control/daemon.js';
 import { ConfigFileWatcher } from './config-watch.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, MetricsServer } from './metrics.js';
+import { stopRequested, type StopSignal } from './stop-signal.js';
 import { SystemdNotifier } from './systemd.js';
 
 const ONCE_ATTEMPTS = 3;
@@ -22,18 +23,33 @@ export interface RunOptions {
   readonly build: BuildInfo;
 }
 
-/** Runs until SIGTERM/SIGINT (or, with `once`, until the first convergence); returns the exit code. */
+/**
+ * Runs until SIGTERM/SIGINT (or, with `once`, until the first convergence); returns the exit
+ * code. A stop during start-up is a stop like any other: exit 0, on_exit honoured.
+ */
 export async function runService(options: RunOptions): Promise<number> {
   let config = options.config;
   const log = createLogger(options.logLevel ?? config.log.level);
   const metrics = new Metrics(options.build);
   const daemon = new Daemon(config, log, metrics);
+  // A stop may come at any moment of start-up (stop-signal.ts caught it from the first): the
+  // pass under way finishes, no other starts, and the stop below honours on_exit as always.
+  let stopSignal: StopSignal | null = null;
+  const stop = stopRequested().then((signal) => {
+    stopSignal = signal;
+    daemon.interrupt();
+    return signal;
+  });
   if (options.once) {
     let inSync;
     try {
       inSync = await daemon.converge(ONCE_ATTEMPTS);
     } finally {
-      await daemon.stop(false);
+      await daemon.stop(stopSignal !== null && config.onExit === 'remove');
+    }
+    if (stopSignal !== null) {
+      log.info({ signal: stopSignal }, 'stopped before converging');
+      return 0;
     }
     if (!inSync) log.error(`could not converge after ${ONCE_ATTEMPTS} attempts: ${daemon.summary()}`);
     return inSync ? 0 : 1;
@@ -83,18 +99,17 @@ export async function runService(options: RunOptions): Promise<number> {
     await daemon.stop(false);
     throw error;
   }
-  daemon.onConverged = () => notifier.status(daemon.summary());
-  notifier.ready(daemon.summary());
-  // Only now: a reload's RELOADING=1 … READY=1 must follow the first READY=1.
-  reloader.enable();
-  // A pass that takes longer than the whole watchdog period means something is wedged.
-  notifier.startWatchdog(() => daemon.healthy(Number(process.env.WATCHDOG_USEC ?? 0) / 1000));
-  log.info({ onExit: config.onExit }, `running: ${daemon.summary()}`);
+  if (stopSignal === null) {
+    daemon.onConverged = () => notifier.status(daemon.summary());
+    notifier.ready(daemon.summary());
+    // Only now: a reload's RELOADING=1 … READY=1 must follow the first READY=1.
+    reloader.enable();
+    // A pass that takes longer than the whole watchdog period means something is wedged.
+    notifier.startWatchdog(() => daemon.healthy(Number(process.env.WATCHDOG_USEC ?? 0) / 1000));
+    log.info({ onExit: config.onExit }, `running: ${daemon.summary()}`);
+  }
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  const signal = await stop;
   log.info({ signal }, config.onExit === 'remove' ? 'stopping, removing everything symroute owns' : 'stopping, leaving rules and routes in place');
   notifier.stopping();
   fileWatcher?.stop();
