@@ -1,10 +1,10 @@
 // The YAML config file. Everything has a default, so the file is optional; when it exists,
 // every problem in it is reported at once, each as `file:line: key.path: message`, so an admin
 // can fix the file in one pass.
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import {
-  isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, Scalar, type Document,
+  isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document,
 } from 'yaml';
 import { z } from 'zod';
 
@@ -68,18 +68,88 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * A config is a few hundred bytes; a megabyte is already absurd. Reading and parsing a much
+ * larger file (a mistake, or a log written over it) would block the daemon for seconds and
+ * take gigabytes — long enough for systemd's watchdog to kill it during a reload.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/**
+ * How many nodes YAML aliases (`*name`) may expand to. A config needs few if any; aliases of
+ * aliases multiply (the "billion laughs" attack) and are refused before they are expanded.
+ */
+export const MAX_ALIAS_COUNT = 100;
+
 export function loadConfig(path: string | undefined, options: { defaultPath?: string } = {}): Config {
   const file = path ?? options.defaultPath ?? DEFAULT_CONFIG_PATH;
-  let text: string;
+  let bytes: Buffer | null;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readAtMost(file, MAX_CONFIG_BYTES);
   } catch (err) {
     // Running without a config file is fine, but a file the admin named has to be there.
     if (path === undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') return defaultConfig();
     const reason = (err as Error).message.replace(/, \w+( '.*')?$/, ''); // drop the syscall and path
     throw new ConfigError([`${file}: cannot read config: ${reason}`]);
   }
-  return parseConfig(text, file);
+  if (bytes === null) {
+    throw new ConfigError([`${file}: config is larger than ${MAX_CONFIG_BYTES} bytes (1 MiB), the most symroute reads`]);
+  }
+  return parseConfig(decodeUtf8(bytes, file), file);
+}
+
+/** The file's bytes, or null when there are more than `limit`; never reads more than limit + 1. */
+function readAtMost(file: string, limit: number): Buffer | null {
+  const fd = openSync(file, 'r');
+  try {
+    // The size first, so that an oversize file is refused without reading any of it.
+    if (fstatSync(fd).size > limit) return null;
+    // Then read with a bound anyway: the file may grow meanwhile, or be one whose size stat
+    // cannot tell (a pipe, /proc).
+    const buffer = Buffer.alloc(limit + 1);
+    let length = 0;
+    for (let n = -1; n !== 0 && length < buffer.length; length += n) {
+      n = readSync(fd, buffer, length, buffer.length - length, null);
+    }
+    return length > limit ? null : buffer.subarray(0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The file as text; bytes that are not UTF-8 are an error naming their line (a Latin-1 "ä"
+ * must not silently become U+FFFD and then match the wrong interface names).
+ */
+function decodeUtf8(bytes: Buffer, file: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const bad = firstInvalidUtf8(bytes);
+    const lineStart = bytes.lastIndexOf(0x0a, bad - 1) + 1;
+    let line = 1;
+    for (let i = bytes.indexOf(0x0a); i >= 0 && i < bad; i = bytes.indexOf(0x0a, i + 1)) line++;
+    const byte = bytes[bad]!.toString(16).padStart(2, '0');
+    throw new ConfigError([
+      `${file}:${line}: not valid UTF-8 (byte 0x${byte} at byte ${bad - lineStart + 1} of the line); save the file as UTF-8`,
+    ]);
+  }
+}
+
+/** Where the first malformed UTF-8 sequence starts (RFC 3629: no overlongs, surrogates, > U+10FFFF). */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; ) {
+    const lead = bytes[i]!;
+    const length = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    if (length === 0) return i;
+    // The second byte's range is what excludes overlong forms, surrogates and > U+10FFFF.
+    const [low, high] = lead === 0xe0 ? [0xa0, 0xbf] : lead === 0xed ? [0x80, 0x9f] : lead === 0xf0 ? [0x90, 0xbf] : lead === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+    for (let k = 1; k < length; k++) {
+      const next = bytes[i + k];
+      if (next === undefined || next < (k === 1 ? low : 0x80) || next > (k === 1 ? high : 0xbf)) return i;
+    }
+    i += length;
+  }
+  return bytes.length; // not reached for bytes a fatal TextDecoder refused
 }
 
 export function parseConfig(text: string, fileName: string): Config {
@@ -92,6 +162,8 @@ export function parseConfig(text: string, fileName: string): Config {
       doc.errors.map((e) => `${fileName}:${lines.linePos(e.pos[0]).line}: ${e.message.split('\n')[0]}`),
     );
   }
+  const aliasProblem = aliasLimitProblem(doc, lines, fileName);
+  if (aliasProblem) throw new ConfigError([aliasProblem]);
 
   const w = new Walker(doc, fileName, lines);
   const config = defaultConfig();
@@ -121,6 +193,22 @@ export function parseConfig(text: string, fileName: string): Config {
   });
   if (w.problems.length > 0) throw new ConfigError(w.problems);
   return config;
+}
+
+/** yaml counts what aliases expand to as it renders the document, and stops at the limit. */
+function aliasLimitProblem(doc: Document, lines: LineCounter, fileName: string): string | undefined {
+  try {
+    doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof ReferenceError)) throw error;
+    let first: number | undefined;
+    visit(doc, { Alias: (_key, node) => ((first ??= node.range?.[0]), visit.BREAK) });
+    return (
+      `${fileName}:${lines.linePos(first ?? 0).line}: YAML aliases expand to more than ${MAX_ALIAS_COUNT} nodes ` +
+      '(aliases of aliases multiply); write the values out instead'
+    );
+  }
 }
 
 function pinnedTables(w: Walker, node: unknown, path: string): Record<string, number> {

@@ -3,6 +3,7 @@
 // real CLI inside a namespace whose NIC has an address, so a config wrongly accepted would
 // show up as installed rules.
 import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -178,6 +179,35 @@ describe('a bad config', () => {
     // A file named on the command line has to be there; only the default path may be absent.
     expect(stderr).toContain(`${missing}: cannot read config`);
     expect(stderr).toMatch(/no such file/i);
+  });
+});
+
+describe('a config that is not text symroute reads', () => {
+  let lab: Lab;
+  afterEach(() => lab.cleanup());
+
+  it('is refused when it holds bytes that are not UTF-8, naming file and line', async () => {
+    lab = new Lab();
+    const ns = await hostWithNic(lab);
+    // A Latin-1 editor's "ä": it used to become U+FFFD and the glob matched other names.
+    const file = join(lab.dir, 'latin1.yaml');
+    writeFileSync(file, Buffer.from('interfaces:\n  include: ["n\xe4*", "n0"]\n', 'latin1'));
+
+    const stderr = await expectRefused(lab, ns, ['run', '--config', file]);
+    expect(stderr).toContain(`${file}:2: not valid UTF-8 (byte 0xe4 at byte 16 of the line)`);
+
+    const check = await symroute(ns, ['check-config', file]);
+    expect(check.code).toBe(EXIT_USAGE);
+    expect(check.stderr).toContain(`${file}:2: not valid UTF-8`);
+  });
+
+  it('is refused when it is larger than 1 MiB', async () => {
+    lab = new Lab();
+    const ns = await hostWithNic(lab);
+    const file = lab.writeConfig(`on_exit: keep\n${`#${'x'.repeat(1022)}\n`.repeat(1025)}`);
+
+    const stderr = await expectRefused(lab, ns, ['run', '--config', file]);
+    expect(stderr).toContain(`${file}: config is larger than 1048576 bytes (1 MiB)`);
   });
 });
 

@@ -609,6 +609,34 @@ describe('SIGHUP reload', () => {
     expect(alive(daemon)).toBe(true);
   });
 
+  it('rejects a config file over 1 MiB on reload, by its size, and keeps running the old config', async () => {
+    lab = new Lab();
+    const host = await multiNicHost(lab, 2);
+    const { daemon, config } = await startConverged(lab, host.ns, '');
+    const before = await kernelState(lab, host.ns);
+    const logFrom = daemon.lines.length;
+    const l = lab;
+
+    // Valid YAML that would move every rule, padded with comments to 2 MiB.
+    const valid = 'rule:\n  priority: 31000\n';
+    lab.writeConfig(valid + `${'#'.repeat(1023)}\n`.repeat(2048));
+    daemon.child.kill('SIGHUP');
+
+    const rejection = await eventually(() => {
+      const record = recordsSince(daemon, logFrom).find((r) => r.level === 50);
+      expect(record, daemon.log()).toBeDefined();
+      return record!;
+    });
+    expect(rejection.msg).toBe(
+      `config reload rejected, keeping the running config: ${config}: config is larger than 1048576 bytes (1 MiB), the most symroute reads`,
+    );
+    await eventually(async () =>
+      expect(sample(await scrape(l, host.ns), 'symroute_config_reloads_total{result="failure"}')).toBe(1),
+    );
+    expect(await kernelState(lab, host.ns)).toEqual(before);
+    expect(alive(daemon)).toBe(true);
+  });
+
   it('survives a storm of 20 SIGHUPs with rewrites in between and ends on the final config', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 3);

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -11,6 +11,7 @@ import {
   isManagedName,
   loadConfig,
   matchesGlob,
+  MAX_CONFIG_BYTES,
   parseConfig,
   type Config,
 } from '../../src/config/config.js';
@@ -203,6 +204,11 @@ describe('merging with defaults', () => {
     expect(config.table).toEqual({ base: 2000, pinned: { eth0: 2000 } });
   });
 
+  it('resolves an alias of a list used more than once', () => {
+    const config = parseConfig(yaml('interfaces:', '  include: &uplinks ["eth*", "ens*"]', '  exclude: *uplinks'), FILE);
+    expect(config.interfaces).toEqual({ include: ['eth*', 'ens*'], exclude: ['eth*', 'ens*'] });
+  });
+
   it('accepts an IPv6 gateway for link-local and global addresses alike', () => {
     const config = parseConfig('gateways: {eth0: {ipv6: "fe80::1:2"}, eth1: {ipv6: "::1"}}\n', FILE);
     expect(config.gateways).toEqual({ eth0: { ipv6: 'fe80::1:2' }, eth1: { ipv6: '::1' } });
@@ -247,6 +253,72 @@ describe('loadConfig', () => {
     expect((error as ConfigError).problems).toEqual([
       `${path}: cannot read config: ENOENT: no such file or directory`,
     ]);
+  });
+
+  /** The problems loadConfig reports for a file holding `bytes`. */
+  function problemsOfFile(name: string, bytes: Buffer): string[] {
+    const path = join(dir, name);
+    writeFileSync(path, bytes);
+    try {
+      loadConfig(path);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as ConfigError).problems.map((p) => p.replace(path, '<file>'));
+    }
+    throw new Error('expected a ConfigError');
+  }
+  const utf8 = (text: string) => Buffer.from(text, 'utf8');
+  const latin1 = (text: string) => Buffer.from(text, 'latin1');
+
+  describe('rejects bytes that are not UTF-8, naming the line of the first one', () => {
+    it.each([
+      // The two the field found: random bytes, and a Latin-1 editor's "ä" in a glob.
+      ['binary bytes in a glob', Buffer.concat([utf8('interfaces:\n  include: ["t'), Buffer.from([0xff, 0xfe]), utf8('*"]\n')]), 2, 'ff', 15],
+      ['a Latin-1 "ä"', latin1('# uplinks\ninterfaces:\n  include: ["eth\xe4*"]\n'), 3, 'e4', 17],
+      ['an overlong "/"', Buffer.concat([utf8('log:\n  level: info # '), Buffer.from([0xc0, 0xaf]), utf8('\n')]), 2, 'c0', 17],
+      ['an encoded surrogate', Buffer.concat([utf8('# '), Buffer.from([0xed, 0xa0, 0x80]), utf8('\n')]), 1, 'ed', 3],
+      ['a sequence cut off at the end', Buffer.concat([utf8('on_exit: keep\n# '), Buffer.from([0xe2, 0x82])]), 2, 'e2', 3],
+    ])('%s', (_name, bytes, line, byte, column) => {
+      expect(problemsOfFile('latin1.yaml', bytes)).toEqual([
+        `<file>:${line}: not valid UTF-8 (byte 0x${byte} at byte ${column} of the line); save the file as UTF-8`,
+      ]);
+    });
+
+    it('but reads UTF-8 text beyond ASCII', () => {
+      const path = join(dir, 'utf8.yaml');
+      writeFileSync(path, utf8('# Uplinks für Ä-Netz 🚀\ninterfaces:\n  include: ["eth*"]\n'));
+      expect(loadConfig(path).interfaces.include).toEqual(['eth*']);
+    });
+  });
+
+  it('reads a file of exactly 1 MiB', () => {
+    const body = 'on_exit: remove\n';
+    const bytes = utf8(body + '#'.repeat(MAX_CONFIG_BYTES - body.length - 1) + '\n');
+    expect(bytes.length).toBe(MAX_CONFIG_BYTES);
+    const path = join(dir, 'exactly.yaml');
+    writeFileSync(path, bytes);
+    expect(loadConfig(path).onExit).toBe('remove');
+  });
+
+  it('rejects a file of more than 1 MiB', () => {
+    const body = 'on_exit: remove\n';
+    const bytes = utf8(body + '#'.repeat(MAX_CONFIG_BYTES - body.length) + '\n');
+    expect(problemsOfFile('big.yaml', bytes)).toEqual([
+      '<file>: config is larger than 1048576 bytes (1 MiB), the most symroute reads',
+    ]);
+  });
+
+  it('rejects a huge file by its size, without reading it', () => {
+    // 64 GiB, sparse: reading it would take minutes and all memory.
+    const path = join(dir, 'huge.yaml');
+    writeFileSync(path, 'on_exit: remove\n');
+    truncateSync(path, 64 * 1024 ** 3);
+    expect(() => loadConfig(path)).toThrow(`${path}: config is larger than 1048576 bytes (1 MiB), the most symroute reads`);
+  });
+
+  it('stops reading a file whose size stat cannot tell at the limit', () => {
+    // A character device: stat says 0 bytes, and it never ends.
+    expect(() => loadConfig('/dev/zero')).toThrow('/dev/zero: config is larger than 1048576 bytes (1 MiB)');
   });
 
   it('names the file in validation problems', () => {
@@ -400,6 +472,15 @@ describe('problems', () => {
         '2: log.level: expected one of "fatal", "error", "warn", "info", "debug", "trace", got nothing',
       );
       expect(problemOf('on_exit:\n')).toBe('1: on_exit: expected one of "keep", "remove", got nothing');
+    });
+
+    it('include aliases that expand beyond 100 nodes, reported before anything is expanded', () => {
+      // Ten levels of ten aliases each, 10^10 globs if expanded, under a key that exists.
+      const levels = [`    - &x0 [${Array(10).fill('"eth*"').join(', ')}]`];
+      for (let i = 1; i <= 10; i++) levels.push(`    - &x${i} [${Array(10).fill(`*x${i - 1}`).join(', ')}]`);
+      expect(problemOf(yaml('interfaces:', '  exclude:', ...levels))).toBe(
+        '4: YAML aliases expand to more than 100 nodes (aliases of aliases multiply); write the values out instead',
+      );
     });
 
     it('locate an alias at the place it is used', () => {
