@@ -194,7 +194,7 @@ describe('a config that is not text symroute reads', () => {
     writeFileSync(file, Buffer.from('interfaces:\n  include: ["n\xe4*", "n0"]\n', 'latin1'));
 
     const stderr = await expectRefused(lab, ns, ['run', '--config', file]);
-    expect(stderr).toContain(`${file}:2: not valid UTF-8 (byte 0xe4 at byte 16 of the line)`);
+    expect(stderr).toContain(`${file}:2: not valid UTF-8 (byte 0xe4 at byte 15 of the line)`);
 
     const check = await symroute(ns, ['check-config', file]);
     expect(check.code).toBe(EXIT_USAGE);
