@@ -5,10 +5,13 @@
 import './service/stop-signal.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readBuildInfo } from './build.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, LOG_LEVELS, type Config, type LogLevel } from './config/config.js';
-import { demoCommand } from './commands/demo.js';
-import { explainCommand, planCommand, statusCommand, type Output } from './commands/inspect.js';
-import { runService } from './service/service.js';
+import type { Output } from './commands/inspect.js';
+import type { Config } from './config/config.js';
+import { DEFAULT_CONFIG_PATH, LOG_LEVELS, type LogLevel } from './config/defaults.js';
+
+// Each command imports what it needs when it runs (await import), so `--help` or
+// `check-config` never pays for the netlink addon, pino or prom-client: start-up time is
+// mostly module loading.
 
 // Named after itself, not the interpreter: ps, top and the journal's _COMM show "symroute".
 process.title = 'symroute';
@@ -56,6 +59,7 @@ unless on_exit: remove. Metrics on metrics.listen (default 127.0.0.1:9477).`,
       }
       if (values.once && values['watch-config']) return usageError('run', '--once and --watch-config exclude each other');
       const configPath = values.config as string | undefined;
+      const { runService } = await import('./service/service.js');
       return withConfig(configPath, (config) =>
         runService({
           configPath,
@@ -77,7 +81,10 @@ Read-only. Prints ip-style lines: "+" would be added, "-" removed. Exit 0 when i
 1 when changes are pending.`,
     options: CONFIG_OPTION,
     positionals: [0, 0],
-    run: (values) => withConfig(values.config as string | undefined, (config) => planCommand(config, io)),
+    async run(values) {
+      const { planCommand } = await import('./commands/inspect.js');
+      return withConfig(values.config as string | undefined, (config) => planCommand(config, io));
+    },
   },
   status: {
     summary: 'per managed interface: addresses, table, gateway, rules, in sync or not',
@@ -88,8 +95,10 @@ Read-only. Prints ip-style lines: "+" would be added, "-" removed. Exit 0 when i
 Read-only. Also lists collisions and misconfigurations. Exit 0 when in sync, 1 when not.`,
     options: { ...CONFIG_OPTION, json: { type: 'boolean' } },
     positionals: [0, 0],
-    run: (values) =>
-      withConfig(values.config as string | undefined, (config) => statusCommand(config, values.json === true, io)),
+    async run(values) {
+      const { statusCommand } = await import('./commands/inspect.js');
+      return withConfig(values.config as string | undefined, (config) => statusCommand(config, values.json === true, io));
+    },
   },
   'check-config': {
     summary: 'validate a config file and exit (2 if it has errors)',
@@ -117,6 +126,7 @@ use, and says whether it leaves through the NIC that owns SRC. Exit 0 if it does
     positionals: [1, 1],
     async run(values, [dst]) {
       if (typeof values.from !== 'string') return usageError('explain', '--from SRC is required');
+      const { explainCommand } = await import('./commands/inspect.js');
       return withConfig(values.config as string | undefined, (config) => explainCommand(config, dst!, values.from as string, io));
     },
   },
@@ -135,6 +145,7 @@ symroute took to converge, then removes everything it created.`,
       if (!Number.isInteger(nics) || nics < 1 || nics > 200) {
         return usageError('demo', `--nics: expected an integer 1..200, got ${JSON.stringify(values.nics)}`);
       }
+      const { demoCommand } = await import('./commands/demo.js');
       return demoCommand(nics, io);
     },
   },
@@ -161,6 +172,7 @@ function commandUsage(name: string): string {
 }
 
 async function withConfig(path: string | undefined, use: (config: Config) => Promise<number>): Promise<number> {
+  const { ConfigError, loadConfig } = await import('./config/config.js');
   let config: Config;
   try {
     config = loadConfig(path);

@@ -7,15 +7,14 @@ import {
   isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document,
 } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_CONFIG_PATH, LOG_LEVELS, type LogLevel } from './defaults.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/symroute/symroute.yaml';
+export { DEFAULT_CONFIG_PATH, LOG_LEVELS, type LogLevel };
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 const RULE_MATCHES = ['address', 'prefix'] as const;
 const ON_EXIT = ['keep', 'remove'] as const;
 
 export type OnExit = (typeof ON_EXIT)[number];
-export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Gateway {
   ipv4?: string;
   ipv6?: string;
