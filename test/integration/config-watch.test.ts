@@ -3,9 +3,10 @@
 // editor writing a new file and renaming it over the old one — applying each change as a
 // diff and rejecting a bad one exactly like SIGHUP. Real files in a temp dir, the real
 // daemon in a namespace. Addresses from 198.18.0.0/15.
-import { mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigMapVolume } from '../support/deploy.js';
 import { eventually, Lab, type DaemonProcess } from '../support/lab.js';
 
 let lab: Lab | undefined;
@@ -28,32 +29,6 @@ async function twoNicHost(l: Lab): Promise<{ ns: string; v4: string[]; tables: n
     tables.push(await l.tableOf(ns, `b${k}`));
   }
   return { ns, v4, tables };
-}
-
-/**
- * A ConfigMap volume as the kubelet's AtomicWriter keeps it: the data in a timestamped
- * directory, `..data` a symlink to it, each key a symlink through `..data`. An update
- * writes a new directory, points `..data_tmp` at it, renames that over `..data` (the one
- * atomic step), then removes the old directory.
- */
-class ConfigMapVolume {
-  private generation = 0;
-  constructor(readonly dir: string) {
-    mkdirSync(dir);
-  }
-
-  write(key: string, text: string): string {
-    const data = `..2026_11_29_12_00_00.${++this.generation}`;
-    mkdirSync(join(this.dir, data));
-    writeFileSync(join(this.dir, data, key), text);
-    const link = join(this.dir, '..data');
-    const old = existsSync(link) ? readlinkSync(link) : null;
-    symlinkSync(data, join(this.dir, '..data_tmp'));
-    renameSync(join(this.dir, '..data_tmp'), link);
-    if (!existsSync(join(this.dir, key))) symlinkSync(join('..data', key), join(this.dir, key));
-    if (old) rmSync(join(this.dir, old), { recursive: true });
-    return join(this.dir, key);
-  }
 }
 
 async function startWatching(l: Lab, ns: string, configPath: string): Promise<DaemonProcess> {
