@@ -1,101 +1,91 @@
-// The control loop: watcher events mark the state dirty; a pass drains what is queued,
-// plans, diffs and applies; passes repeat until one finds nothing to do. Bursts of events
-// coalesce into one pass because a pass always starts by draining the socket, and a pass
-// is started with setImmediate, never after a delay. Failures are retried with backoff.
-import { computeChanges, type Change } from '../domain/diff.js';
+// The control loop, assembled: the watcher keeps the mirror and says when something changed,
+// the scheduler decides when a pass runs (one at a time, coalesced, retried with backoff),
+// the converger does the pass. The kernel's two sockets come from outside, so tests can
+// script the kernel's side.
 import type { Config } from '../config/config.js';
+import { Watcher, openNotificationSocket } from '../kernel/watcher.js';
+import { RtnlClient, openRequestSocket } from '../netlink/client.js';
+import type { NativeNetlinkSocket } from '../netlink/native.js';
 import type { Logger } from '../service/log.js';
 import type { Metrics } from '../service/metrics.js';
-import { routeKey, ruleKey } from '../domain/model.js';
-import type { MirrorView } from '../domain/mirror.js';
-import { RtnlClient } from '../netlink/client.js';
-import { plan, type Plan } from '../domain/planner.js';
-import { applyChanges, type ChangeOutcome } from '../kernel/reconciler.js';
-import { Watcher } from '../kernel/watcher.js';
+import { Converger, type PassResult } from './converger.js';
+import { DEFAULT_BACKOFF, PassScheduler, type SchedulerOptions, type Trigger as PassTrigger } from './scheduler.js';
 
-const BACKOFF_START_MS = 100;
-const BACKOFF_MAX_MS = 30_000;
-const PAST_TENSE = { add: 'added', replace: 'replaced with', delete: 'deleted' } as const;
+/** What a pass is counted under in symroute_reconciles_total: its trigger, or drift. */
+export type Trigger = PassTrigger | 'drift';
 
-export type Trigger = 'startup' | 'event' | 'resync' | 'reload' | 'retry' | 'drift';
+/** The rtnetlink sockets the daemon talks through: requests and dumps, and notifications. */
+export interface KernelSockets {
+  readonly requests: NativeNetlinkSocket;
+  readonly notifications: NativeNetlinkSocket;
+}
 
-export interface PassResult {
-  readonly changes: number;
-  readonly failures: number;
+export function openKernelSockets(): KernelSockets {
+  return { requests: openRequestSocket(), notifications: openNotificationSocket() };
 }
 
 export class Daemon {
   private readonly client: RtnlClient;
   private readonly watcher: Watcher;
-  private dirty = false;
-  private trigger: Trigger = 'startup';
-  private loop: Promise<void> | null = null;
-  private passStartedAt: number | null = null;
-  private immediate: NodeJS.Immediate | null = null;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private backoffMs = BACKOFF_START_MS;
-  /** When the oldest event not yet converged was read off the socket. */
-  private pendingEventTime: bigint | null = null;
-  /** When the kernel acknowledged the last change made since pendingEventTime, if any. */
-  private lastWriteAckedAt: bigint | null = null;
-  /** Rule and route keys of the last plan the kernel fully matched: losing one is drift. */
-  private convergedKeys = new Set<string>();
-  private lastPlan: Plan | null = null;
-  /** Which interface each table was last planned for, so log lines can name it after it left. */
-  private tableInterfaces = new Map<number, string>();
-  private lastProblems = new Set<string>();
-  /** Interfaces that have symroute_interface_* series, so departed ones can be removed. */
-  private gaugedInterfaces = new Set<string>();
+  private readonly converger: Converger;
+  private readonly scheduler: PassScheduler;
   private started = false;
   private stopping = false;
-  private isInSync = false;
-  /** Called whenever a pass finds the kernel in sync. */
-  onConverged: () => void = () => undefined;
-  lastPass: PassResult = { changes: 0, failures: 0 };
 
   constructor(
     private config: Config,
-    private readonly log: Logger,
-    private readonly metrics: Metrics,
+    log: Logger,
+    metrics: Metrics,
+    sockets: KernelSockets = openKernelSockets(),
+    backoff: SchedulerOptions = DEFAULT_BACKOFF,
   ) {
     const discarded = (reason: string) => {
       metrics.discardedMessages.inc();
       log.warn({ reason }, 'discarded a netlink message');
     };
-    this.client = new RtnlClient({
-      completed: (op, error) => {
-        metrics.netlinkRequests.inc({ op, result: error ? 'error' : 'ok' });
-        if (error) metrics.netlinkErrors.inc({ op, errno: error.code });
+    this.client = new RtnlClient(
+      {
+        completed: (op, error) => {
+          metrics.netlinkRequests.inc({ op, result: error ? 'error' : 'ok' });
+          if (error) metrics.netlinkErrors.inc({ op, errno: error.code });
+        },
+        dumpInterrupted: (action) => {
+          metrics.resyncs.inc({ reason: 'dump_interrupted' });
+          log.info({ action }, 'dump interrupted by concurrent changes, dumping again');
+        },
+        discarded,
       },
-      dumpInterrupted: (action) => {
-        metrics.resyncs.inc({ reason: 'dump_interrupted' });
-        log.info({ action }, 'dump interrupted by concurrent changes, dumping again');
-      },
-      discarded,
-    });
-    this.watcher = new Watcher(this.client, {
+      sockets.requests,
+    );
+    this.watcher = new Watcher(this.client, sockets.notifications, {
       changed: (eventTime, resync) => {
         if (!this.started) return; // start() runs the first pass itself
-        this.pendingEventTime ??= eventTime;
-        this.wake(resync ? 'resync' : 'event');
+        this.converger.eventAt(eventTime);
+        this.scheduler.request(resync ? 'resync' : 'event');
       },
       resyncStarted: (reason, detail) => {
         if (reason === 'startup') return log.debug('dumping kernel state');
-        this.markOutOfSync();
+        this.converger.markOutOfSync();
         metrics.resyncs.inc({ reason });
         log.warn({ reason, detail }, `dumping kernel state again (${reason})`);
       },
       discarded,
     });
+    this.converger = new Converger(config, this.client, this.watcher, log, metrics);
+    this.scheduler = new PassScheduler(
+      (trigger) => this.converger.pass(trigger),
+      (error) => log.error({ err: error }, `reconcile pass failed: ${error.message}`),
+      backoff,
+    );
   }
 
   /** Subscribes, dumps, and runs passes until the first one that needs nothing more. */
   async start(): Promise<void> {
     await this.watcher.start();
     this.started = true;
-    this.pendingEventTime = process.hrtime.bigint();
-    this.wake('startup');
-    await this.idle();
+    this.converger.eventAt(process.hrtime.bigint());
+    this.scheduler.request('startup');
+    await this.scheduler.idle();
   }
 
   /**
@@ -105,20 +95,17 @@ export class Daemon {
   async converge(attempts: number): Promise<boolean> {
     await this.start();
     for (let attempt = 1; attempt < attempts && this.lastPass.failures > 0 && !this.stopping; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, BACKOFF_START_MS * 2 ** attempt));
+      await new Promise((resolve) => setTimeout(resolve, DEFAULT_BACKOFF.backoffStartMs * 2 ** attempt));
       await this.watcher.settled();
-      this.wake('retry');
-      await this.idle();
+      this.scheduler.request('retry');
+      await this.scheduler.idle();
     }
     return this.lastPass.failures === 0;
   }
 
   /** Resolves when no pass is running or scheduled. */
-  async idle(): Promise<void> {
-    while (this.loop || this.immediate) {
-      if (this.immediate) await new Promise((resolve) => setImmediate(resolve));
-      if (this.loop) await this.loop;
-    }
+  idle(): Promise<void> {
+    return this.scheduler.idle();
   }
 
   /** Applies a new config as a diff against the old one; resolves once converged again. */
@@ -131,13 +118,27 @@ export class Daemon {
       );
     }
     this.config = config;
-    this.wake('reload');
-    await this.idle();
+    this.converger.config = config;
+    this.scheduler.request('reload');
+    await this.scheduler.idle();
+  }
+
+  get lastPass(): PassResult {
+    return this.converger.lastPass;
+  }
+
+  /** Passes run so far. */
+  get passes(): number {
+    return this.scheduler.passes;
   }
 
   /** True once a pass found the kernel matching the plan, until something is known to differ. */
   get inSync(): boolean {
-    return this.isInSync;
+    return this.converger.inSync;
+  }
+
+  set onConverged(callback: () => void) {
+    this.converger.onConverged = callback;
   }
 
   /**
@@ -156,15 +157,13 @@ export class Daemon {
 
   /** False when a pass has been running for longer than `maxPassMs` (wedged). */
   healthy(maxPassMs: number): boolean {
-    return this.passStartedAt === null || Date.now() - this.passStartedAt < maxPassMs;
+    const since = this.scheduler.runningSince;
+    return since === null || Date.now() - since < maxPassMs;
   }
 
   /** `8 interfaces, 8 rules, 16 routes, in sync` — for systemd's STATUS= and logs. */
   summary(): string {
-    const interfaces = this.lastPlan?.interfaces.length ?? 0;
-    const rules = this.lastPlan?.rules.length ?? 0;
-    const routes = this.lastPlan?.routes.length ?? 0;
-    return `${interfaces} interfaces, ${rules} rules, ${routes} routes, ${this.isInSync ? 'in sync' : 'out of sync'}`;
+    return this.converger.summary();
   }
 
   /**
@@ -173,196 +172,15 @@ export class Daemon {
    */
   interrupt(): void {
     this.stopping = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+    this.scheduler.stop();
   }
 
   /** Call once start() or converge() has returned. */
   async stop(removeOwned: boolean): Promise<void> {
     this.interrupt();
-    await this.idle();
-    if (removeOwned) {
-      const nothing: Plan = {
-        routes: [],
-        rules: [],
-        interfaces: [],
-        protectedTables: this.lastPlan?.protectedTables ?? new Set(),
-        problems: [],
-      };
-      // What the last pass installed, as its notifications tell; a re-dump under way first ends.
-      this.watcher.drain();
-      await this.watcher.settled();
-      const phases = computeChanges(nothing, this.watcher.mirror, this.config.protocol);
-      this.logOutcomes(await applyChanges(this.client, phases, this.linkName));
-    }
+    await this.scheduler.idle();
+    if (removeOwned) await this.converger.removeOwned();
     this.watcher.stop();
     this.client.close();
   }
-
-  private wake(trigger: Trigger): void {
-    if (!this.dirty) this.trigger = trigger;
-    this.dirty = true;
-    if (this.loop || this.immediate || this.stopping) return;
-    this.immediate = setImmediate(() => {
-      this.immediate = null;
-      this.loop = this.runPasses().finally(() => (this.loop = null));
-    });
-  }
-
-  private async runPasses(): Promise<void> {
-    while (this.dirty && !this.stopping) {
-      this.dirty = false;
-      this.passStartedAt = Date.now();
-      try {
-        this.lastPass = await this.pass(this.trigger);
-      } catch (error) {
-        this.log.error({ err: error }, `reconcile pass failed: ${(error as Error).message}`);
-        this.lastPass = { changes: 0, failures: 1 };
-        this.markOutOfSync();
-        this.scheduleRetry();
-      } finally {
-        this.passStartedAt = null;
-      }
-    }
-  }
-
-  private async pass(trigger: Trigger): Promise<PassResult> {
-    this.watcher.drain();
-    await this.watcher.settled();
-    const mirror = this.watcher.mirror;
-    const desired = plan(this.config, mirror);
-    this.lastPlan = desired;
-    for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
-    this.reportProblems(desired.problems);
-    const phases = computeChanges(desired, mirror, this.config.protocol);
-    const changes = phases.flat();
-    const drift = changes.filter((change) => change.op !== 'delete' && this.convergedKeys.has(changeKey(change)));
-    this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
-    this.metrics.managedInterfaces.set(desired.interfaces.length);
-    this.updateInterfaceGauges(desired, changes);
-    if (changes.length === 0) {
-      this.convergedKeys = new Set([...desired.routes.map(routeKey), ...desired.rules.map(ruleKey)]);
-      // In sync, nothing is left to log about interfaces that went away: forget them.
-      this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
-      this.recordConvergence(mirror);
-      return { changes: 0, failures: 0 };
-    }
-    for (const change of drift) this.metrics.driftRepairs.inc({ kind: change.kind });
-    if (drift.length > 0) this.log.warn({ repairs: drift.length }, `repairing ${drift.length} rules/routes changed by someone else`);
-    const outcomes = await applyChanges(this.client, phases, this.linkName);
-    this.lastWriteAckedAt = process.hrtime.bigint();
-    this.logOutcomes(outcomes);
-    const failures = outcomes.filter((o) => o.error);
-    if (failures.length < outcomes.length) this.wake(trigger); // verify what we did in a fresh pass
-    if (failures.length > 0) {
-      this.markOutOfSync();
-      if (failures.some(isStaleMirror)) this.watcher.requestResync('stale_mirror');
-      this.scheduleRetry();
-    }
-    return { changes: changes.length, failures: failures.length };
-  }
-
-  private recordConvergence(mirror: MirrorView): void {
-    this.backoffMs = BACKOFF_START_MS;
-    this.isInSync = true;
-    this.metrics.inSync.set(1);
-    this.updateOwnedGauges(mirror);
-    const since = this.pendingEventTime;
-    const acked = this.lastWriteAckedAt;
-    this.pendingEventTime = null;
-    this.lastWriteAckedAt = null;
-    // Only a pass that had to write something is a convergence worth timing.
-    if (since !== null && acked !== null) {
-      const seconds = Number(acked - since) / 1e9;
-      const { rules = [], routes = [] } = this.lastPlan ?? {};
-      this.metrics.convergenceSeconds.observe(seconds);
-      this.metrics.lastConvergence.set(Date.now() / 1000);
-      this.log.info(
-        { durationSeconds: seconds, rules: rules.length, routes: routes.length },
-        `converged in ${(seconds * 1000).toFixed(1)} ms (${rules.length} rules, ${routes.length} routes)`,
-      );
-    }
-    this.onConverged();
-  }
-
-  private markOutOfSync(): void {
-    this.isInSync = false;
-    this.metrics.inSync.set(0);
-  }
-
-  private updateOwnedGauges(mirror: MirrorView): void {
-    const count = (family: 4 | 6) => ({
-      rules: [...mirror.rules.values()]
-        .filter(({ rule }) => rule.family === family && rule.protocol === this.config.protocol)
-        .reduce((n, { count }) => n + count, 0),
-      routes: [...mirror.routes.values()].filter((r) => r.family === family && r.protocol === this.config.protocol).length,
-    });
-    for (const family of [4, 6] as const) {
-      const label = { family: family === 4 ? 'ipv4' : 'ipv6' };
-      const owned = count(family);
-      this.metrics.managedRules.set(label, owned.rules);
-      this.metrics.managedRoutes.set(label, owned.routes);
-    }
-  }
-
-  /** Per managed interface: its table, and whether a change for it is still pending. */
-  private updateInterfaceGauges(desired: Plan, changes: readonly Change[]): void {
-    const pending = new Set(changes.map((change) => this.changeInterface(change)));
-    const names = new Set<string>();
-    for (const { link, table } of desired.interfaces) {
-      names.add(link.name);
-      this.metrics.interfaceInSync.set({ ifname: link.name }, pending.has(link.name) ? 0 : 1);
-      this.metrics.interfaceTable.set({ ifname: link.name }, table);
-    }
-    for (const ifname of this.gaugedInterfaces) {
-      if (names.has(ifname)) continue;
-      this.metrics.interfaceInSync.remove({ ifname });
-      this.metrics.interfaceTable.remove({ ifname });
-    }
-    this.gaugedInterfaces = names;
-  }
-
-  private scheduleRetry(): void {
-    if (this.retryTimer || this.stopping) return;
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.wake('retry');
-    }, delay);
-    this.retryTimer.unref();
-  }
-
-  private reportProblems(problems: readonly string[]): void {
-    const current = new Set(problems);
-    for (const problem of current) if (!this.lastProblems.has(problem)) this.log.warn(problem);
-    this.lastProblems = current;
-  }
-
-  private logOutcomes(outcomes: readonly ChangeOutcome[]): void {
-    for (const outcome of outcomes) {
-      const ifname = this.changeInterface(outcome.change);
-      if (outcome.error) {
-        this.log.error({ errno: outcome.error.code, ifname }, outcome.error.message);
-      } else {
-        this.log.info({ ifname }, `${PAST_TENSE[outcome.change.op]} ${outcome.description}${ifname ? ` (${ifname})` : ''}`);
-      }
-    }
-  }
-
-  /** The interface a change is for: a route's device, or the owner of a rule's table. */
-  private changeInterface(change: Change): string | undefined {
-    if (change.kind === 'route') return change.route.oif !== undefined ? this.linkName(change.route.oif) : undefined;
-    return this.tableInterfaces.get(change.rule.table);
-  }
-
-  private readonly linkName = (ifindex: number): string => this.watcher.mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
-}
-
-const changeKey = (change: Change): string => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
-
-/** An add that hit an existing object, or a delete of a missing one: the mirror is behind. */
-function isStaleMirror(outcome: ChangeOutcome): boolean {
-  const code = outcome.error?.code;
-  return outcome.change.op === 'delete' ? code === 'ESRCH' || code === 'ENOENT' : code === 'EEXIST';
 }

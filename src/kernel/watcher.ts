@@ -50,9 +50,24 @@ interface Notification {
 const NOTIFY_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 const DUMP_RETRY_MS = 1000;
 
+/** A socket subscribed to every notification the mirror needs. */
+export function openNotificationSocket(): NativeNetlinkSocket {
+  return openNetlinkSocket({
+    groups: [
+      RTNLGRP_LINK,
+      RTNLGRP_IPV4_IFADDR,
+      RTNLGRP_IPV6_IFADDR,
+      RTNLGRP_IPV4_ROUTE,
+      RTNLGRP_IPV6_ROUTE,
+      RTNLGRP_IPV4_RULE,
+      RTNLGRP_IPV6_RULE,
+    ],
+    receiveBufferBytes: NOTIFY_RECEIVE_BUFFER_BYTES,
+  });
+}
+
 export class Watcher {
   private mirrorState = new Mirror();
-  private readonly socket: NativeNetlinkSocket;
   /** Non-null while a dump is under way: notifications wait here to be replayed over it. */
   private heldBack: Notification[] | null = null;
   private resyncAgain: ResyncReason | null = null;
@@ -62,23 +77,12 @@ export class Watcher {
   private ping: { readonly seq: number; readonly answered: () => void } | null = null;
   private pingSeq = 0;
 
+  /** `socket` receives notifications: see openNotificationSocket(). */
   constructor(
     private readonly client: RtnlClient,
+    private readonly socket: NativeNetlinkSocket,
     private readonly observer: WatcherObserver,
-  ) {
-    this.socket = openNetlinkSocket({
-      groups: [
-        RTNLGRP_LINK,
-        RTNLGRP_IPV4_IFADDR,
-        RTNLGRP_IPV6_IFADDR,
-        RTNLGRP_IPV4_ROUTE,
-        RTNLGRP_IPV6_ROUTE,
-        RTNLGRP_IPV4_RULE,
-        RTNLGRP_IPV6_RULE,
-      ],
-      receiveBufferBytes: NOTIFY_RECEIVE_BUFFER_BYTES,
-    });
-  }
+  ) {}
 
   get mirror(): MirrorView {
     return this.mirrorState;

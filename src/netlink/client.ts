@@ -43,6 +43,11 @@ const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
 const DUMP_ATTEMPTS = 10;
 const EIO = 5;
 
+/** A socket for requests and dumps: no multicast groups, room for a whole batch of ACKs. */
+export function openRequestSocket(): NativeNetlinkSocket {
+  return openNetlinkSocket({ receiveBufferBytes: RECEIVE_BUFFER_BYTES });
+}
+
 export class RtnlClient {
   private readonly socket: NativeNetlinkSocket;
   private readonly pending = new Map<number, Pending>();
@@ -52,7 +57,7 @@ export class RtnlClient {
   /** `socket` is for tests, which script the kernel's side; normally a fresh one is opened. */
   constructor(
     private readonly observer: ClientObserver = {},
-    socket: NativeNetlinkSocket = openNetlinkSocket({ receiveBufferBytes: RECEIVE_BUFFER_BYTES }),
+    socket: NativeNetlinkSocket = openRequestSocket(),
   ) {
     this.socket = socket;
     this.socket.startReading(() => this.onReadable());

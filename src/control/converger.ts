@@ -1,0 +1,220 @@
+// What one pass does — not when it runs (scheduler.ts decides that): take in what the
+// watcher has queued, plan from the mirror, diff against what symroute owns, apply the
+// changes, and account for the outcome (drift repairs, convergence time, in-sync state,
+// owned gauges, one log line per change).
+import type { Config } from '../config/config.js';
+import { computeChanges, type Change } from '../domain/diff.js';
+import type { MirrorView } from '../domain/mirror.js';
+import { routeKey, ruleKey } from '../domain/model.js';
+import { plan, type Plan } from '../domain/planner.js';
+import { applyChanges, type ChangeOutcome } from '../kernel/reconciler.js';
+import type { Watcher } from '../kernel/watcher.js';
+import type { RtnlClient } from '../netlink/client.js';
+import type { Logger } from '../service/log.js';
+import type { Metrics } from '../service/metrics.js';
+import type { PassVerdict, Trigger } from './scheduler.js';
+
+const PAST_TENSE = { add: 'added', replace: 'replaced with', delete: 'deleted' } as const;
+
+export interface PassResult {
+  readonly changes: number;
+  readonly failures: number;
+}
+
+export class Converger {
+  /** When the oldest event not yet converged was read off the socket. */
+  private pendingEventTime: bigint | null = null;
+  /** When the kernel acknowledged the last change made since pendingEventTime, if any. */
+  private lastWriteAckedAt: bigint | null = null;
+  /** Rule and route keys of the last plan the kernel fully matched: losing one is drift. */
+  private convergedKeys = new Set<string>();
+  private lastPlan: Plan | null = null;
+  /** Which interface each table was last planned for, so log lines can name it after it left. */
+  private tableInterfaces = new Map<number, string>();
+  private lastProblems = new Set<string>();
+  /** Interfaces that have symroute_interface_* series, so departed ones can be removed. */
+  private gaugedInterfaces = new Set<string>();
+  private isInSync = false;
+  /** Called whenever a pass finds the kernel in sync. */
+  onConverged: () => void = () => undefined;
+  lastPass: PassResult = { changes: 0, failures: 0 };
+
+  constructor(
+    public config: Config,
+    private readonly client: RtnlClient,
+    private readonly watcher: Watcher,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** True once a pass found the kernel matching the plan, until something is known to differ. */
+  get inSync(): boolean {
+    return this.isInSync;
+  }
+
+  /** `8 interfaces, 8 rules, 16 routes, in sync` — for systemd's STATUS= and logs. */
+  summary(): string {
+    const interfaces = this.lastPlan?.interfaces.length ?? 0;
+    const rules = this.lastPlan?.rules.length ?? 0;
+    const routes = this.lastPlan?.routes.length ?? 0;
+    return `${interfaces} interfaces, ${rules} rules, ${routes} routes, ${this.isInSync ? 'in sync' : 'out of sync'}`;
+  }
+
+  /** An event was read at `time`: convergence is timed from the oldest one not yet converged. */
+  eventAt(time: bigint): void {
+    this.pendingEventTime ??= time;
+  }
+
+  markOutOfSync(): void {
+    this.isInSync = false;
+    this.metrics.inSync.set(0);
+  }
+
+  async pass(trigger: Trigger): Promise<PassVerdict> {
+    try {
+      this.lastPass = await this.reconcile(trigger);
+    } catch (error) {
+      this.lastPass = { changes: 0, failures: 1 };
+      this.markOutOfSync();
+      throw error;
+    }
+    return { again: this.lastPass.changes > this.lastPass.failures, failed: this.lastPass.failures > 0 };
+  }
+
+  /** Deletes everything symroute owns (on_exit: remove). */
+  async removeOwned(): Promise<void> {
+    const nothing: Plan = {
+      routes: [],
+      rules: [],
+      interfaces: [],
+      protectedTables: this.lastPlan?.protectedTables ?? new Set(),
+      problems: [],
+    };
+    // What the last pass installed, as its notifications tell; a re-dump under way first ends.
+    this.watcher.drain();
+    await this.watcher.settled();
+    const phases = computeChanges(nothing, this.watcher.mirror, this.config.protocol);
+    this.logOutcomes(await applyChanges(this.client, phases, this.linkName));
+  }
+
+  private async reconcile(trigger: Trigger): Promise<PassResult> {
+    this.watcher.drain();
+    await this.watcher.settled();
+    const mirror = this.watcher.mirror;
+    const desired = plan(this.config, mirror);
+    this.lastPlan = desired;
+    for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
+    this.reportProblems(desired.problems);
+    const phases = computeChanges(desired, mirror, this.config.protocol);
+    const changes = phases.flat();
+    const drift = changes.filter((change) => change.op !== 'delete' && this.convergedKeys.has(changeKey(change)));
+    this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
+    this.metrics.managedInterfaces.set(desired.interfaces.length);
+    this.updateInterfaceGauges(desired, changes);
+    if (changes.length === 0) {
+      this.convergedKeys = new Set([...desired.routes.map(routeKey), ...desired.rules.map(ruleKey)]);
+      // In sync, nothing is left to log about interfaces that went away: forget them.
+      this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
+      this.recordConvergence(mirror);
+      return { changes: 0, failures: 0 };
+    }
+    for (const change of drift) this.metrics.driftRepairs.inc({ kind: change.kind });
+    if (drift.length > 0) this.log.warn({ repairs: drift.length }, `repairing ${drift.length} rules/routes changed by someone else`);
+    const outcomes = await applyChanges(this.client, phases, this.linkName);
+    this.lastWriteAckedAt = process.hrtime.bigint();
+    this.logOutcomes(outcomes);
+    const failures = outcomes.filter((o) => o.error);
+    if (failures.length > 0) {
+      this.markOutOfSync();
+      if (failures.some(isStaleMirror)) this.watcher.requestResync('stale_mirror');
+    }
+    return { changes: changes.length, failures: failures.length };
+  }
+
+  private recordConvergence(mirror: MirrorView): void {
+    this.isInSync = true;
+    this.metrics.inSync.set(1);
+    this.updateOwnedGauges(mirror);
+    const since = this.pendingEventTime;
+    const acked = this.lastWriteAckedAt;
+    this.pendingEventTime = null;
+    this.lastWriteAckedAt = null;
+    // Only a pass that had to write something is a convergence worth timing.
+    if (since !== null && acked !== null) {
+      const seconds = Number(acked - since) / 1e9;
+      const { rules = [], routes = [] } = this.lastPlan ?? {};
+      this.metrics.convergenceSeconds.observe(seconds);
+      this.metrics.lastConvergence.set(Date.now() / 1000);
+      this.log.info(
+        { durationSeconds: seconds, rules: rules.length, routes: routes.length },
+        `converged in ${(seconds * 1000).toFixed(1)} ms (${rules.length} rules, ${routes.length} routes)`,
+      );
+    }
+    this.onConverged();
+  }
+
+  private updateOwnedGauges(mirror: MirrorView): void {
+    const count = (family: 4 | 6) => ({
+      rules: [...mirror.rules.values()]
+        .filter(({ rule }) => rule.family === family && rule.protocol === this.config.protocol)
+        .reduce((n, { count }) => n + count, 0),
+      routes: [...mirror.routes.values()].filter((r) => r.family === family && r.protocol === this.config.protocol).length,
+    });
+    for (const family of [4, 6] as const) {
+      const label = { family: family === 4 ? 'ipv4' : 'ipv6' };
+      const owned = count(family);
+      this.metrics.managedRules.set(label, owned.rules);
+      this.metrics.managedRoutes.set(label, owned.routes);
+    }
+  }
+
+  /** Per managed interface: its table, and whether a change for it is still pending. */
+  private updateInterfaceGauges(desired: Plan, changes: readonly Change[]): void {
+    const pending = new Set(changes.map((change) => this.changeInterface(change)));
+    const names = new Set<string>();
+    for (const { link, table } of desired.interfaces) {
+      names.add(link.name);
+      this.metrics.interfaceInSync.set({ ifname: link.name }, pending.has(link.name) ? 0 : 1);
+      this.metrics.interfaceTable.set({ ifname: link.name }, table);
+    }
+    for (const ifname of this.gaugedInterfaces) {
+      if (names.has(ifname)) continue;
+      this.metrics.interfaceInSync.remove({ ifname });
+      this.metrics.interfaceTable.remove({ ifname });
+    }
+    this.gaugedInterfaces = names;
+  }
+
+  private reportProblems(problems: readonly string[]): void {
+    const current = new Set(problems);
+    for (const problem of current) if (!this.lastProblems.has(problem)) this.log.warn(problem);
+    this.lastProblems = current;
+  }
+
+  private logOutcomes(outcomes: readonly ChangeOutcome[]): void {
+    for (const outcome of outcomes) {
+      const ifname = this.changeInterface(outcome.change);
+      if (outcome.error) {
+        this.log.error({ errno: outcome.error.code, ifname }, outcome.error.message);
+      } else {
+        this.log.info({ ifname }, `${PAST_TENSE[outcome.change.op]} ${outcome.description}${ifname ? ` (${ifname})` : ''}`);
+      }
+    }
+  }
+
+  /** The interface a change is for: a route's device, or the owner of a rule's table. */
+  private changeInterface(change: Change): string | undefined {
+    if (change.kind === 'route') return change.route.oif !== undefined ? this.linkName(change.route.oif) : undefined;
+    return this.tableInterfaces.get(change.rule.table);
+  }
+
+  private readonly linkName = (ifindex: number): string => this.watcher.mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
+}
+
+const changeKey = (change: Change): string => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
+
+/** An add that hit an existing object, or a delete of a missing one: the mirror is behind. */
+function isStaleMirror(outcome: ChangeOutcome): boolean {
+  const code = outcome.error?.code;
+  return outcome.change.op === 'delete' ? code === 'ESRCH' || code === 'ENOENT' : code === 'EEXIST';
+}

@@ -1,0 +1,235 @@
+// A scripted stand-in for the kernel's rtnetlink side, for unit tests of the daemon's
+// concurrency without root: it answers dumps, applies rule and route requests with the
+// kernel's EEXIST/ENOENT/ESRCH semantics (NLM_F_EXCL, NLM_F_REPLACE, a delete naming every
+// attribute), multicasts a notification for every change (before the ACK, like the kernel),
+// and lets a test play "someone else" (ip rule del, an address removed) or hold notifications
+// back to force interleavings. It models only what symroute relies on.
+import { routeKey, routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
+import { concat, encodeMessage, splitDatagram } from '../../src/netlink/codec.js';
+import {
+  NLM_F_DUMP,
+  NLM_F_EXCL,
+  NLM_F_MULTI,
+  NLM_F_REPLACE,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  RTM_DELADDR,
+  RTM_DELROUTE,
+  RTM_DELRULE,
+  RTM_GETADDR,
+  RTM_GETLINK,
+  RTM_GETROUTE,
+  RTM_GETRULE,
+  RTM_NEWADDR,
+  RTM_NEWLINK,
+  RTM_NEWROUTE,
+  RTM_NEWRULE,
+} from '../../src/netlink/constants.js';
+import { decodeMessage, encodeRequest, type AddressMessage, type LinkMessage, type RtnlBody } from '../../src/netlink/messages.js';
+import type { NativeNetlinkSocket, ReadResult } from '../../src/netlink/native.js';
+import { routeFromMessage, routeToMessage, ruleFromMessage, ruleToMessage } from '../../src/kernel/objects.js';
+import { addressMessage, linkMessage, type AddressSpec, type LinkSpec } from './builders.js';
+
+const EEXIST = 17;
+const ENOENT = 2;
+const ESRCH = 3;
+
+/** One end of a netlink socket: datagrams queue up and readability is signalled on the next turn. */
+export class ScriptedSocket implements NativeNetlinkSocket {
+  private queue: Buffer[] = [];
+  private overrunPending = false;
+  private onReadable: (() => void) | null = null;
+  private signalled = false;
+  held = false;
+  reads = 0;
+
+  constructor(
+    readonly portId: number,
+    private readonly onSend: (messages: readonly Uint8Array[]) => void = () => undefined,
+  ) {}
+
+  send(messages: readonly Uint8Array[]): number {
+    this.onSend(messages);
+    return messages.reduce((n, m) => n + m.length, 0);
+  }
+  readAll(): ReadResult {
+    this.reads++;
+    const datagrams = this.held ? [] : this.queue;
+    if (!this.held) this.queue = [];
+    const overrun = this.overrunPending;
+    this.overrunPending = false;
+    return { datagrams, senderPortIds: datagrams.map(() => 0), overrun, truncated: false };
+  }
+  startReading(onReadable: () => void): void {
+    this.onReadable = onReadable;
+  }
+  stopReading(): void {
+    this.onReadable = null;
+  }
+  close(): void {
+    this.onReadable = null;
+  }
+
+  deliver(datagram: Buffer): void {
+    if (!this.onReadable) return; // nobody has this socket open yet
+    this.queue.push(datagram);
+    this.signal();
+  }
+  /** The kernel dropped messages for this socket (ENOBUFS on the next read). */
+  overrun(): void {
+    this.queue = [];
+    this.overrunPending = true;
+    this.signal();
+  }
+  /** Delivers what was held back. */
+  release(): void {
+    this.held = false;
+    this.signal();
+  }
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  private signal(): void {
+    if (this.signalled || this.held) return;
+    this.signalled = true;
+    setImmediate(() => {
+      this.signalled = false;
+      if (!this.held) this.onReadable?.();
+    });
+  }
+}
+
+/** Counts of what the daemon asked for: `add_route ok`, `add_rule EEXIST`, `dump_route`, … */
+export type RequestLog = Map<string, number>;
+
+export class ScriptedKernel {
+  readonly requests = new ScriptedSocket(4242, (messages) => this.receive(messages));
+  readonly notifications = new ScriptedSocket(4243);
+  readonly log: RequestLog = new Map();
+  private readonly links = new Map<number, LinkMessage>();
+  private readonly addresses = new Map<string, AddressMessage>();
+  private routes = new Map<string, Route>();
+  /** Identical rules side by side, as the kernel keeps them. */
+  private rules: Rule[] = [];
+
+  // ---- someone else acting on the kernel (ip link, ip address, ip rule, ip route) ----
+
+  link(index: number, name: string, spec: LinkSpec = {}): void {
+    const message = linkMessage(index, name, spec);
+    this.links.set(index, message);
+    if (spec.up === false) this.dropRoutesVia(index);
+    this.notify(RTM_NEWLINK, 0, message);
+  }
+  address(spec: AddressSpec): void {
+    const message = addressMessage(spec);
+    this.addresses.set(addressId(message), message);
+    this.notify(RTM_NEWADDR, 0, message);
+  }
+  delAddress(spec: AddressSpec): void {
+    const message = addressMessage(spec);
+    if (!this.addresses.delete(addressId(message))) throw new Error(`no address ${spec.cidr}`);
+    const family = message.header.family;
+    const others = [...this.addresses.values()].some((a) => a.header.index === spec.ifindex && a.header.family === family);
+    // The last IPv4 address takes the device's IPv4 routes, without a word.
+    if (family === 2 && !others) this.dropRoutesVia(spec.ifindex);
+    this.notify(RTM_DELADDR, 0, message);
+  }
+  delRule(rule: Rule): void {
+    const i = this.rules.findIndex((r) => ruleKey(r) === ruleKey(rule));
+    if (i < 0) throw new Error('no such rule');
+    this.rules.splice(i, 1);
+    this.notify(RTM_DELRULE, 0, ruleToMessage(rule));
+  }
+  addRoute(route: Route): void {
+    this.routes.set(routeKey(route), route);
+    this.notify(RTM_NEWROUTE, 0, routeToMessage(route));
+  }
+
+  // ---- what the kernel holds ----
+
+  ownedRules(protocol: number): Rule[] {
+    return this.rules.filter((r) => r.protocol === protocol);
+  }
+  ownedRoutes(protocol: number): Route[] {
+    return [...this.routes.values()].filter((r) => r.protocol === protocol);
+  }
+  count(entry: string): number {
+    return this.log.get(entry) ?? 0;
+  }
+  /** Every logged entry that is an error answer. */
+  errors(): string[] {
+    return [...this.log.keys()].filter((entry) => / E[A-Z]+$/.test(entry));
+  }
+
+  // ---- the request socket ----
+
+  private receive(messages: readonly Uint8Array[]): void {
+    for (const raw of messages.flatMap((m) => splitDatagram(m))) {
+      const message = decodeMessage(raw);
+      const reply = (datagram: Buffer) => this.requests.deliver(datagram);
+      if ((raw.type & 3) === 2 && (raw.flags & NLM_F_DUMP) === NLM_F_DUMP) {
+        this.record(`dump_${['link', 'address', 'route', 'rule'][[RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETRULE].indexOf(raw.type)]}`);
+        const parts = this.dumpOf(raw.type).map(([type, body]) => encodeRequest({ type, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, body));
+        reply(concat([...parts, encodeMessage({ type: NLMSG_DONE, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, new Uint8Array(4))]) as Buffer);
+        continue;
+      }
+      const errno = this.write(raw.type, raw.flags, message.body as RtnlBody);
+      const error = Buffer.alloc(4 + 16);
+      error.writeInt32LE(-errno, 0);
+      reply(encodeMessage({ type: NLMSG_ERROR, flags: 0x100, seq: raw.seq, portId: raw.portId }, error));
+    }
+  }
+
+  private write(type: number, flags: number, body: RtnlBody): number {
+    const op = { [RTM_NEWROUTE]: 'add_route', [RTM_DELROUTE]: 'delete_route', [RTM_NEWRULE]: 'add_rule', [RTM_DELRULE]: 'delete_rule' }[type];
+    let errno = 0;
+    if (body.kind === 'rule') {
+      const rule = ruleFromMessage(body)!;
+      const i = this.rules.findIndex((r) => ruleKey(r) === ruleKey(rule));
+      if (type === RTM_NEWRULE && i >= 0 && flags & NLM_F_EXCL) errno = EEXIST;
+      else if (type === RTM_DELRULE && i < 0) errno = ENOENT;
+      else {
+        if (type === RTM_NEWRULE) this.rules.push(rule);
+        else this.rules.splice(i, 1);
+        this.notify(type, 0, ruleToMessage(rule));
+      }
+    } else if (body.kind === 'route') {
+      const route = routeFromMessage(body)!;
+      const inSlot = [...this.routes.values()].find((r) => routeSlot(r) === routeSlot(route));
+      if (type === RTM_DELROUTE) {
+        if (!this.routes.delete(routeKey(route))) errno = ESRCH;
+        else this.notify(type, 0, routeToMessage(route));
+      } else if (inSlot && flags & NLM_F_EXCL) {
+        errno = EEXIST;
+      } else {
+        if (inSlot) this.routes.delete(routeKey(inSlot));
+        this.routes.set(routeKey(route), route);
+        this.notify(type, inSlot && flags & NLM_F_REPLACE ? NLM_F_REPLACE : 0, routeToMessage(route));
+      }
+    }
+    this.record(`${op} ${errno ? { [EEXIST]: 'EEXIST', [ENOENT]: 'ENOENT', [ESRCH]: 'ESRCH' }[errno] : 'ok'}`);
+    return errno;
+  }
+
+  private dumpOf(getType: number): [number, RtnlBody][] {
+    if (getType === RTM_GETLINK) return [...this.links.values()].map((m) => [RTM_NEWLINK, m]);
+    if (getType === RTM_GETADDR) return [...this.addresses.values()].map((m) => [RTM_NEWADDR, m]);
+    if (getType === RTM_GETROUTE) return [...this.routes.values()].map((r) => [RTM_NEWROUTE, routeToMessage(r)]);
+    return this.rules.map((r) => [RTM_NEWRULE, ruleToMessage(r)]);
+  }
+
+  private notify(type: number, flags: number, body: RtnlBody): void {
+    this.notifications.deliver(encodeRequest({ type, flags, seq: 0, portId: 0 }, body));
+  }
+
+  private dropRoutesVia(ifindex: number): void {
+    for (const [key, route] of this.routes) if (route.family === 4 && route.oif === ifindex) this.routes.delete(key);
+  }
+
+  private record(entry: string): void {
+    this.log.set(entry, (this.log.get(entry) ?? 0) + 1);
+  }
+}
+
+const addressId = (m: AddressMessage): string => `${m.header.index}|${m.attributes.local ?? m.attributes.address}/${m.header.prefixlen}`;
