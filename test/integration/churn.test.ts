@@ -1,0 +1,67 @@
+// Model-checked churn: fast-check generates sequences of operations (NICs added, removed,
+// renamed, flapped; addresses of every kind; default routes in main; drift; foreign rules and
+// routes; collisions; config reloads), applies them with iproute2 while the real daemon runs,
+// and after each one waits (bounded) until the kernel's complete rule set and every route
+// symroute owns equal an independent model of the README's rules (test/support/churn-model.ts),
+// with every foreign object unchanged. A failure shrinks to a minimal sequence and prints it
+// with the seed and the daemon's log. `npm run test:long` runs thousands of operations.
+import { writeFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { afterAll, describe, it } from 'vitest';
+import { ChurnRun, opArb, prologueArb, configArb, type ChurnCounters } from '../support/churn-ops.js';
+import { Lab } from '../support/lab.js';
+
+const LONG = process.env.CHURN_LONG === '1';
+const RUNS = Number(process.env.CHURN_RUNS ?? (LONG ? 50 : 2));
+const OPS = Number(process.env.CHURN_OPS ?? (LONG ? 60 : 12));
+const SEED = process.env.CHURN_SEED === undefined ? undefined : Number(process.env.CHURN_SEED);
+// Shrinking a failure re-runs the daemon many times: bounded, and reported as a failure.
+const TIME_LIMIT_MS = Number(process.env.CHURN_TIME_LIMIT_MS ?? (LONG ? 3 * 3600_000 : 8 * 60_000));
+
+describe('churn against an independent model', () => {
+  // fast-check abandons a run still in progress when its time limit strikes: clean up after it.
+  const labs = new Set<Lab>();
+  afterAll(() => Promise.all([...labs].map((lab) => lab.cleanup())));
+
+  for (const match of ['address', 'prefix'] as const) {
+    it(`rule.match ${match} at start: kernel equals the model after every operation`, async () => {
+      const counters: ChurnCounters = { operations: 0, commands: 0, refused: 0, overruns: 0 };
+      let runs = 0;
+      // Once a run failed, the others are fast-check shrinking it: a failing candidate then
+      // needs no full settling time to show (a passing one settles in well under a second).
+      let failed = false;
+      await fc.assert(
+        fc.asyncProperty(configArb(match), prologueArb, fc.noBias(fc.array(opArb({ flood: LONG }), { maxLength: OPS, size: 'max' })), async (config, prologue, ops) => {
+          runs++;
+          const lab = new Lab();
+          labs.add(lab);
+          const run = new ChurnRun(lab, config, counters, failed ? 5_000 : 10_000);
+          try {
+            await run.start(prologue);
+            for (const op of ops) await run.apply(op);
+            if (process.env.CHURN_DEBUG) console.log(run.log.join('\n'));
+          } catch (error) {
+            failed = true;
+            throw new Error(
+              `${(error as Error).message}\n\noperations (and the ip commands they ran):\n${run.log.join('\n')}\n\ndaemon log (last lines):\n${run.daemonLog()}`,
+            );
+          } finally {
+            await run.stop().catch(() => undefined);
+            await lab.cleanup();
+            labs.delete(lab);
+          }
+        }),
+        {
+          numRuns: RUNS,
+          ...(SEED !== undefined ? { seed: SEED } : {}),
+          interruptAfterTimeLimit: TIME_LIMIT_MS,
+          markInterruptAsFailure: true,
+          endOnFailure: false,
+        },
+      );
+      const figures = { test: 'churn', match, runs, ...counters };
+      console.log(JSON.stringify(figures));
+      if (process.env.CHURN_FIGURES) writeFileSync(`${process.env.CHURN_FIGURES}.churn-${match}.json`, JSON.stringify(figures));
+    }, TIME_LIMIT_MS + 60_000);
+  }
+});
