@@ -12,11 +12,17 @@ import { ChurnRun, opArb, prologueArb, configArb, type ChurnCounters } from '../
 import { Lab } from '../support/lab.js';
 
 const LONG = process.env.CHURN_LONG === '1';
-const RUNS = Number(process.env.CHURN_RUNS ?? (LONG ? 50 : 2));
-const OPS = Number(process.env.CHURN_OPS ?? (LONG ? 60 : 12));
+const RUNS = Number(process.env.CHURN_RUNS ?? (LONG ? 50 : 1));
+const OPS = Number(process.env.CHURN_OPS ?? (LONG ? 60 : 15));
 const SEED = process.env.CHURN_SEED === undefined ? undefined : Number(process.env.CHURN_SEED);
 // Shrinking a failure re-runs the daemon many times: bounded, and reported as a failure.
 const TIME_LIMIT_MS = Number(process.env.CHURN_TIME_LIMIT_MS ?? (LONG ? 3 * 3600_000 : 8 * 60_000));
+
+// OPS slots, each an operation or nothing: every run is long, and shrinking empties slots
+// (fast-check would otherwise mostly try short sequences when it makes only a few runs).
+const opsArb = fc
+  .array(fc.option(opArb({ flood: LONG }), { nil: undefined, freq: 12 }), { minLength: OPS, maxLength: OPS })
+  .map((slots) => slots.filter((op) => op !== undefined));
 
 describe('churn against an independent model', () => {
   // fast-check abandons a run still in progress when its time limit strikes: clean up after it.
@@ -31,7 +37,7 @@ describe('churn against an independent model', () => {
       // needs no full settling time to show (a passing one settles in well under a second).
       let failed = false;
       await fc.assert(
-        fc.asyncProperty(configArb(match), prologueArb, fc.noBias(fc.array(opArb({ flood: LONG }), { maxLength: OPS, size: 'max' })), async (config, prologue, ops) => {
+        fc.asyncProperty(configArb(match), prologueArb, opsArb, async (config, prologue, ops) => {
           runs++;
           const lab = new Lab();
           labs.add(lab);

@@ -44,6 +44,21 @@ function seededBetween(seed: number): (min: number, max: number) => number {
   };
 }
 
+/** The number of changes a difference() calls for. */
+const changeCount = (diff: string | undefined): number => (diff ? diff.split('\n').filter((l) => /^ {2}(missing|extra) /.test(l)).length : 0);
+
+/** Changes the daemon logged: one line per change the kernel acknowledged. */
+const changesLogged = (daemon: DaemonProcess): number => daemon.messages().filter((m) => /^(added|deleted|replaced) /.test(m)).length;
+
+/** Passes that ended in sync ("converged in …"). */
+const convergences = (daemon: DaemonProcess): number => daemon.messages().filter((m) => m.startsWith('converged ')).length;
+
+/** Polls the daemon's own log (no process spawned, so the kill lands close to the moment). */
+async function waitForLog(daemon: DaemonProcess, condition: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && daemon.child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+}
+
 /** Every rule listed more than once (symroute's or not): must always be empty. */
 function duplicates(objects: KernelObjects): string[] {
   const all = [...objects.ownedRules, ...objects.foreignRules];
@@ -94,7 +109,7 @@ describe('crash anywhere', () => {
     await batch('foreign', [
       'rule add from 203.0.113.5 lookup 77 pref 30000',
       `rule add from 198.18.1.10 lookup ${1000 + first!.ifindex} pref 30000 proto 4`,
-      'route add 203.0.113.0/24 dev n0 table 77',
+      'route add unreachable 203.0.113.0/24 table 77', // no device: deleting NICs cannot take it
     ]);
     const config = lab.writeConfig(configYaml(CONFIG), 'crash.yaml');
     const foreignBefore = await readKernelObjects(ns);
@@ -142,27 +157,47 @@ describe('crash anywhere', () => {
         const owned = (await lab.ownedRules(ns)).slice(0, between(10, 60));
         if (owned.length) await batch(`drift-${kill}`, owned.map((r) => `rule del from ${r.src} lookup ${r.table} pref ${r.priority} proto 83`));
       }
+      // How much the next run has to write (objects missing or unwanted), to aim the kill.
+      const work = changeCount(difference(await expected(), await readKernelObjects(ns)));
       daemon = lab.startDaemon(ns, ['--config', config]);
-      // Mostly inside the start-up; sometimes after it, while a burst of new NICs is applied.
-      const late = between(0, 3) === 0;
-      if (late) {
-        await eventually(() => expect(daemon.messages()).toContainEqual(expect.stringMatching(/^running\b/)), 60_000);
-        await addNics(between(10, 40));
+      // Where to kill: at a random moment of start-up (also before it wrote anything), or
+      // right after its k-th acknowledged change — during start-up, or during the burst of
+      // changes a batch of new NICs causes once it runs.
+      const trigger = between(0, 2);
+      let when: string;
+      if (trigger === 0) {
+        const delay = between(0, startupMs);
+        await new Promise((r) => setTimeout(r, delay));
+        when = `${delay} ms after the start`;
+      } else {
+        let base = 0;
+        let passes = 0;
+        let todo = work;
+        if (trigger === 2) {
+          await eventually(() => expect(daemon.messages()).toContainEqual(expect.stringMatching(/^running\b/)), 60_000);
+          base = changesLogged(daemon);
+          passes = convergences(daemon);
+          const count = between(10, 40);
+          await addNics(count);
+          todo = 2 * count;
+        }
+        // Often right after the first: a write batch is one sendmsg, so "mid-write" means between
+        // the batches of one pass (routes, then rules), which the first logged change starts.
+        const k = between(0, 1) ? 1 : between(1, Math.max(1, todo));
+        await waitForLog(daemon, () => changesLogged(daemon) - base >= k || convergences(daemon) > passes);
+        when = `after its change ${changesLogged(daemon) - base} of ~${todo} ${trigger === 2 ? 'for a burst of new NICs' : 'at start-up'}`;
       }
-      const delay = between(0, late ? 200 : Math.round(startupMs * 1.2));
-      await new Promise((r) => setTimeout(r, delay));
       await daemon.stop('SIGKILL');
       const now = await invariants(`after kill ${kill}`);
       // Interrupted: the kill left work undone (the next run must finish it).
       const unfinished = difference(await expected(), now) !== undefined;
       // Mid-write: it had written something (it logs each change once the kernel acknowledged it).
-      const wrote = daemon.messages().filter((m) => /^(added|deleted|replaced) /.test(m)).length;
+      const wrote = changesLogged(daemon);
       if (unfinished) interrupted++;
       if (unfinished && wrote > 0) midWrite++;
       log.push(
-        `kill ${kill}: ${['added NICs', 'deleted NICs', 'deleted rules'][change]} while down, ` +
-          `killed ${delay} ms after ${late ? 'a burst of new NICs' : 'the start'}: ${unfinished ? 'unfinished' : 'converged'}, ` +
-          `${wrote} changes logged, ${now.ownedRules.length} rules`,
+        `kill ${kill}: ${['added NICs', 'deleted NICs', 'deleted rules'][change]} while down (${work} changes due), ` +
+          `killed ${when}: ${unfinished ? 'unfinished' : 'converged'}, ${wrote} changes logged, ${now.ownedRules.length} rules`,
       );
     }
 
