@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { computeChanges, type Change } from '../domain/diff.js';
 import { canonicalAddress, familyOf, networkOf } from '../domain/ip.js';
 import type { Mirror } from '../domain/mirror.js';
-import { describeRoute, describeRule, type Rule } from '../domain/model.js';
+import { describeRoute, describeRule, type Route, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, FR_ACT_TO_TBL, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
 import type { RouteMessage } from '../netlink/messages.js';
@@ -49,15 +49,103 @@ function changeLines(change: Change, linkName: (ifindex: number) => string): str
   return [`${change.op === 'add' ? '+' : '-'} ${text}`];
 }
 
+// --json: objects with named fields, stable (fields are only ever added). Prefixes are always
+// CIDR ("198.18.1.10/32", "0.0.0.0/0"), devices are names, families "ipv4"/"ipv6".
+
+type FamilyName = 'ipv4' | 'ipv6';
+const familyName = (family: 4 | 6): FamilyName => (family === 4 ? 'ipv4' : 'ipv6');
+
+export interface RuleJson {
+  family: FamilyName;
+  from: string;
+  to?: string;
+  table: number;
+  priority: number;
+  protocol: number;
+}
+
+export interface RouteJson {
+  family: FamilyName;
+  table: number;
+  dst: string;
+  dev?: string;
+  gateway?: string;
+  onlink?: true;
+  nexthops?: { dev: string; gateway?: string }[];
+  scope: 'link' | 'global' | 'host' | number;
+  prefsrc?: string;
+  metric: number;
+  protocol: number;
+}
+
+export type ChangeJson =
+  | { op: 'add' | 'delete'; rule: RuleJson }
+  | { op: 'add' | 'delete'; route: RouteJson }
+  | { op: 'replace'; route: RouteJson; replaced: RouteJson };
+
+const SCOPES: Record<number, RouteJson['scope']> = { 0: 'global', 253: 'link', 254: 'host' };
+
+function ruleJson(rule: Rule): RuleJson {
+  const any = rule.family === 4 ? '0.0.0.0/0' : '::/0';
+  return {
+    family: familyName(rule.family),
+    from: rule.srcLength ? `${rule.src}/${rule.srcLength}` : any,
+    ...(rule.dstLength ? { to: `${rule.dst}/${rule.dstLength}` } : {}),
+    table: rule.table,
+    priority: rule.priority,
+    protocol: rule.protocol,
+  };
+}
+
+function routeJson(route: Route, linkName: (ifindex: number) => string): RouteJson {
+  return {
+    family: familyName(route.family),
+    table: route.table,
+    dst: `${route.dst}/${route.dstLength}`,
+    ...(route.oif !== undefined ? { dev: linkName(route.oif) } : {}),
+    ...(route.gateway ? { gateway: route.gateway } : {}),
+    ...(route.onlink ? { onlink: true as const } : {}),
+    ...(route.nexthops
+      ? { nexthops: route.nexthops.map((n) => ({ dev: linkName(n.ifindex), ...(n.gateway ? { gateway: n.gateway } : {}) })) }
+      : {}),
+    scope: SCOPES[route.scope] ?? route.scope,
+    ...(route.prefsrc ? { prefsrc: route.prefsrc } : {}),
+    metric: route.metric,
+    protocol: route.protocol,
+  };
+}
+
+function changeJson(change: Change, linkName: (ifindex: number) => string): ChangeJson {
+  if (change.kind === 'rule') return { op: change.op, rule: ruleJson(change.rule) };
+  if (change.op === 'replace') {
+    return { op: 'replace', route: routeJson(change.route, linkName), replaced: routeJson(change.replaced, linkName) };
+  }
+  return { op: change.op, route: routeJson(change.route, linkName) };
+}
+
+const printJson = (io: Output, value: unknown) => io.out(JSON.stringify(value, null, 2));
+
 export interface Output {
   out(text: string): void;
   err(text: string): void;
 }
 
-/** `symroute plan`: exit 0 when in sync, 1 when changes are pending. */
-export async function planCommand(config: Config, io: Output): Promise<number> {
+/** `symroute plan [--json]`: exit 0 when in sync, 1 when changes are pending. */
+export async function planCommand(config: Config, json: boolean, io: Output): Promise<number> {
   return withClient(async (client) => {
     const s = await snapshot(config, client);
+    const changes = s.phases.flat();
+    if (json) {
+      printJson(io, {
+        inSync: changes.length === 0,
+        changes: changes.map((c) => changeJson(c, s.linkName)),
+        interfaces: s.plan.interfaces.length,
+        rules: s.plan.rules.length,
+        routes: s.plan.routes.length,
+        problems: s.plan.problems,
+      });
+      return changes.length === 0 ? 0 : 1;
+    }
     for (const problem of s.plan.problems) io.err(`warning: ${problem}`);
     const lines = s.phases.flat().flatMap((change) => changeLines(change, s.linkName));
     if (lines.length === 0) {
@@ -69,20 +157,28 @@ export async function planCommand(config: Config, io: Output): Promise<number> {
   });
 }
 
-interface InterfaceStatus {
+export interface InterfaceStatus {
   name: string;
   ifindex: number;
   table: number;
   inSync: boolean;
   collision?: string;
   families: {
-    family: 'ipv4' | 'ipv6';
+    family: FamilyName;
     addresses: string[];
     gateway: { address: string; source: string } | null;
   }[];
-  rules: string[];
-  routes: string[];
-  pending: string[];
+  rules: RuleJson[];
+  routes: RouteJson[];
+  pending: ChangeJson[];
+}
+
+export interface StatusJson {
+  inSync: boolean;
+  interfaces: InterfaceStatus[];
+  /** Changes to objects symroute owns outside every managed interface's table. */
+  leftovers: ChangeJson[];
+  problems: readonly string[];
 }
 
 /** `symroute status [--json]`: exit 0 when in sync, 1 when not. */
@@ -91,44 +187,50 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
     const s = await snapshot(config, client);
     const changes = s.phases.flat();
     const tableOf = (change: Change) => (change.kind === 'route' ? change.route.table : change.rule.table);
-    const interfaces = s.plan.interfaces.map((i): InterfaceStatus => {
-      const pending = changes.filter((c) => tableOf(c) === i.table).flatMap((c) => changeLines(c, s.linkName));
-      return {
-        name: i.link.name,
-        ifindex: i.link.index,
-        table: i.table,
-        inSync: pending.length === 0 && !i.collision,
-        ...(i.collision ? { collision: i.collision } : {}),
-        families: i.families.map((f) => ({
-          family: f.family === 4 ? 'ipv4' : 'ipv6',
-          addresses: f.addresses.map((a) => `${a.address}/${a.prefixLength}`),
-          gateway: f.gateway ? { address: f.gateway.address, source: f.gateway.source } : null,
-        })),
-        rules: s.plan.rules.filter((r) => r.table === i.table).map(describeRule),
-        routes: s.plan.routes.filter((r) => r.table === i.table).map((r) => describeRoute(r, s.linkName)),
-        pending,
-      };
-    });
+    const inTable = (table: number) => changes.filter((c) => tableOf(c) === table);
     const unowned = changes.filter((c) => !s.plan.interfaces.some((i: InterfacePlan) => i.table === tableOf(c)));
-    const leftovers = unowned.flatMap((c) => changeLines(c, s.linkName));
     const inSync = changes.length === 0 && s.plan.problems.length === 0;
     if (json) {
-      io.out(JSON.stringify({ inSync, interfaces, leftovers, problems: s.plan.problems }, null, 2));
+      const interfaces = s.plan.interfaces.map(
+        (i): InterfaceStatus => ({
+          name: i.link.name,
+          ifindex: i.link.index,
+          table: i.table,
+          inSync: inTable(i.table).length === 0 && !i.collision,
+          ...(i.collision ? { collision: i.collision } : {}),
+          families: i.families.map((f) => ({
+            family: familyName(f.family),
+            addresses: f.addresses.map((a) => `${a.address}/${a.prefixLength}`),
+            gateway: f.gateway ? { address: f.gateway.address, source: f.gateway.source } : null,
+          })),
+          rules: s.plan.rules.filter((r) => r.table === i.table).map(ruleJson),
+          routes: s.plan.routes.filter((r) => r.table === i.table).map((r) => routeJson(r, s.linkName)),
+          pending: inTable(i.table).map((c) => changeJson(c, s.linkName)),
+        }),
+      );
+      const status: StatusJson = {
+        inSync,
+        interfaces,
+        leftovers: unowned.map((c) => changeJson(c, s.linkName)),
+        problems: s.plan.problems,
+      };
+      printJson(io, status);
       return inSync ? 0 : 1;
     }
-    if (interfaces.length === 0) io.out('no managed interfaces');
-    for (const i of interfaces) {
-      const state = i.collision ? 'left alone (collision)' : i.inSync ? 'in sync' : `${i.pending.length} changes pending`;
-      io.out(`${i.name} (ifindex ${i.ifindex}): table ${i.table}, ${state}`);
+    if (s.plan.interfaces.length === 0) io.out('no managed interfaces');
+    for (const i of s.plan.interfaces) {
+      const pending = inTable(i.table).flatMap((c) => changeLines(c, s.linkName));
+      const state = i.collision ? 'left alone (collision)' : pending.length === 0 ? 'in sync' : `${pending.length} changes pending`;
+      io.out(`${i.link.name} (ifindex ${i.link.index}): table ${i.table}, ${state}`);
       for (const f of i.families) {
         const gateway = f.gateway ? `gateway ${f.gateway.address} (from ${f.gateway.source})` : 'no gateway';
-        io.out(`  ${f.family}  ${f.addresses.join(' ')}  ${gateway}`);
+        io.out(`  ${familyName(f.family)}  ${f.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(' ')}  ${gateway}`);
       }
-      for (const rule of i.rules) io.out(`  rule   ${rule}`);
-      for (const route of i.routes) io.out(`  route  ${route}`);
-      for (const line of i.pending) io.out(`  pending ${line}`);
+      for (const rule of s.plan.rules.filter((r) => r.table === i.table)) io.out(`  rule   ${describeRule(rule)}`);
+      for (const route of s.plan.routes.filter((r) => r.table === i.table)) io.out(`  route  ${describeRoute(route, s.linkName)}`);
+      for (const line of pending) io.out(`  pending ${line}`);
     }
-    for (const line of leftovers) io.out(`pending ${line}`);
+    for (const line of unowned.flatMap((c) => changeLines(c, s.linkName))) io.out(`pending ${line}`);
     if (s.plan.problems.length > 0) io.out('problems:');
     for (const problem of s.plan.problems) io.out(`  ${problem}`);
     return inSync ? 0 : 1;
@@ -140,7 +242,21 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
  * `dst` takes (as `ip route get <dst> from <src>`), names the rule that led there, and says
  * whether it leaves through the NIC that owns `src`. Exit 0 if it does, 1 if not.
  */
-export async function explainCommand(config: Config, dstText: string, srcText: string, io: Output): Promise<number> {
+export interface ExplainJson {
+  from: string;
+  to: string;
+  /** The interfaces that own `from` (none: not an address of this host). */
+  owners: string[];
+  /** The rule that led to the table; `symroute` when it is one of symroute's. */
+  rule: (RuleJson & { symroute: boolean }) | null;
+  table: number | null;
+  dev: string | null;
+  gateway: string | null;
+  /** The reply leaves through an interface that owns `from`. */
+  correct: boolean;
+}
+
+export async function explainCommand(config: Config, dstText: string, srcText: string, json: boolean, io: Output): Promise<number> {
   const family = familyOf(dstText);
   if (!family || familyOf(srcText) !== family) {
     io.err(`symroute: explain needs two addresses of one family, got ${JSON.stringify(dstText)} and ${JSON.stringify(srcText)}`);
@@ -155,6 +271,8 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
     const owners = [...mirror.addresses.values()].filter((a) => a.address === src).map((a) => a.ifindex);
     if (owners.length === 0) {
       // The kernel would refuse the lookup anyway (ENETUNREACH for IPv4).
+      const answer: ExplainJson = { from: src, to: dst, owners: [], rule: null, table: null, dev: null, gateway: null, correct: false };
+      if (json) return (printJson(io, answer), 1);
       io.out(`${src} is not an address of this host: replies never come from it`);
       return 1;
     }
@@ -179,13 +297,28 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
     const route = reply.kind === 'route' ? routeFromMessage(reply) : undefined;
     if (!route) throw new Error('the kernel answered the route lookup with something else than a route');
     const rule = firstMatchingRule([...mirror.rules.values()].map((r) => r.rule), src, dst, route.table);
+    const correct = route.oif !== undefined && owners.includes(route.oif);
+    if (json) {
+      const answer: ExplainJson = {
+        from: src,
+        to: dst,
+        owners: owners.map(name),
+        rule: rule ? { ...ruleJson(rule), symroute: rule.protocol === config.protocol } : null,
+        table: route.table,
+        dev: route.oif !== undefined ? name(route.oif) : null,
+        gateway: route.gateway ?? null,
+        correct,
+      };
+      printJson(io, answer);
+      return correct ? 0 : 1;
+    }
     io.out(`reply from ${src} to ${dst}:`);
     const ruleText = rule ? `${describeRule(rule)}${rule.protocol === config.protocol ? ' (symroute)' : ''}` : '(none found)';
     io.out(`  rule   ${ruleText}`);
     io.out(`  table  ${route.table}`);
     io.out(`  dev    ${route.oif !== undefined ? name(route.oif) : '(none)'}`);
     io.out(`  via    ${route.gateway ?? '(directly connected)'}`);
-    if (route.oif !== undefined && owners.includes(route.oif)) {
+    if (correct) {
       io.out(`${src} belongs to ${name(route.oif)}: the reply leaves through the NIC that owns the address`);
       return 0;
     }

@@ -5,6 +5,7 @@ import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../co
 import { Daemon } from '../control/daemon.js';
 import { ConfigFileWatcher } from './config-watch.js';
 import { createLogger, type Logger } from './log.js';
+import type { LogFormat } from '../manual.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { stopRequested, type StopSignal } from './stop-signal.js';
 import { SystemdNotifier } from './systemd.js';
@@ -21,6 +22,7 @@ export interface RunOptions {
   readonly watchConfig: boolean;
   readonly logLevel: Config['log']['level'] | undefined;
   readonly build: BuildInfo;
+  readonly logFormat: LogFormat | undefined;
 }
 
 /**
@@ -29,7 +31,7 @@ export interface RunOptions {
  */
 export async function runService(options: RunOptions): Promise<number> {
   let config = options.config;
-  const log = createLogger(options.logLevel ?? config.log.level);
+  const log = createLogger(options.logLevel ?? config.log.level, options.logFormat);
   const metrics = new Metrics(options.build);
   const daemon = new Daemon(config, log, metrics);
   // A stop may come at any moment of start-up (stop-signal.ts caught it from the first): the

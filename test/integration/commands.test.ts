@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { ExplainJson, StatusJson } from '../../src/commands/inspect.js';
 import { Lab, REPO } from '../support/lab.js';
 import { buildRoutedSubnets, buildSharedSubnet, type RoutedSubnets } from '../support/topologies.js';
 
@@ -16,7 +17,7 @@ const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as
 const TABLE_BASE = 1000;
 const PRIORITY = 30000;
 const EXIT_USAGE = 2;
-const COMMANDS = ['run', 'plan', 'status', 'check-config', 'explain', 'demo'];
+const COMMANDS = ['run', 'plan', 'status', 'check-config', 'explain', 'demo', 'completion'];
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -45,23 +46,6 @@ async function hostWithNic(lab: Lab): Promise<string> {
   await lab.veth(ns, 'n0', ns, 'n1');
   await lab.ip(ns, 'addr', 'add', '198.18.5.10/24', 'dev', 'n0');
   return ns;
-}
-
-interface StatusJson {
-  inSync: boolean;
-  interfaces: Array<{
-    name: string;
-    ifindex: number;
-    table: number;
-    inSync: boolean;
-    collision?: string;
-    families: Array<{ family: 'ipv4' | 'ipv6'; addresses: string[]; gateway: { address: string; source: string } | null }>;
-    rules: string[];
-    routes: string[];
-    pending: string[];
-  }>;
-  leftovers: string[];
-  problems: string[];
 }
 
 // --- demo: runs on the host (it makes its own namespaces), so it is spawned directly ------
@@ -164,6 +148,9 @@ describe('symroute commands', () => {
       const synced = await lab.runCli(t.serverNs, ['plan', '--config', config]);
       expect(synced.code, synced.stdout + synced.stderr).toBe(0);
       expect(linesOf(synced.stdout)).toEqual(['in sync: 3 interfaces, 3 rules, 3 routes']);
+      const syncedJson = await lab.runCli(t.serverNs, ['plan', '--json', '--config', config]);
+      expect(syncedJson.code).toBe(0);
+      expect(JSON.parse(syncedJson.stdout)).toEqual({ inSync: true, changes: [], interfaces: 3, rules: 3, routes: 3, problems: [] });
 
       // A rule carrying symroute's protocol that no plan wants: run would delete it.
       await lab.ip(t.serverNs, 'rule', 'add', 'from', '198.18.9.9', 'lookup', '1999', 'pref', String(PRIORITY), 'proto', '83');
@@ -171,6 +158,12 @@ describe('symroute commands', () => {
       const leftover = await lab.runCli(t.serverNs, ['plan', '--config', config]);
       expect(leftover.code, leftover.stderr).toBe(1);
       expect(linesOf(leftover.stdout)).toEqual([`- rule from 198.18.9.9 lookup 1999 pref ${PRIORITY}`]);
+      const leftoverJson = await lab.runCli(t.serverNs, ['plan', '--json', '--config', config]);
+      expect(leftoverJson.code).toBe(1);
+      expect(JSON.parse(leftoverJson.stdout)).toMatchObject({
+        inSync: false,
+        changes: [{ op: 'delete', rule: { family: 'ipv4', from: '198.18.9.9/32', table: 1999, priority: PRIORITY, protocol: 83 } }],
+      });
       expect(await lab.kernelState(t.serverNs)).toEqual(before);
 
       // And run does exactly what plan said.
@@ -194,6 +187,14 @@ describe('symroute commands', () => {
       expect(linesOf(result.stdout)).toEqual([
         `- route default via 198.18.3.1 dev s3 table ${s3Table}`,
         `+ route default via 198.18.3.2 dev s3 table ${s3Table}`,
+      ]);
+      const json = await lab.runCli(t.serverNs, ['plan', '--json', '--config', changed]);
+      expect(json.code).toBe(1);
+      const gateway = (address: string) => ({
+        family: 'ipv4', table: s3Table, dst: '0.0.0.0/0', dev: 's3', gateway: address, scope: 'global', metric: 0, protocol: 83,
+      });
+      expect(JSON.parse(json.stdout).changes).toEqual([
+        { op: 'replace', route: gateway('198.18.3.2'), replaced: gateway('198.18.3.1') },
       ]);
       expect(await lab.kernelState(t.serverNs)).toEqual(before);
     });
@@ -271,10 +272,19 @@ describe('symroute commands', () => {
               gateway: { address: t.gateways[k], source: source(k) },
             },
           ],
-          rules: [`from ${t.serverAddresses[k]} lookup ${tables[k]} pref ${PRIORITY}`],
+          rules: [{ family: 'ipv4', from: `${t.serverAddresses[k]}/32`, table: tables[k], priority: PRIORITY, protocol: 83 }],
           routes: expect.arrayContaining([
-            `default via ${t.gateways[k]} dev ${nic} table ${tables[k]}`,
-            `198.18.${k + 1}.0/24 dev ${nic} table ${tables[k]} scope link src ${t.serverAddresses[k]}`,
+            { family: 'ipv4', table: tables[k], dst: '0.0.0.0/0', dev: nic, gateway: t.gateways[k], scope: 'global', metric: 0, protocol: 83 },
+            {
+              family: 'ipv4',
+              table: tables[k],
+              dst: `198.18.${k + 1}.0/24`,
+              dev: nic,
+              scope: 'link',
+              prefsrc: t.serverAddresses[k],
+              metric: 0,
+              protocol: 83,
+            },
           ]),
           pending: [],
         })),
@@ -327,7 +337,9 @@ describe('symroute commands', () => {
       expect(json.code).toBe(1);
       const status = JSON.parse(json.stdout) as StatusJson;
       expect(status).toMatchObject({ inSync: false, problems: [] });
-      expect(status.leftovers).toEqual([`- rule from 198.18.9.9 lookup 1999 pref ${PRIORITY}`]);
+      expect(status.leftovers).toEqual([
+        { op: 'delete', rule: { family: 'ipv4', from: '198.18.9.9/32', table: 1999, priority: PRIORITY, protocol: 83 } },
+      ]);
       expect(status.interfaces.map((i) => i.inSync)).toEqual([true, true]);
 
       const text = await lab.runCli(t.serverNs, ['status', '--config', config]);
@@ -398,6 +410,18 @@ describe('symroute commands', () => {
         '  via    198.18.3.1',
         '198.18.3.10 belongs to s3: the reply leaves through the NIC that owns the address',
       ]);
+      const json = await lab.runCli(t.serverNs, ['explain', t.clientAddress, '--from', '198.18.3.10', '--json', '--config', config]);
+      expect(json.code).toBe(0);
+      expect(JSON.parse(json.stdout) as ExplainJson).toEqual({
+        from: '198.18.3.10',
+        to: t.clientAddress,
+        owners: ['s3'],
+        rule: { family: 'ipv4', from: '198.18.3.10/32', table: s3Table, priority: PRIORITY, protocol: 83, symroute: true },
+        table: s3Table,
+        dev: 's3',
+        gateway: '198.18.3.1',
+        correct: true,
+      });
       // The kernel agrees, table included (`ip route get` asks for it with RTM_F_LOOKUP_TABLE).
       expect(await lab.routeGet(t.serverNs, t.clientAddress, '198.18.3.10')).toMatchObject({
         dev: 's3',
@@ -420,6 +444,10 @@ describe('symroute commands', () => {
       expect(result.stdout).toContain('  table  254\n');
       expect(result.stdout).not.toContain('(symroute)');
       expect(result.stdout).toContain('198.18.3.10 belongs to s3, but the reply leaves through s1');
+      const json = await lab.runCli(t.serverNs, ['explain', t.clientAddress, '--from', '198.18.3.10', '--json', '--config', config]);
+      expect(json.code).toBe(1);
+      expect(JSON.parse(json.stdout)).toMatchObject({ owners: ['s3'], table: 254, dev: 's1', gateway: '198.18.1.1', correct: false });
+      expect((JSON.parse(json.stdout) as ExplainJson).rule).toMatchObject({ from: '0.0.0.0/0', table: 254, priority: 32766, symroute: false });
       expect(await lab.kernelState(t.serverNs)).toEqual(before);
     });
 
