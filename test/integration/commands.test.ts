@@ -587,6 +587,25 @@ describe('symroute commands', () => {
       expect(loud.stdout).toContain('added rule from 198.18.5.11 lookup');
     });
 
+    it('--log-format text prints readable lines, json (the default off a terminal) JSON lines', async () => {
+      lab = new Lab();
+      const ns = await hostWithNic(lab);
+      const config = lab.writeConfig('');
+      const text = await lab.runCli(ns, ['run', '--once', '--log-format', 'text', '--config', config]);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  added rule from 198\.18\.5\.10 lookup \d+ pref 30000 \(n0\)  ifname=n0$/m);
+      expect(text.stdout).toMatch(/^\S+ INFO  converged in .*durationSeconds=[\d.e-]+/m);
+      expect(text.stdout).not.toMatch(/^\{/m);
+      for (const args of [['--log-format', 'json'], []]) {
+        const json = await lab.runCli(ns, ['run', '--once', ...args, '--config', config]);
+        expect(json.code).toBe(0);
+        for (const line of linesOf(json.stdout)) expect(JSON.parse(line)).toMatchObject({ level: expect.any(Number), msg: expect.any(String) });
+      }
+      const bad = await lab.runCli(ns, ['run', '--once', '--log-format', 'pretty', '--config', config]);
+      expect(bad.code).toBe(EXIT_USAGE);
+      expect(bad.stderr).toContain('--log-format: expected one of text, json, got "pretty"');
+    });
+
     it('an unknown --log-level is a usage error that changes nothing', async () => {
       lab = new Lab();
       const ns = await hostWithNic(lab);
