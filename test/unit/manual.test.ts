@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { defaultConfig, DEFAULT_CONFIG_PATH, LOG_LEVELS, parseConfig } from '../../src/config/config.js';
+import { defaultConfig, parseConfig } from '../../src/config/config.js';
 import {
   COMMANDS, CONFIG_REFERENCE, commandHelp, completionScript, defaultConfigFile, exitCodesMarkdown, mainHelp, manPage,
   MAN_PAGES,
