@@ -12,8 +12,8 @@ import { ChurnRun, opArb, prologueArb, configArb, type ChurnCounters } from '../
 import { Lab } from '../support/lab.js';
 
 const LONG = process.env.CHURN_LONG === '1';
-const RUNS = Number(process.env.CHURN_RUNS ?? (LONG ? 50 : 1));
-const OPS = Number(process.env.CHURN_OPS ?? (LONG ? 60 : 15));
+const RUNS = Number(process.env.CHURN_RUNS ?? (LONG ? 12 : 1));
+const OPS = Number(process.env.CHURN_OPS ?? (LONG ? 100 : 15));
 const SEED = process.env.CHURN_SEED === undefined ? undefined : Number(process.env.CHURN_SEED);
 // Shrinking a failure re-runs the daemon many times: bounded, and reported as a failure.
 const TIME_LIMIT_MS = Number(process.env.CHURN_TIME_LIMIT_MS ?? (LONG ? 3 * 3600_000 : 8 * 60_000));
