@@ -19,7 +19,7 @@ import { eventually, Lab, type DaemonProcess } from '../support/lab.js';
 
 const LONG = process.env.CHURN_LONG === '1';
 const NICS = Number(process.env.CRASH_NICS ?? (LONG ? 150 : 60));
-const KILLS = Number(process.env.CRASH_KILLS ?? (LONG ? 25 : 4));
+const KILLS = Number(process.env.CRASH_KILLS ?? (LONG ? 25 : 3));
 const SEED = Number(process.env.CHURN_SEED ?? Date.now() % 2 ** 31);
 
 const CONFIG: ChurnConfig = {
@@ -52,6 +52,34 @@ const changesLogged = (daemon: DaemonProcess): number => daemon.messages().filte
 
 /** Passes that ended in sync ("converged in …"). */
 const convergences = (daemon: DaemonProcess): number => daemon.messages().filter((m) => m.startsWith('converged ')).length;
+
+/**
+ * Runs the daemon at a fifth of its speed (SIGCONT 1 ms, SIGSTOP 4 ms), so that a kill at a
+ * random moment lands inside a pass rather than after it. stop() leaves it stopped (SIGSTOP)
+ * for the SIGKILL that follows; a stopped process dies of SIGKILL all the same.
+ */
+function throttle(daemon: DaemonProcess): { stop: () => Promise<void> } {
+  let running = true;
+  const pid = daemon.child.pid!;
+  const signal = (name: NodeJS.Signals) => {
+    if (daemon.child.exitCode === null && daemon.child.signalCode === null) process.kill(pid, name);
+  };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const loop = (async () => {
+    while (running) {
+      signal('SIGCONT');
+      await sleep(1);
+      signal('SIGSTOP');
+      await sleep(4);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
 
 /** Polls the daemon's own log (no process spawned, so the kill lands close to the moment). */
 async function waitForLog(daemon: DaemonProcess, condition: () => boolean, timeoutMs = 60_000): Promise<void> {
@@ -147,7 +175,8 @@ describe('crash anywhere', () => {
     for (let kill = 1; kill <= KILLS; kill++) {
       // While it is down, give the next run something to write: NICs come and go, and some
       // of what it installed disappears.
-      const change = between(0, 2);
+      // Mostly new NICs: their routes and rules are written in separate batches of one pass.
+      const change = [0, 0, 1, 2][between(0, 3)]!;
       if (change === 0) await addNics(between(5, 30));
       else if (change === 1) {
         const victims = Array.from({ length: between(3, 15) }, () => `n${between(0, created - 1)}`);
@@ -157,12 +186,12 @@ describe('crash anywhere', () => {
         const owned = (await lab.ownedRules(ns)).slice(0, between(10, 60));
         if (owned.length) await batch(`drift-${kill}`, owned.map((r) => `rule del from ${r.src} lookup ${r.table} pref ${r.priority} proto 83`));
       }
-      // How much the next run has to write (objects missing or unwanted), to aim the kill.
-      const work = changeCount(difference(await expected(), await readKernelObjects(ns)));
-      daemon = lab.startDaemon(ns, ['--config', config]);
-      // Where to kill: at a random moment of start-up (also before it wrote anything), or
-      // right after its k-th acknowledged change — during start-up, or during the burst of
-      // changes a batch of new NICs causes once it runs.
+      let before = await readKernelObjects(ns);
+      const due = changeCount(difference(await expected(), before));
+      daemon = lab.startDaemon(ns, ['--config', config, '--log-level', 'debug']);
+      // Where to kill: at a random moment of start-up (often before it wrote anything), or
+      // at a random moment of its writing, slowed down so that the moment falls inside it —
+      // at start-up (from its first dump on), or while it applies a burst of new NICs.
       const trigger = between(0, 2);
       let when: string;
       if (trigger === 0) {
@@ -170,34 +199,38 @@ describe('crash anywhere', () => {
         await new Promise((r) => setTimeout(r, delay));
         when = `${delay} ms after the start`;
       } else {
-        let base = 0;
         let passes = 0;
-        let todo = work;
-        if (trigger === 2) {
+        let burst: Promise<void> | undefined;
+        let throttled: ReturnType<typeof throttle>;
+        if (trigger === 1) {
+          await waitForLog(daemon, () => daemon.messages().includes('dumping kernel state'));
+          throttled = throttle(daemon);
+        } else {
           await eventually(() => expect(daemon.messages()).toContainEqual(expect.stringMatching(/^running\b/)), 60_000);
-          base = changesLogged(daemon);
           passes = convergences(daemon);
-          const count = between(10, 40);
-          await addNics(count);
-          todo = 2 * count;
+          before = await readKernelObjects(ns);
+          throttled = throttle(daemon);
+          burst = addNics(between(10, 40));
         }
-        // Often right after the first: a write batch is one sendmsg, so "mid-write" means between
-        // the batches of one pass (routes, then rules), which the first logged change starts.
-        const k = between(0, 1) ? 1 : between(1, Math.max(1, todo));
-        await waitForLog(daemon, () => changesLogged(daemon) - base >= k || convergences(daemon) > passes);
-        when = `after its change ${changesLogged(daemon) - base} of ~${todo} ${trigger === 2 ? 'for a burst of new NICs' : 'at start-up'}`;
+        // From the first dump, or from the first NIC of the burst on.
+        const delay = between(0, 4000);
+        await waitForLog(daemon, () => convergences(daemon) > passes, delay);
+        await throttled.stop();
+        await daemon.stop('SIGKILL');
+        await burst;
+        when = `${delay} ms (at 20% speed) after ${trigger === 1 ? 'its start-up dump began' : 'a burst of new NICs'}`;
       }
       await daemon.stop('SIGKILL');
       const now = await invariants(`after kill ${kill}`);
-      // Interrupted: the kill left work undone (the next run must finish it).
+      // Unfinished: the kill left work undone; mid-write: it had also done some of it.
       const unfinished = difference(await expected(), now) !== undefined;
-      // Mid-write: it had written something (it logs each change once the kernel acknowledged it).
-      const wrote = changesLogged(daemon);
+      const wroteSome = difference(before, now) !== undefined;
       if (unfinished) interrupted++;
-      if (unfinished && wrote > 0) midWrite++;
+      if (unfinished && wroteSome) midWrite++;
       log.push(
-        `kill ${kill}: ${['added NICs', 'deleted NICs', 'deleted rules'][change]} while down (${work} changes due), ` +
-          `killed ${when}: ${unfinished ? 'unfinished' : 'converged'}, ${wrote} changes logged, ${now.ownedRules.length} rules`,
+        `kill ${kill}: ${['added NICs', 'deleted NICs', 'deleted rules'][change]} while down (${due} changes due), ` +
+          `killed ${when}: ${unfinished ? (wroteSome ? 'mid-write' : 'before writing') : 'converged'}, ` +
+          `${changesLogged(daemon)} changes logged, ${now.ownedRules.length} rules`,
       );
     }
 

@@ -180,7 +180,6 @@ export class ChurnRun {
   private readonly foreignRules: Array<{ text: string; del: string[] }> = [];
   private readonly foreignRoutes: Array<{ table: number; text: string; del: string[] }> = [];
   private peerCounter = 0;
-  private flooded = false;
 
   constructor(
     private readonly lab: Lab,
@@ -466,22 +465,24 @@ export class ChurnRun {
         return;
       }
       case 'flood': {
-        // Freeze the daemon while the kernel floods its socket: a real receive overrun.
+        // Freeze the daemon while the kernel floods its socket: a real receive overrun. One
+        // of its rules is deleted among the lost notifications, so a missed overrun shows.
         const file = join(this.lab.dir, 'flood.batch');
-        const lines = this.flooded
-          ? [`route flush table ${FLOOD_TABLE}`]
-          : Array.from({ length: FLOOD_ROUTES }, (_, i) => `route add unreachable 203.0.${(i >> 8) & 255}.${i & 255}/32 table ${FLOOD_TABLE}`);
+        const lines = Array.from({ length: FLOOD_ROUTES }, (_, i) => `route add unreachable 203.0.${(i >> 8) & 255}.${i & 255}/32 table ${FLOOD_TABLE}`);
         writeFileSync(file, `${lines.join('\n')}\n`);
         process.kill(this.daemon.child.pid!, 'SIGSTOP');
         try {
           await this.ip('-batch', file);
-          // One change among the lost notifications, so a missed overrun shows.
           const rule = pick(this.unfrozenRules(), 0);
           if (rule) await this.ip(...ruleArgs('del', rule));
         } finally {
           process.kill(this.daemon.child.pid!, 'SIGCONT');
         }
-        this.flooded = !this.flooded;
+        await this.settle('the flood', 4 * this.settleMs);
+        // And away again while it runs (30,000 more notifications), so later reads stay small.
+        while ((await this.lab.ip(this.ns, 'route', 'show', 'table', String(FLOOD_TABLE))).trim()) {
+          await this.ip('route', 'flush', 'table', String(FLOOD_TABLE));
+        }
         return;
       }
     }
@@ -498,9 +499,9 @@ export class ChurnRun {
   }
 
   /** Polls the kernel until it equals the model; fails with the difference after settleMs. */
-  private async settle(after: string): Promise<void> {
+  private async settle(after: string, timeoutMs = this.settleMs): Promise<void> {
     const want = this.want();
-    const deadline = Date.now() + this.settleMs;
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       const got = await readKernelObjects(this.ns, [FLOOD_TABLE]);
       const diff = difference(want, got);
@@ -508,7 +509,7 @@ export class ChurnRun {
       if (this.daemon.child.exitCode !== null || this.daemon.child.signalCode !== null) {
         throw new Error(`the daemon exited (${this.daemon.child.exitCode ?? this.daemon.child.signalCode}) after ${after}\n${diff}\nstderr: ${this.daemon.stderr}`);
       }
-      if (Date.now() > deadline) throw new Error(`kernel != model ${this.settleMs / 1000} s after ${after}:\n${diff}`);
+      if (Date.now() > deadline) throw new Error(`kernel != model ${timeoutMs / 1000} s after ${after}:\n${diff}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
