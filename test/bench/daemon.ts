@@ -4,8 +4,9 @@
 // The log goes to a file, not a pipe: pino writes synchronously and, on a full pipe, spins
 // until the reader catches up, so a busy benchmark process would slow the daemon it measures.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, readSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { FileLines } from './tail.js';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const CLI = join(REPO, 'dist/cli.js');
@@ -20,9 +21,7 @@ interface LogRecord {
 export class Daemon {
   private readonly child: ChildProcess;
   private readonly exited: Promise<void>;
-  private readonly log: number;
-  private readonly watcher: FSWatcher;
-  private partial = '';
+  private readonly log: FileLines;
   private stderr = '';
   private wakeups: Array<() => void> = [];
   /** durationSeconds of each convergence record, in order: the daemon's own latency figure. */
@@ -40,27 +39,16 @@ export class Daemon {
       env: { ...process.env, NOTIFY_SOCKET: undefined, WATCHDOG_USEC: undefined },
     });
     closeSync(log);
-    this.log = openSync(logPath, 'r');
-    this.watcher = watch(logPath, () => this.read());
+    this.log = new FileLines(logPath, (lines) => {
+      for (const line of lines) this.record(line);
+      for (const wake of this.wakeups.splice(0)) wake();
+    });
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     void this.exited.then(() => {
-      this.read();
-      this.watcher.close();
-      closeSync(this.log);
+      this.log.close();
       this.wakeups.splice(0).forEach((wake) => wake());
     });
-  }
-
-  private read(): void {
-    const buffer = Buffer.allocUnsafe(1 << 16);
-    let text = '';
-    for (let n; (n = readSync(this.log, buffer, 0, buffer.length, null)) > 0; ) text += buffer.toString('utf8', 0, n);
-    if (!text) return;
-    const lines = (this.partial + text).split('\n');
-    this.partial = lines.pop()!;
-    for (const line of lines) this.record(line);
-    for (const wake of this.wakeups.splice(0)) wake();
   }
 
   get pid(): number {
@@ -82,7 +70,7 @@ export class Daemon {
       if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`daemon exited while waiting for ${what}: ${this.stderr}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`daemon: no ${what} within ${timeoutMs} ms`);
-      this.read(); // in case a change notification was coalesced away
+      this.log.read(); // in case a change notification was coalesced away
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 50));
         this.wakeups.push(() => (clearTimeout(timer), resolve()));

@@ -1,8 +1,12 @@
 // The outside observer: `ip -ts monitor address rule route` in a namespace, so latency is
 // judged by a netlink listener that is not symroute, from the kernel's own notifications.
-// Each notification carries ip's receive timestamp (realtime, µs); the bench compares
-// timestamps of the same listener, or with its own realtime clock for the reference side.
+// ip stamps each notification (realtime, µs) as it prints it, so it must run as soon as one
+// arrives: it runs SCHED_FIFO (chrt), and writes to a file, never blocking on a pipe the
+// bench may be slow to read. The bench compares timestamps of the same listener, or with
+// its own realtime clock for the reference side.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { FileLines } from './tail.js';
 
 export interface Seen {
   /** Realtime in ms (µs resolution) when `ip monitor` read the notification. */
@@ -25,29 +29,27 @@ const ROUTE = /^(\S+) .*\btable (\d+) proto 83\b/;
 
 export class Monitor {
   private readonly child: ChildProcess;
+  private readonly output: FileLines;
   private readonly seen = new Map<string, Seen[]>();
   private readonly waiters = new Map<string, Array<() => void>>();
-  private partial = '';
   private stderr = '';
   /** Notifications parsed, of any kind. */
   count = 0;
 
-  private constructor(ns: string) {
-    this.child = spawn('ip', ['-n', ns, '-ts', 'monitor', 'address', 'rule', 'route'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+  private constructor(ns: string, outputPath: string) {
+    const output = openSync(outputPath, 'w');
+    this.child = spawn('chrt', ['--fifo', '50', 'ip', '-n', ns, '-ts', 'monitor', 'address', 'rule', 'route'], {
+      stdio: ['ignore', output, 'pipe'],
       env: { ...process.env, TZ: 'UTC' },
     });
-    this.child.stdout!.on('data', (chunk: Buffer) => {
-      const lines = (this.partial + chunk.toString()).split('\n');
-      this.partial = lines.pop()!;
-      for (const line of lines) this.parse(line);
-    });
+    closeSync(output);
+    this.output = new FileLines(outputPath, (lines) => lines.forEach((line) => this.parse(line)));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
   }
 
-  /** Starts a monitor and waits until it demonstrably listens (it sees a marker address). */
-  static async start(ns: string, markerDev: string): Promise<Monitor> {
-    const monitor = new Monitor(ns);
+  /** Starts a monitor writing to `outputPath` and waits until it demonstrably listens (it sees a marker address). */
+  static async start(ns: string, markerDev: string, outputPath: string): Promise<Monitor> {
+    const monitor = new Monitor(ns, outputPath);
     const marker = '203.0.113.254/32';
     for (let attempt = 0; ; attempt++) {
       await spawnAndWait('ip', ['-n', ns, 'addr', 'add', marker, 'dev', markerDev]);
@@ -97,8 +99,10 @@ export class Monitor {
       if (found) return found;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`ip monitor: no ${deleted ? 'deletion' : 'addition'} of ${key} within ${timeoutMs} ms`);
+      this.output.read(); // in case a change notification was coalesced away
+      if (this.seen.get(key)?.slice(after).some((s) => s.deleted === deleted)) continue;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
+        const timer = setTimeout(resolve, Math.min(left, 50));
         const wake = () => (clearTimeout(timer), resolve());
         let list = this.waiters.get(key);
         if (!list) this.waiters.set(key, (list = []));
@@ -108,10 +112,12 @@ export class Monitor {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    this.child.kill('SIGTERM');
-    await exited;
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve));
+      this.child.kill('SIGTERM');
+      await exited;
+    }
+    this.output.close();
   }
 }
 

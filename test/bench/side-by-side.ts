@@ -59,7 +59,7 @@ function startDaemon(world: World, configPath: string, nodeArgs: string[] = []):
 }
 
 async function monitor(world: World): Promise<Monitor> {
-  const m = await Monitor.start(world.ns, 'n0');
+  const m = await Monitor.start(world.ns, 'n0', join(dir, `monitor-${monitors.length}.txt`));
   monitors.push(m);
   return m;
 }
