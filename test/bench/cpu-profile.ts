@@ -48,9 +48,12 @@ export function summariseProfile(path: string, repo: string, top = 15): ProfileS
     [...map]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([name, us]) => ({ name, ms: us / 1000, share: us / busyUs }));
+      .map(([name, us]) => ({ name: shorten(name), ms: us / 1000, share: us / busyUs }));
   return { busyMs: busyUs / 1000, byFunction: entries(byFunction), byFile: entries(byFile) };
 }
+
+/** V8 names a regular expression's code after its whole source (node:net's isIPv6 is ~1 KiB). */
+const shorten = (name: string): string => (name.length > 80 ? `${name.slice(0, 77)}…` : name);
 
 /** dist/… and node_modules/<package>/… relative to the repository; node:… as is. */
 function fileOf(url: string, repo: string): string | undefined {
