@@ -5,7 +5,8 @@
 import type { Config } from '../config/config.js';
 import { computeChanges, type Change } from '../domain/diff.js';
 import type { MirrorView } from '../domain/mirror.js';
-import { routeKey, ruleKey } from '../domain/model.js';
+import type { KernelEvent } from '../domain/events.js';
+import { routeKey, routeSlot, ruleKey } from '../domain/model.js';
 import { plan, type Plan } from '../domain/planner.js';
 import { applyChanges, type ChangeOutcome } from '../kernel/reconciler.js';
 import type { Watcher } from '../kernel/watcher.js';
@@ -26,8 +27,23 @@ export class Converger {
   private pendingEventTime: bigint | null = null;
   /** When the kernel acknowledged the last change made since pendingEventTime, if any. */
   private lastWriteAckedAt: bigint | null = null;
-  /** Rule and route keys of the last plan the kernel fully matched: losing one is drift. */
-  private convergedKeys = new Set<string>();
+  /**
+   * Rule and route keys of the last plan the kernel fully matched, each with its route's
+   * device (none for rules): losing one to someone else is drift.
+   */
+  private convergedKeys = new Map<string, number | undefined>();
+  /** The converged route in each route slot, to tell what a replace displaced. */
+  private convergedSlots = new Map<string, string>();
+  /**
+   * Notifications symroute's own requests will cause (`write|key`, `delete|key`), counted:
+   * they are not drift. Entered before the requests go out, since a notification is sent
+   * before the ACK and may be read before it.
+   */
+  private ownWrites = new Map<string, number>();
+  /** Converged objects someone else deleted or displaced since: re-adding one is a drift repair. */
+  private drifted = new Set<string>();
+  /** Links seen going down since the last convergence: the kernel deletes their routes itself. */
+  private wentDown = new Set<number>();
   private lastPlan: Plan | null = null;
   /** Which interface each table was last planned for, so log lines can name it after it left. */
   private tableInterfaces = new Map<number, string>();
@@ -35,6 +51,8 @@ export class Converger {
   /** Interfaces that have symroute_interface_* series, so departed ones can be removed. */
   private gaugedInterfaces = new Set<string>();
   private isInSync = false;
+  /** The watcher's generation the current pass planned from. */
+  private plannedAt = 0;
   /** Called whenever a pass finds the kernel in sync. */
   onConverged: () => void = () => undefined;
   lastPass: PassResult = { changes: 0, failures: 0 };
@@ -60,9 +78,66 @@ export class Converger {
     return `${interfaces} interfaces, ${rules} rules, ${routes} routes, ${this.isInSync ? 'in sync' : 'out of sync'}`;
   }
 
-  /** An event was read at `time`: convergence is timed from the oldest one not yet converged. */
-  eventAt(time: bigint): void {
+  /**
+   * The mirror changed at `time` (convergence is timed from the oldest change not yet
+   * converged), through these notifications, or through a re-dump when `events` is null.
+   */
+  observe(time: bigint, events: readonly KernelEvent[] | null): void {
     this.pendingEventTime ??= time;
+    if (events === null) {
+      // Notifications were lost, so the ledger of our own may never be settled, and what
+      // went missing meanwhile is only known from the fresh dump.
+      this.ownWrites.clear();
+      const mirror = this.watcher.mirror;
+      for (const [key, oif] of this.convergedKeys) {
+        if (mirror.routes.has(key) || mirror.rules.has(key)) continue;
+        if (this.deviceUp(oif)) this.drifted.add(key);
+      }
+      return;
+    }
+    for (const event of events) this.noteDrift(event);
+  }
+
+  /**
+   * Drift is what someone else did to a converged object: an explicit delete of one of its
+   * rules or routes, or a route replaced in its slot. The kernel's own consequences are not
+   * (a route of a device going down, a route the kernel drops silently), nor are our writes.
+   */
+  private noteDrift(event: KernelEvent): void {
+    if (event.kind === 'link') {
+      if (event.op === 'delete' || !event.link.up) this.wentDown.add(event.link.index);
+    } else if (event.kind === 'route') {
+      const key = routeKey(event.route);
+      if (this.settleOwn(event.op === 'delete' ? 'delete' : 'write', key)) return;
+      if (event.op === 'delete') {
+        if (this.convergedKeys.has(key) && this.deviceUp(event.route.oif)) this.drifted.add(key);
+      } else if (event.op === 'replace') {
+        const displaced = this.convergedSlots.get(routeSlot(event.route));
+        if (displaced !== undefined && displaced !== key) this.drifted.add(displaced);
+      }
+    } else if (event.kind === 'rule') {
+      const key = ruleKey(event.rule);
+      if (this.settleOwn(event.op === 'delete' ? 'delete' : 'write', key)) return;
+      if (event.op === 'delete' && this.convergedKeys.has(key)) this.drifted.add(key);
+    }
+  }
+
+  /** A route of a device that went down or away was removed by the kernel itself. */
+  private deviceUp(oif: number | undefined): boolean {
+    return oif === undefined || (!this.wentDown.has(oif) && this.watcher.mirror.links.get(oif)?.up === true);
+  }
+
+  private expectOwn(kind: 'write' | 'delete', key: string, delta: 1 | -1): void {
+    const entry = `${kind}|${key}`;
+    const count = (this.ownWrites.get(entry) ?? 0) + delta;
+    if (count > 0) this.ownWrites.set(entry, count);
+    else this.ownWrites.delete(entry);
+  }
+
+  private settleOwn(kind: 'write' | 'delete', key: string): boolean {
+    if (!this.ownWrites.has(`${kind}|${key}`)) return false;
+    this.expectOwn(kind, key, -1);
+    return true;
   }
 
   markOutOfSync(): void {
@@ -101,18 +176,27 @@ export class Converger {
     this.watcher.drain();
     await this.watcher.settled();
     const mirror = this.watcher.mirror;
+    this.plannedAt = this.watcher.generation;
     const desired = plan(this.config, mirror);
     this.lastPlan = desired;
     for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
     this.reportProblems(desired.problems);
     const phases = computeChanges(desired, mirror, this.config.protocol);
     const changes = phases.flat();
-    const drift = changes.filter((change) => change.op !== 'delete' && this.convergedKeys.has(changeKey(change)));
+    const drift = changes.filter((change) => change.op !== 'delete' && this.drifted.delete(changeKey(change)));
     this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
     this.metrics.managedInterfaces.set(desired.interfaces.length);
     this.updateInterfaceGauges(desired, changes);
     if (changes.length === 0) {
-      this.convergedKeys = new Set([...desired.routes.map(routeKey), ...desired.rules.map(ruleKey)]);
+      this.convergedKeys = new Map([
+        ...desired.routes.map((route) => [routeKey(route), route.oif] as const),
+        ...desired.rules.map((rule) => [ruleKey(rule), undefined] as const),
+      ]);
+      this.convergedSlots = new Map(desired.routes.map((route) => [routeSlot(route), routeKey(route)]));
+      // Every notification of our writes was read before this pass found nothing to do.
+      this.ownWrites.clear();
+      this.drifted.clear();
+      this.wentDown.clear();
       // In sync, nothing is left to log about interfaces that went away: forget them.
       this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
       this.recordConvergence(mirror);
@@ -120,7 +204,9 @@ export class Converger {
     }
     for (const change of drift) this.metrics.driftRepairs.inc({ kind: change.kind });
     if (drift.length > 0) this.log.warn({ repairs: drift.length }, `repairing ${drift.length} rules/routes changed by someone else`);
+    for (const change of changes) this.expectOwn(ownKind(change), changeKey(change), 1);
     const outcomes = await applyChanges(this.client, phases, this.linkName);
+    for (const { change, error } of outcomes) if (error) this.expectOwn(ownKind(change), changeKey(change), -1);
     this.lastWriteAckedAt = process.hrtime.bigint();
     this.logOutcomes(outcomes);
     const failures = outcomes.filter((o) => o.error);
@@ -194,12 +280,25 @@ export class Converger {
   private logOutcomes(outcomes: readonly ChangeOutcome[]): void {
     for (const outcome of outcomes) {
       const ifname = this.changeInterface(outcome.change);
-      if (outcome.error) {
+      if (outcome.error && this.overtaken(outcome)) {
+        this.log.info({ errno: outcome.error.code, ifname }, `${outcome.error.message}; the kernel changed meanwhile, planning again`);
+      } else if (outcome.error) {
         this.log.error({ errno: outcome.error.code, ifname }, outcome.error.message);
       } else {
         this.log.info({ ifname }, `${PAST_TENSE[outcome.change.op]} ${outcome.description}${ifname ? ` (${ifname})` : ''}`);
       }
     }
+  }
+
+  /**
+   * A refusal the kernel's state had already moved past (a device went down, an address went
+   * away while the request was on its way): the mirror changed since the pass planned, and
+   * the pass that follows plans from that. A refusal that stands is logged as an error then.
+   */
+  private overtaken(outcome: ChangeOutcome): boolean {
+    if (!outcome.error || outcome.change.op === 'delete') return false;
+    this.watcher.drain();
+    return this.watcher.generation !== this.plannedAt;
   }
 
   /** The interface a change is for: a route's device, or the owner of a rule's table. */
@@ -212,6 +311,7 @@ export class Converger {
 }
 
 const changeKey = (change: Change): string => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
+const ownKind = (change: Change): 'write' | 'delete' => (change.op === 'delete' ? 'delete' : 'write');
 
 /** An add that hit an existing object, or a delete of a missing one: the mirror is behind. */
 function isStaleMirror(outcome: ChangeOutcome): boolean {

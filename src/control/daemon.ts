@@ -58,10 +58,10 @@ export class Daemon {
       sockets.requests,
     );
     this.watcher = new Watcher(this.client, sockets.notifications, {
-      changed: (eventTime, resync) => {
+      changed: (eventTime, events) => {
         if (!this.started) return; // start() runs the first pass itself
-        this.converger.eventAt(eventTime);
-        this.scheduler.request(resync ? 'resync' : 'event');
+        this.converger.observe(eventTime, events);
+        this.scheduler.request(events ? 'event' : 'resync');
       },
       resyncStarted: (reason, detail) => {
         if (reason === 'startup') return log.debug('dumping kernel state');
@@ -83,7 +83,7 @@ export class Daemon {
   async start(): Promise<void> {
     await this.watcher.start();
     this.started = true;
-    this.converger.eventAt(process.hrtime.bigint());
+    this.converger.observe(process.hrtime.bigint(), null);
     this.scheduler.request('startup');
     await this.scheduler.idle();
   }

@@ -1,19 +1,10 @@
-// An in-memory copy of the kernel objects symroute reasons about, kept by applying rtnetlink
-// messages (dump parts and notifications alike). Pure data: no I/O, unit-testable.
+// An in-memory copy of the kernel objects symroute reasons about, kept by applying kernel
+// events (dump parts and notifications alike, turned into events by the kernel adapter).
+// Pure data: no I/O, unit-testable.
+import type { KernelEvent } from './events.js';
 import type { Family } from './ip.js';
 import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
-import {
-  NLM_F_REPLACE,
-  RT_TABLE_LOCAL,
-  RT_TABLE_MAIN,
-  RTM_DELADDR,
-  RTM_DELLINK,
-  RTM_DELROUTE,
-  RTM_DELRULE,
-  RTM_F_CLONED,
-} from '../netlink/constants.js';
-import type { RtnlBody } from '../netlink/messages.js';
-import { addressFromMessage, linkFromMessage, routeFromMessage, ruleFromMessage } from '../kernel/objects.js';
+import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from './constants.js';
 
 /**
  * Routes worth keeping: not the local table (the kernel's own), and from the main table only
@@ -51,16 +42,15 @@ export class Mirror implements MirrorView {
   readonly rules = new Map<string, CountedRule>();
 
   /**
-   * Applies one message; `type` is its nlmsg_type (NEW or DEL). Returns whether anything
-   * changed. `replaying` marks notifications held back during a dump and applied over it:
-   * a rule they add may already be in the dump, so it must not be counted twice.
+   * Applies one event and returns whether anything changed. `replaying` marks notifications
+   * held back during a dump and applied over it: a rule they add may already be in the dump,
+   * so it must not be counted twice.
    */
-  apply(type: number, flags: number, body: RtnlBody, replaying = false): boolean {
-    switch (body.kind) {
+  apply(event: KernelEvent, replaying = false): boolean {
+    switch (event.kind) {
       case 'link': {
-        const link = linkFromMessage(body);
-        if (!link) return false;
-        if (type === RTM_DELLINK) return this.removeLink(link.index);
+        const link = event.link;
+        if (event.op === 'delete') return this.removeLink(link.index);
         const before = this.links.get(link.index);
         this.links.set(link.index, link);
         // The kernel drops IPv4 routes of a device going down without telling anyone.
@@ -68,32 +58,30 @@ export class Mirror implements MirrorView {
         return !before || before.name !== link.name || before.up !== link.up;
       }
       case 'address': {
-        const address = addressFromMessage(body);
-        if (!address) return false;
+        const address = event.address;
         const key = addressKey(address);
-        if (type === RTM_DELADDR) return this.removeAddress(key, address);
+        if (event.op === 'delete') return this.removeAddress(key, address);
         const before = this.addresses.get(key);
         this.addresses.set(key, address);
         return !before || before.flags !== address.flags || before.scope !== address.scope || before.peer !== address.peer;
       }
       case 'route': {
-        const route = routeFromMessage(body);
-        if (!route || !mirrored(route) || body.header.flags & RTM_F_CLONED) return false;
+        const route = event.route;
+        if (!mirrored(route)) return false;
         const key = routeKey(route);
-        if (type === RTM_DELROUTE) return this.routes.delete(key) || this.dropIPv6Nexthop(route);
+        if (event.op === 'delete') return this.routes.delete(key) || this.dropIPv6Nexthop(route);
         // A replace announces only the new route: the one it displaced is gone from its slot.
         // An IPv6 nexthop appended to a route announces the whole multipath route.
-        if (flags & NLM_F_REPLACE || (route.family === 6 && route.nexthops)) this.dropSlot(route);
+        if (event.op === 'replace' || (route.family === 6 && route.nexthops)) this.dropSlot(route);
         const existed = this.routes.has(key);
         this.routes.set(key, route);
-        return !existed || (flags & NLM_F_REPLACE) !== 0;
+        return !existed || event.op === 'replace';
       }
       case 'rule': {
-        const rule = ruleFromMessage(body);
-        if (!rule) return false;
+        const rule = event.rule;
         const key = ruleKey(rule);
         const count = this.rules.get(key)?.count ?? 0;
-        if (type === RTM_DELRULE) {
+        if (event.op === 'delete') {
           if (count === 0) return false;
           if (count === 1) this.rules.delete(key);
           else this.rules.set(key, { rule, count: count - 1 });

@@ -5,18 +5,7 @@ import { isManagedName, type Config } from '../config/config.js';
 import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
 import { describeRoute, groupBy, type Address, type Link, type Route, type Rule } from './model.js';
 import type { MirrorView } from './mirror.js';
-import {
-  FR_ACT_TO_TBL,
-  IFA_F_DADFAILED,
-  IFA_F_DEPRECATED,
-  IFA_F_SECONDARY,
-  IFA_F_TENTATIVE,
-  RT_SCOPE_LINK,
-  RT_SCOPE_SITE,
-  RT_SCOPE_UNIVERSE,
-  RT_TABLE_MAIN,
-  RTN_UNICAST,
-} from '../netlink/constants.js';
+import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 
 export type GatewaySource = 'config' | 'main table';
 

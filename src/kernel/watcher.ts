@@ -2,7 +2,7 @@
 // notifications first, then dumps everything, then replays what arrived during the dump.
 // A receive overrun (ENOBUFS) means notifications were lost, so everything is dumped again.
 import type { RtnlClient } from '../netlink/client.js';
-import { encodeMessage, splitDatagram } from '../netlink/codec.js';
+import { encodeMessage } from '../netlink/codec.js';
 import {
   NLM_F_ACK,
   NLM_F_REQUEST,
@@ -19,7 +19,10 @@ import {
   RTNLGRP_IPV6_RULE,
   RTNLGRP_LINK,
 } from '../netlink/constants.js';
-import { decodeMessage, isRtnlBody, type RtnlBody } from '../netlink/messages.js';
+import { isRtnlBody, type RtnlBody } from '../netlink/messages.js';
+import { receiveAll } from '../netlink/receive.js';
+import type { KernelEvent } from '../domain/events.js';
+import { eventFromMessage } from './events.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
 import { dumpRequests } from './objects.js';
 import { Mirror, type MirrorView } from '../domain/mirror.js';
@@ -34,18 +37,13 @@ export type ResyncReason = 'startup' | 'enobufs' | 'decode_error' | 'read_error'
 export interface WatcherObserver {
   /**
    * The mirror changed; `eventTime` is when the first message of the batch was read;
-   * `resync` says the change came from a re-dump rather than from notifications.
+   * `events` are the notifications that changed it, or null after a re-dump.
    */
-  changed(eventTime: bigint, resync: boolean): void;
+  changed(eventTime: bigint, events: readonly KernelEvent[] | null): void;
   resyncStarted(reason: ResyncReason, detail?: string): void;
   discarded(reason: string): void;
 }
 
-interface Notification {
-  readonly type: number;
-  readonly flags: number;
-  readonly body: RtnlBody;
-}
 
 const NOTIFY_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 const DUMP_RETRY_MS = 1000;
@@ -69,10 +67,12 @@ export function openNotificationSocket(): NativeNetlinkSocket {
 export class Watcher {
   private mirrorState = new Mirror();
   /** Non-null while a dump is under way: notifications wait here to be replayed over it. */
-  private heldBack: Notification[] | null = null;
+  private heldBack: KernelEvent[] | null = null;
   private resyncAgain: ResyncReason | null = null;
   private resyncDone: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Counts changes to the mirror: equal generations, same mirror. */
+  generation = 0;
   /** The liveness ping awaiting its ACK on this socket (a newer one replaces it). */
   private ping: { readonly seq: number; readonly answered: () => void } | null = null;
   private pingSeq = 0;
@@ -106,27 +106,25 @@ export class Watcher {
 
   /** Reads and applies every notification already queued on the socket. */
   drain(): void {
-    let read;
+    let received;
     try {
-      read = this.socket.readAll();
+      received = receiveAll(this.socket, () => this.observer.discarded('notification not from the kernel'));
     } catch (error) {
       this.requestResync('read_error', (error as Error).message);
       return;
     }
     const eventTime = process.hrtime.bigint();
-    const notifications: Notification[] = [];
-    read.datagrams.forEach((datagram, i) => {
-      if (read.senderPortIds[i] !== 0) return this.observer.discarded('notification not from the kernel');
-      try {
-        for (const message of splitDatagram(datagram).map(decodeMessage)) {
-          if (isRtnlBody(message.body)) notifications.push({ type: message.type, flags: message.flags, body: message.body });
-          else if (message.body.kind === 'ack' && message.portId === this.socket.portId) this.answered(message.seq);
-        }
-      } catch (error) {
-        this.requestResync('decode_error', (error as Error).message);
+    const events: KernelEvent[] = [];
+    for (const message of received.messages) {
+      if (isRtnlBody(message.body)) {
+        const event = eventFromMessage(message.type, message.flags, message.body);
+        if (event) events.push(event);
+      } else if (message.body.kind === 'ack' && message.portId === this.socket.portId) {
+        this.answered(message.seq);
       }
-    });
-    if (read.overrun || read.truncated) {
+    }
+    if (received.undecodable) this.requestResync('decode_error', received.undecodable.message);
+    if (received.lost) {
       // Everything read so far predates the dump about to be taken, and some of what came
       // after it was lost: replaying these over that dump could undo newer state.
       this.requestResync('enobufs');
@@ -134,12 +132,13 @@ export class Watcher {
       return;
     }
     if (this.heldBack) {
-      this.heldBack.push(...notifications);
+      this.heldBack.push(...events);
       return;
     }
-    let changed = false;
-    for (const n of notifications) changed = this.mirrorState.apply(n.type, n.flags, n.body) || changed;
-    if (changed) this.observer.changed(eventTime, false);
+    const changed = events.filter((event) => this.mirrorState.apply(event));
+    if (changed.length === 0) return;
+    this.generation++;
+    this.observer.changed(eventTime, changed);
   }
 
   /**
@@ -207,8 +206,9 @@ export class Watcher {
     if (fresh) this.mirrorState = fresh;
     const heldBack = this.heldBack ?? [];
     this.heldBack = null;
-    for (const n of heldBack) this.mirrorState.apply(n.type, n.flags, n.body, true);
-    this.observer.changed(process.hrtime.bigint(), true);
+    for (const event of heldBack) this.mirrorState.apply(event, true);
+    this.generation++;
+    this.observer.changed(process.hrtime.bigint(), null);
     const again = this.resyncAgain;
     this.resyncAgain = null;
     if (again) this.requestResync(again);
@@ -226,7 +226,10 @@ export async function dumpMirror(client: RtnlClient): Promise<Mirror> {
   ];
   for (const [type, request, kind] of dumps) {
     // GET and NEW differ by 2 in every rtnetlink family of messages.
-    for (const body of await client.dump(type, request, `dump_${kind}`, `dumping ${kind}s`)) mirror.apply(type - 2, 0, body);
+    for (const body of await client.dump(type, request, `dump_${kind}`, `dumping ${kind}s`)) {
+      const event = eventFromMessage(type - 2, 0, body);
+      if (event) mirror.apply(event);
+    }
   }
   return mirror;
 }

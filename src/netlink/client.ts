@@ -3,10 +3,11 @@
 // libmnl's receive loop it accepts only messages from the kernel, addressed to this socket,
 // carrying a sequence number it is waiting for.
 import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_NOOP } from './constants.js';
-import { encodeMessage, splitDatagram } from './codec.js';
+import { encodeMessage } from './codec.js';
 import { NetlinkError } from './errors.js';
-import { decodeMessage, encodeRequest, isRtnlBody, type DecodedMessage, type RtnlBody } from './messages.js';
+import { encodeRequest, isRtnlBody, type DecodedMessage, type RtnlBody } from './messages.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from './native.js';
+import { receiveAll } from './receive.js';
 
 export interface Request {
   readonly op: string; // short, fixed label for metrics: add_route, delete_rule, …
@@ -197,29 +198,18 @@ export class RtnlClient {
   }
 
   private onReadable(): void {
-    let read;
+    let received;
     try {
-      read = this.socket.readAll();
+      received = receiveAll(this.socket, () => this.observer.discarded?.('not from the kernel'));
     } catch (error) {
       this.failAll(error as Error);
       return;
     }
-    if (read.overrun || read.truncated) {
-      // Replies were lost: nobody can tell which requests they answered.
-      this.failAll(new Error(`request socket ${read.overrun ? 'overrun (ENOBUFS)' : 'datagram truncated'}`));
-    }
-    read.datagrams.forEach((datagram, i) => {
-      if (read.senderPortIds[i] !== 0) return this.observer.discarded?.('not from the kernel');
-      let messages: DecodedMessage[];
-      try {
-        messages = splitDatagram(datagram).map(decodeMessage);
-      } catch (error) {
-        // We cannot tell which request this answered: fail them all rather than hang.
-        this.failAll(error as Error);
-        return;
-      }
-      for (const message of messages) this.dispatch(message);
-    });
+    // Replies were lost or unreadable: nobody can tell which requests they answered, so
+    // fail them all rather than leave any hanging.
+    if (received.lost) this.failAll(new Error(`request socket ${received.lost}`));
+    else if (received.undecodable) this.failAll(received.undecodable);
+    for (const message of received.messages) this.dispatch(message);
   }
 
   private dispatch(message: DecodedMessage): void {

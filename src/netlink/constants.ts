@@ -51,24 +51,8 @@ export const RTNLGRP_IPV6_RULE = 19;
 export const IFF_UP = 0x1;
 export const IFF_LOOPBACK = 0x8;
 
-// Address flags (IFA_F_*)
-export const IFA_F_SECONDARY = 0x01;
-export const IFA_F_DADFAILED = 0x08;
-export const IFA_F_DEPRECATED = 0x20;
-export const IFA_F_TENTATIVE = 0x40;
-
-// Route scopes, types, tables, flags
-export const RT_SCOPE_UNIVERSE = 0;
-export const RT_SCOPE_SITE = 200;
-export const RT_SCOPE_LINK = 253;
-export const RT_SCOPE_HOST = 254;
-export const RTN_UNICAST = 1;
-export const RT_TABLE_UNSPEC = 0;
-export const RT_TABLE_MAIN = 254;
-export const RT_TABLE_LOCAL = 255;
+// Route message flags (rtm_flags)
 export const RTNH_F_ONLINK = 0x4; // in rtm_flags: the gateway is on the link, whatever the prefixes say
 export const RTM_F_CLONED = 0x200;
 export const RTM_F_LOOKUP_TABLE = 0x1000; // route get: report the table the lookup used, not main
 
-// Rule actions
-export const FR_ACT_TO_TBL = 1;

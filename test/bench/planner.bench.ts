@@ -5,27 +5,33 @@ import { defaultConfig } from '../../src/config/config.js';
 import { computeChanges } from '../../src/domain/diff.js';
 import { Mirror } from '../../src/domain/mirror.js';
 import { RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE } from '../../src/netlink/constants.js';
+import { eventFromMessage } from '../../src/kernel/events.js';
 import { routeToMessage } from '../../src/kernel/objects.js';
+import type { RtnlBody } from '../../src/netlink/messages.js';
 import { plan } from '../../src/domain/planner.js';
 
 const NICS = 128;
 const config = defaultConfig();
 const mirror = new Mirror();
+const apply = (type: number, flags: number, body: RtnlBody) => {
+  const event = eventFromMessage(type, flags, body);
+  if (event) mirror.apply(event);
+};
 for (let i = 2; i < NICS + 2; i++) {
-  mirror.apply(RTM_NEWLINK, 0, { kind: 'link', header: { family: 0, type: 1, index: i, flags: 1, change: 0 }, attributes: { ifname: `eth${i}` } });
+  apply(RTM_NEWLINK, 0, { kind: 'link', header: { family: 0, type: 1, index: i, flags: 1, change: 0 }, attributes: { ifname: `eth${i}` } });
   const octet = i % 250;
   for (const [family, address, prefixlen] of [
     [2, `198.18.${octet}.10`, 24],
     [2, `198.18.${octet}.11`, 24],
     [10, `2001:db8:${i.toString(16)}::10`, 64],
   ] as const) {
-    mirror.apply(RTM_NEWADDR, 0, {
+    apply(RTM_NEWADDR, 0, {
       kind: 'address',
       header: { family, prefixlen, flags: 0x80, scope: 0, index: i },
       attributes: { address, local: address, flags: 0x80 },
     });
   }
-  mirror.apply(
+  apply(
     RTM_NEWROUTE,
     0,
     routeToMessage({ family: 4, table: 254, dst: '0.0.0.0', dstLength: 0, metric: 100 + i, protocol: 16, scope: 0, type: 1, oif: i, gateway: `198.18.${octet}.1` }),

@@ -92,7 +92,8 @@ async function addRuleWithoutExcl(lab: Lab, ns: string, rule: { src: string; tab
   const script = `
     import { RtnlClient } from ${dist('netlink/client.js')};
     import { ruleToMessage } from ${dist('kernel/objects.js')};
-    import { FR_ACT_TO_TBL, NLM_F_CREATE, RTM_NEWRULE } from ${dist('netlink/constants.js')};
+    import { NLM_F_CREATE, RTM_NEWRULE } from ${dist('netlink/constants.js')};
+    import { FR_ACT_TO_TBL } from ${dist('domain/constants.js')};
     const client = new RtnlClient();
     const body = ruleToMessage({ family: 4, priority: ${PRIORITY}, table: ${rule.table}, action: FR_ACT_TO_TBL,
       protocol: ${rule.protocol}, src: ${JSON.stringify(rule.src)}, srcLength: 32, dstLength: 0, tos: 0 });

@@ -144,7 +144,7 @@ async function captureInside(outDir) {
   const { encodeRequest } = await import(join(REPO, 'dist/netlink/messages.js'));
   const { splitDatagram } = await import(join(REPO, 'dist/netlink/codec.js'));
   const { dumpRequests } = await import(join(REPO, 'dist/kernel/objects.js'));
-  const c = await import(join(REPO, 'dist/netlink/constants.js'));
+  const c = { ...(await import(join(REPO, 'dist/netlink/constants.js'))), ...(await import(join(REPO, 'dist/domain/constants.js'))) };
 
   const socket = openNetlinkSocket({});
   let seq = 0;

@@ -117,4 +117,25 @@ describe('daemon against a scripted kernel', () => {
     expect(await counter(h.metrics.driftRepairs, { kind: 'rule' })).toBe(1);
     expect(h.kernel.errors()).toEqual([]);
   });
+
+  it('does not count an address removed and re-added as drift, however the passes fall', async () => {
+    const h = await harness((k) => nics(k, 2));
+    const address = { ifindex: 2, cidr: '198.18.0.10/24' };
+    // Within one pass: the kernel silently drops the device's IPv4 routes, the rule stays.
+    h.kernel.delAddress(address);
+    h.kernel.address(address);
+    await settle(h);
+    // Across passes: symroute deletes the rule itself, then puts everything back.
+    h.kernel.delAddress(address);
+    await settle(h);
+    expect(h.kernel.ownedRules(PROTO)).toHaveLength(1);
+    h.kernel.address(address);
+    await settle(h);
+    expect(h.kernel.ownedRules(PROTO)).toHaveLength(2);
+    expect(h.kernel.ownedRoutes(PROTO)).toHaveLength(2);
+    expect(await counter(h.metrics.driftRepairs)).toBe(0);
+    expect(await counter(h.metrics.reconciles, { trigger: 'drift' })).toBe(0);
+    expect(h.kernel.errors()).toEqual([]);
+    expect(warnings(h)).toEqual([]);
+  });
 });

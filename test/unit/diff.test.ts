@@ -4,13 +4,8 @@ import { defaultConfig } from '../../src/config/config.js';
 import { computeChanges, type Change } from '../../src/domain/diff.js';
 import type { MirrorView } from '../../src/domain/mirror.js';
 import { routeKey, routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
-import {
-  NLM_F_CREATE,
-  NLM_F_REPLACE,
-  RT_SCOPE_LINK,
-  RT_SCOPE_UNIVERSE,
-  RTN_UNICAST,
-} from '../../src/netlink/constants.js';
+import { NLM_F_CREATE, NLM_F_REPLACE } from '../../src/netlink/constants.js';
+import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RTN_UNICAST } from '../../src/domain/constants.js';
 import { plan, type Plan } from '../../src/domain/planner.js';
 import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route, rule } from '../support/builders.js';
 
