@@ -24,6 +24,9 @@ export interface StructSchema {
   readonly fields: readonly (readonly [name: string, type: FieldType, offset: number])[];
 }
 
+/** A struct's decoded fields, as a type: one number per field of the schema (declared `as const`). */
+export type FieldsOf<S extends StructSchema> = { -readonly [F in S['fields'][number] as F[0]]: number };
+
 function readField(view: DataView, offset: number, type: FieldType): number {
   switch (type) {
     case 'u8':
@@ -98,6 +101,27 @@ export interface AttributeSpec {
   readonly kind: AttributeKind;
 }
 export type Policy = readonly AttributeSpec[];
+
+/** The value an attribute of this kind decodes to (and is encoded from). */
+export type ValueOf<K extends AttributeKind> = K extends 'u8' | 'u16' | 'u32'
+  ? number
+  : K extends 'u64'
+    ? bigint
+    : K extends 'string' | 'address' | 'lladdr'
+      ? string
+      : K extends 'binary'
+        ? Uint8Array
+        : K extends { readonly nested: infer P extends Policy }
+          ? AttributesOf<P>
+          : K extends { readonly custom: CustomCodec<infer T> }
+            ? T
+            : never;
+
+/**
+ * The decoded attributes of a policy, as a type: one optional property per entry, named and
+ * typed by the entry. Declared `as const`, a policy is the single source of both.
+ */
+export type AttributesOf<P extends Policy> = { -readonly [S in P[number] as S['name']]?: ValueOf<S['kind']> };
 
 const FIXED_SIZES = { u8: 1, u16: 2, u32: 4, u64: 8 } as const;
 

@@ -1,6 +1,8 @@
 // What each rtnetlink message looks like, as data: the fixed header struct and the attribute
-// policy (number, name, kind), mirroring the kernel's own tables. Names follow the kernel's
-// constants in camelCase (RTA_PREFSRC -> prefsrc, FRA_PROTOCOL -> protocol).
+// policy (number, name, kind), mirroring the kernel's own tables. Attribute numbers carry the
+// kernel's names (FRA_TABLE, RTA_PREFSRC); decoded properties are those names in camelCase
+// without the prefix (table, prefsrc). The TypeScript shape of every header and attribute set
+// is derived from its schema (FieldsOf, AttributesOf), so the two cannot drift apart.
 import { AF_INET, AF_INET6, AF_UNSPEC } from './constants.js';
 import {
   concat,
@@ -9,29 +11,25 @@ import {
   encodeAttributes,
   viewOf,
   type AttributeContext,
+  type AttributesOf,
   type CustomCodec,
+  type FieldsOf,
   type Policy,
   type StructSchema,
 } from './codec.js';
 
 // ---- links: struct ifinfomsg ----
 
-export interface LinkHeader {
-  family: number;
-  type: number;
-  index: number;
-  flags: number;
-  change: number;
-}
-export interface LinkAttributes {
-  address?: string;
-  ifname?: string;
-  mtu?: number;
-  master?: number;
-  operstate?: number;
-  linkinfo?: { kind?: string };
-}
-const linkHeader: StructSchema = {
+// linux/if_link.h
+export const IFLA_ADDRESS = 1;
+export const IFLA_IFNAME = 3;
+export const IFLA_MTU = 4;
+export const IFLA_MASTER = 10;
+export const IFLA_OPERSTATE = 16;
+export const IFLA_LINKINFO = 18;
+export const IFLA_INFO_KIND = 1;
+
+const linkHeader = {
   size: 16,
   fields: [
     ['family', 'u8', 0],
@@ -40,34 +38,29 @@ const linkHeader: StructSchema = {
     ['flags', 'u32', 8],
     ['change', 'u32', 12],
   ],
-};
-const linkInfoPolicy: Policy = [{ type: 1, name: 'kind', kind: 'string' }];
-const linkPolicy: Policy = [
-  { type: 1, name: 'address', kind: 'lladdr' },
-  { type: 3, name: 'ifname', kind: 'string' },
-  { type: 4, name: 'mtu', kind: 'u32' },
-  { type: 10, name: 'master', kind: 'u32' },
-  { type: 16, name: 'operstate', kind: 'u8' },
-  { type: 18, name: 'linkinfo', kind: { nested: linkInfoPolicy } },
-];
+} as const satisfies StructSchema;
+const linkInfoPolicy = [{ type: IFLA_INFO_KIND, name: 'kind', kind: 'string' }] as const satisfies Policy;
+const linkPolicy = [
+  { type: IFLA_ADDRESS, name: 'address', kind: 'lladdr' },
+  { type: IFLA_IFNAME, name: 'ifname', kind: 'string' },
+  { type: IFLA_MTU, name: 'mtu', kind: 'u32' },
+  { type: IFLA_MASTER, name: 'master', kind: 'u32' },
+  { type: IFLA_OPERSTATE, name: 'operstate', kind: 'u8' },
+  { type: IFLA_LINKINFO, name: 'linkinfo', kind: { nested: linkInfoPolicy } },
+] as const satisfies Policy;
+export type LinkHeader = FieldsOf<typeof linkHeader>;
+export type LinkAttributes = AttributesOf<typeof linkPolicy>;
 
 // ---- addresses: struct ifaddrmsg ----
 
-export interface AddressHeader {
-  family: number;
-  prefixlen: number;
-  flags: number;
-  scope: number;
-  index: number;
-}
-export interface AddressAttributes {
-  address?: string;
-  local?: string;
-  label?: string;
-  broadcast?: string;
-  flags?: number; // IFA_FLAGS: the full 32-bit flag word (the header's u8 is truncated)
-}
-const addressHeader: StructSchema = {
+// linux/if_addr.h
+export const IFA_ADDRESS = 1;
+export const IFA_LOCAL = 2;
+export const IFA_LABEL = 3;
+export const IFA_BROADCAST = 4;
+export const IFA_FLAGS = 8; // the full 32-bit flag word (the header's u8 is truncated)
+
+const addressHeader = {
   size: 8,
   fields: [
     ['family', 'u8', 0],
@@ -76,48 +69,33 @@ const addressHeader: StructSchema = {
     ['scope', 'u8', 3],
     ['index', 'u32', 4],
   ],
-};
-const addressPolicy: Policy = [
-  { type: 1, name: 'address', kind: 'address' },
-  { type: 2, name: 'local', kind: 'address' },
-  { type: 3, name: 'label', kind: 'string' },
-  { type: 4, name: 'broadcast', kind: 'address' },
-  { type: 8, name: 'flags', kind: 'u32' },
-];
+} as const satisfies StructSchema;
+const addressPolicy = [
+  { type: IFA_ADDRESS, name: 'address', kind: 'address' },
+  { type: IFA_LOCAL, name: 'local', kind: 'address' },
+  { type: IFA_LABEL, name: 'label', kind: 'string' },
+  { type: IFA_BROADCAST, name: 'broadcast', kind: 'address' },
+  { type: IFA_FLAGS, name: 'flags', kind: 'u32' },
+] as const satisfies Policy;
+export type AddressHeader = FieldsOf<typeof addressHeader>;
+export type AddressAttributes = AttributesOf<typeof addressPolicy>;
 
 // ---- routes: struct rtmsg ----
 
-export interface RouteHeader {
-  family: number;
-  dstLen: number;
-  srcLen: number;
-  tos: number;
-  table: number;
-  protocol: number;
-  scope: number;
-  type: number;
-  flags: number;
-}
-export interface Nexthop {
-  flags: number;
-  hops: number;
-  ifindex: number;
-  gateway?: string;
-}
-export interface RouteAttributes {
-  dst?: string;
-  src?: string;
-  iif?: number;
-  oif?: number;
-  gateway?: string;
-  priority?: number;
-  prefsrc?: string;
-  multipath?: Nexthop[];
-  table?: number;
-  pref?: number;
-  nhId?: number;
-}
-const routeHeader: StructSchema = {
+// linux/rtnetlink.h
+export const RTA_DST = 1;
+export const RTA_SRC = 2;
+export const RTA_IIF = 3;
+export const RTA_OIF = 4;
+export const RTA_GATEWAY = 5;
+export const RTA_PRIORITY = 6;
+export const RTA_PREFSRC = 7;
+export const RTA_MULTIPATH = 9;
+export const RTA_TABLE = 15;
+export const RTA_PREF = 20;
+export const RTA_NH_ID = 30;
+
+const routeHeader = {
   size: 12,
   fields: [
     ['family', 'u8', 0],
@@ -130,8 +108,16 @@ const routeHeader: StructSchema = {
     ['type', 'u8', 7],
     ['flags', 'u32', 8],
   ],
-};
-const nexthopPolicy: Policy = [{ type: 5, name: 'gateway', kind: 'address' }];
+} as const satisfies StructSchema;
+/** Offset of rtm_table in struct rtmsg: read before anything else is decoded. */
+export const RTMSG_TABLE_OFFSET = 4;
+export interface Nexthop {
+  flags: number;
+  hops: number;
+  ifindex: number;
+  gateway?: string;
+}
+const nexthopPolicy = [{ type: RTA_GATEWAY, name: 'gateway', kind: 'address' }] as const satisfies Policy;
 
 // RTA_MULTIPATH: a run of struct rtnexthop { u16 len; u8 flags; u8 hops; s32 ifindex }, each
 // followed by its own attributes (the gateway).
@@ -177,46 +163,39 @@ const multipathCodec: CustomCodec<Nexthop[]> = {
     );
   },
 };
-const routePolicy: Policy = [
-  { type: 1, name: 'dst', kind: 'address' },
-  { type: 2, name: 'src', kind: 'address' },
-  { type: 3, name: 'iif', kind: 'u32' },
-  { type: 4, name: 'oif', kind: 'u32' },
-  { type: 5, name: 'gateway', kind: 'address' },
-  { type: 6, name: 'priority', kind: 'u32' },
-  { type: 7, name: 'prefsrc', kind: 'address' },
-  { type: 9, name: 'multipath', kind: { custom: multipathCodec as CustomCodec<unknown> } },
-  { type: 15, name: 'table', kind: 'u32' },
-  { type: 20, name: 'pref', kind: 'u8' },
-  { type: 30, name: 'nhId', kind: 'u32' },
-];
+const routePolicy = [
+  { type: RTA_DST, name: 'dst', kind: 'address' },
+  { type: RTA_SRC, name: 'src', kind: 'address' },
+  { type: RTA_IIF, name: 'iif', kind: 'u32' },
+  { type: RTA_OIF, name: 'oif', kind: 'u32' },
+  { type: RTA_GATEWAY, name: 'gateway', kind: 'address' },
+  { type: RTA_PRIORITY, name: 'priority', kind: 'u32' },
+  { type: RTA_PREFSRC, name: 'prefsrc', kind: 'address' },
+  { type: RTA_MULTIPATH, name: 'multipath', kind: { custom: multipathCodec } },
+  { type: RTA_TABLE, name: 'table', kind: 'u32' },
+  { type: RTA_PREF, name: 'pref', kind: 'u8' },
+  { type: RTA_NH_ID, name: 'nhId', kind: 'u32' },
+] as const satisfies Policy;
+export type RouteHeader = FieldsOf<typeof routeHeader>;
+export type RouteAttributes = AttributesOf<typeof routePolicy>;
 
 // ---- rules: struct fib_rule_hdr ----
 
-export interface RuleHeader {
-  family: number;
-  dstLen: number;
-  srcLen: number;
-  tos: number;
-  table: number;
-  action: number;
-  flags: number;
-}
-export interface RuleAttributes {
-  dst?: string;
-  src?: string;
-  iifname?: string;
-  goto?: number;
-  priority?: number;
-  fwmark?: number;
-  fwmask?: number;
-  table?: number;
-  oifname?: string;
-  l3mdev?: number;
-  protocol?: number;
-  ipProto?: number;
-}
-const ruleHeader: StructSchema = {
+// linux/fib_rules.h
+export const FRA_DST = 1;
+export const FRA_SRC = 2;
+export const FRA_IIFNAME = 3;
+export const FRA_GOTO = 4;
+export const FRA_PRIORITY = 6;
+export const FRA_FWMARK = 10;
+export const FRA_TABLE = 15;
+export const FRA_FWMASK = 16;
+export const FRA_OIFNAME = 17;
+export const FRA_L3MDEV = 19;
+export const FRA_PROTOCOL = 21;
+export const FRA_IP_PROTO = 22;
+
+const ruleHeader = {
   size: 12,
   fields: [
     ['family', 'u8', 0],
@@ -227,21 +206,23 @@ const ruleHeader: StructSchema = {
     ['action', 'u8', 7],
     ['flags', 'u32', 8],
   ],
-};
-const rulePolicy: Policy = [
-  { type: 1, name: 'dst', kind: 'address' },
-  { type: 2, name: 'src', kind: 'address' },
-  { type: 3, name: 'iifname', kind: 'string' },
-  { type: 4, name: 'goto', kind: 'u32' },
-  { type: 6, name: 'priority', kind: 'u32' },
-  { type: 10, name: 'fwmark', kind: 'u32' },
-  { type: 15, name: 'table', kind: 'u32' },
-  { type: 16, name: 'fwmask', kind: 'u32' },
-  { type: 17, name: 'oifname', kind: 'string' },
-  { type: 19, name: 'l3mdev', kind: 'u8' },
-  { type: 21, name: 'protocol', kind: 'u8' },
-  { type: 22, name: 'ipProto', kind: 'u8' },
-];
+} as const satisfies StructSchema;
+const rulePolicy = [
+  { type: FRA_DST, name: 'dst', kind: 'address' },
+  { type: FRA_SRC, name: 'src', kind: 'address' },
+  { type: FRA_IIFNAME, name: 'iifname', kind: 'string' },
+  { type: FRA_GOTO, name: 'goto', kind: 'u32' },
+  { type: FRA_PRIORITY, name: 'priority', kind: 'u32' },
+  { type: FRA_FWMARK, name: 'fwmark', kind: 'u32' },
+  { type: FRA_TABLE, name: 'table', kind: 'u32' },
+  { type: FRA_FWMASK, name: 'fwmask', kind: 'u32' },
+  { type: FRA_OIFNAME, name: 'oifname', kind: 'string' },
+  { type: FRA_L3MDEV, name: 'l3mdev', kind: 'u8' },
+  { type: FRA_PROTOCOL, name: 'protocol', kind: 'u8' },
+  { type: FRA_IP_PROTO, name: 'ipProto', kind: 'u8' },
+] as const satisfies Policy;
+export type RuleHeader = FieldsOf<typeof ruleHeader>;
+export type RuleAttributes = AttributesOf<typeof rulePolicy>;
 
 // ---- message kinds by nlmsg_type ----
 
