@@ -26,6 +26,7 @@ describe('symroute.service under systemd (nspawn)', () => {
       .split('\n')
       .filter(Boolean)
       .map((line) => JSON.parse(line) as Record<string, string>);
+  const writeConfig = (yaml: string) => m().check(['sh', '-c', `mkdir -p /etc/symroute && cat > ${CONFIG} <<'EOF'\n${yaml}\nEOF`]);
   const mainPid = async () => Number(await m().property('symroute', 'MainPID'));
 
   beforeAll(async () => {
@@ -87,6 +88,18 @@ describe('symroute.service under systemd (nspawn)', () => {
     const converged = entries.find((e) => /"msg":"converged in /.test(e.MESSAGE!));
     expect(converged?.PRIORITY).toBe('6');
     expect(converged?._COMM).toBe('symroute');
+    // An error: a rejected config (SIGHUP straight to the daemon) is logged at priority 3.
+    await writeConfig('rule:\n  priority: high');
+    await m().check(['systemctl', 'kill', '--kill-who=main', '--signal=SIGHUP', 'symroute']);
+    const rejected = await eventually(async () => {
+      const errors = await journal('-t', 'symroute', '-p', 'err');
+      const found = errors.find((e) => /reload rejected/.test(e.MESSAGE!));
+      expect(found, JSON.stringify(errors)).toBeDefined();
+      return found!;
+    });
+    expect(rejected.PRIORITY).toBe('3');
+    expect(rejected.MESSAGE).toContain('rule.priority');
+    await m().check(['rm', CONFIG]);
   });
 
   it('is restarted by the watchdog when it stops answering, and pings it while healthy', async () => {
