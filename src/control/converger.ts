@@ -48,8 +48,12 @@ export class Converger {
   /** Which interface each table was last planned for, so log lines can name it after it left. */
   private tableInterfaces = new Map<number, string>();
   private lastProblems = new Set<string>();
-  /** Interfaces that have symroute_interface_* series, so departed ones can be removed. */
-  private gaugedInterfaces = new Set<string>();
+  /**
+   * The symroute_interface_* values last exported per interface: only changes are written
+   * (prom-client's label lookup per series is most of a pass's cost at 1000 NICs), and
+   * departed interfaces have their series removed.
+   */
+  private gaugedInterfaces = new Map<string, { inSync: number; table: number }>();
   private isInSync = false;
   /** The watcher's generation the current pass planned from. */
   private plannedAt = 0;
@@ -257,19 +261,22 @@ export class Converger {
   /** Per managed interface: its table, and whether a change for it is still pending. */
   private updateInterfaceGauges(desired: Plan, changes: readonly Change[]): void {
     const pending = new Set(changes.map((change) => this.changeInterface(change)));
-    const names = new Set<string>();
+    const exported = new Map<string, { inSync: number; table: number }>();
     for (const { link, table } of desired.interfaces) {
-      names.add(link.name);
-      this.metrics.interfaceInSync.set({ ifname: link.name }, pending.has(link.name) ? 0 : 1);
-      this.metrics.interfaceTable.set({ ifname: link.name }, table);
+      const now = { inSync: pending.has(link.name) ? 0 : 1, table };
+      const before = this.gaugedInterfaces.get(link.name);
+      if (before?.inSync !== now.inSync) this.metrics.interfaceInSync.set({ ifname: link.name }, now.inSync);
+      if (before?.table !== now.table) this.metrics.interfaceTable.set({ ifname: link.name }, now.table);
+      exported.set(link.name, now);
     }
-    for (const ifname of this.gaugedInterfaces) {
-      if (names.has(ifname)) continue;
+    for (const ifname of this.gaugedInterfaces.keys()) {
+      if (exported.has(ifname)) continue;
       this.metrics.interfaceInSync.remove({ ifname });
       this.metrics.interfaceTable.remove({ ifname });
     }
-    this.gaugedInterfaces = names;
+    this.gaugedInterfaces = exported;
   }
+
 
   private reportProblems(problems: readonly string[]): void {
     const current = new Set(problems);

@@ -52,7 +52,9 @@ describe('undisturbed operation', () => {
       lines.push(`link add n${k} type veth peer name veth${k}`, `link set n${k} up`, `link set veth${k} up`);
     }
     await batch(lab, ns, 'links.batch', lines);
-    const daemon = await lab.startConverged(ns, lab.writeConfig('metrics:\n  listen: 127.0.0.1:9477\n'));
+    // A thousand links take a while to dump on a busy machine: wait for "running" longer.
+    const daemon = lab.startDaemon(ns, ['--config', lab.writeConfig('metrics:\n  listen: 127.0.0.1:9477\n')]);
+    await eventually(() => expect(daemon.messages(), daemon.stderr).toContainEqual(expect.stringMatching(/^running\b/)), 120_000, 200);
     // The burst: every NIC gets an address in one ip -batch, then a second one in another.
     await batch(lab, ns, 'first.batch', Array.from({ length: NICS }, (_, i) => `addr add ${nicAddress(i + 1)}/24 dev n${i + 1}`));
     await batch(lab, ns, 'second.batch', Array.from({ length: NICS }, (_, i) => `addr add ${nicAddress(i + 1, true)}/24 dev n${i + 1}`));
