@@ -83,7 +83,7 @@ export function loadConfig(path: string | undefined, options: { defaultPath?: st
   const file = path ?? options.defaultPath ?? DEFAULT_CONFIG_PATH;
   let bytes: Buffer | null;
   try {
-    bytes = readAtMost(file, MAX_CONFIG_BYTES);
+    bytes = readConfigBytes(file);
   } catch (err) {
     // Running without a config file is fine, but a file the admin named has to be there.
     if (path === undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') return defaultConfig();
@@ -96,8 +96,9 @@ export function loadConfig(path: string | undefined, options: { defaultPath?: st
   return parseConfig(decodeUtf8(bytes, file), file);
 }
 
-/** The file's bytes, or null when there are more than `limit`; never reads more than limit + 1. */
-function readAtMost(file: string, limit: number): Buffer | null {
+/** The file's bytes, or null when it is larger than MAX_CONFIG_BYTES (then it is not read). */
+export function readConfigBytes(file: string): Buffer | null {
+  const limit = MAX_CONFIG_BYTES;
   const fd = openSync(file, 'r');
   try {
     // The size first, so that an oversize file is refused without reading any of it.

@@ -4,8 +4,9 @@
 // `..data` symlink in the file's directory (the path itself is a symlink through `..data`,
 // so the file's own inode never sees a write). Hence directories are watched, not the file,
 // and a change is judged by what the path now holds, not by which events arrived.
-import { readFileSync, realpathSync, watch, type FSWatcher } from 'node:fs';
+import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
+import { readConfigBytes } from '../config/config.js';
 import type { Logger } from './log.js';
 
 /**
@@ -52,10 +53,14 @@ export class ConfigFileWatcher {
     }, SETTLE_MS);
   }
 
-  /** The file's text; a missing or unreadable file is a state too (the reload reports it). */
+  /**
+   * The file's bytes; a missing, unreadable or oversize file is a state too (the reload
+   * reports it). Read with the config's own bound: a 50 MB file must not be read here either.
+   */
   private read(): string {
     try {
-      return `text\0${readFileSync(this.path, 'utf8')}`;
+      const bytes = readConfigBytes(this.path);
+      return bytes === null ? 'too large' : `bytes\0${bytes.toString('latin1')}`;
     } catch (error) {
       return `error\0${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
     }

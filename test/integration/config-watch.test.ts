@@ -3,7 +3,7 @@
 // editor writing a new file and renaming it over the old one — applying each change as a
 // diff and rejecting a bad one exactly like SIGHUP. Real files in a temp dir, the real
 // daemon in a namespace. Addresses from 198.18.0.0/15.
-import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigMapVolume } from '../support/deploy.js';
@@ -119,6 +119,28 @@ describe('--watch-config', () => {
     writeFileSync(target, 'rule:\n  priority: 31000\n'); // nothing changes in etc/
     await eventually(async () => expect(await l.ownedRuleLines(host.ns)).toEqual(rulesAt(host, 31000)));
     expect(daemon.errors()).toEqual([]);
+  });
+
+  it('refuses a file over 1 MiB by its size, like SIGHUP, without reading it to compare', async () => {
+    lab = new Lab();
+    const l = lab;
+    const host = await twoNicHost(lab);
+    const path = lab.writeConfig('rule:\n  priority: 30000\n');
+    const daemon = await startWatching(lab, host.ns, path);
+
+    // Valid text at the start of a 64 GiB sparse file: reading it whole would never end.
+    writeFileSync(path, 'rule:\n  priority: 31000\n');
+    truncateSync(path, 64 * 1024 ** 3);
+    await eventually(() =>
+      expect(rejections(daemon)).toEqual([
+        `config reload rejected, keeping the running config: ${path}: config is larger than 1048576 bytes (1 MiB), the most symroute reads`,
+      ]),
+    );
+    expect(await l.ownedRuleLines(host.ns)).toEqual(rulesAt(host, 30000));
+
+    // And back to a normal size: applied.
+    writeFileSync(path, 'rule:\n  priority: 31000\n');
+    await eventually(async () => expect(await l.ownedRuleLines(host.ns)).toEqual(rulesAt(host, 31000)));
   });
 
   it('cannot be combined with --once', async () => {
