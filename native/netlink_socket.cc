@@ -343,9 +343,103 @@ Napi::Value SendUnixDatagram(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// An abstract AF_UNIX address of exactly the name's length. (Node.js 20 pads abstract names
+// to the whole of sun_path, so `@symroute` would be a different name for everyone else: ss,
+// socat, Python, and Node.js versions that do not pad.)
+bool AbstractAddress(Napi::Env env, const Napi::CallbackInfo& info, struct sockaddr_un* address, socklen_t* length) {
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "expected an abstract socket name").ThrowAsJavaScriptException();
+    return false;
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  *address = {};
+  address->sun_family = AF_UNIX;
+  if (name.empty() || name.size() + 1 > sizeof(address->sun_path)) {
+    Napi::Error::New(env, "abstract socket name is empty or too long: " + name).ThrowAsJavaScriptException();
+    return false;
+  }
+  memcpy(address->sun_path + 1, name.data(), name.size());  // sun_path[0] stays '\0'
+  *length = offsetof(struct sockaddr_un, sun_path) + 1 + name.size();
+  return true;
+}
+
+// listenAbstract(name: string): fd of a non-blocking AF_UNIX stream socket bound to the
+// abstract name and listening, for net.Server.listen({ fd }). EADDRINUSE: someone has it.
+Napi::Value ListenAbstract(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct sockaddr_un address;
+  socklen_t length;
+  if (!AbstractAddress(env, info, &address, &length)) return env.Undefined();
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ErrnoError(env, "socket(AF_UNIX)", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) < 0 || listen(fd, 16) < 0) {
+    int err = errno;
+    close(fd);
+    ErrnoError(env, "bind(@" + std::string(address.sun_path + 1) + ")", err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// connectAbstract(name: string): fd of a non-blocking AF_UNIX stream socket connected to the
+// abstract name, for new net.Socket({ fd }). A local connect completes at once; ECONNREFUSED:
+// nobody listens; EAGAIN: the listener's backlog is full.
+Napi::Value ConnectAbstract(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct sockaddr_un address;
+  socklen_t length;
+  if (!AbstractAddress(env, info, &address, &length)) return env.Undefined();
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ErrnoError(env, "socket(AF_UNIX)", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int result;
+  do {
+    result = connect(fd, reinterpret_cast<sockaddr*>(&address), length);
+  } while (result < 0 && errno == EINTR);
+  if (result < 0) {
+    int err = errno;
+    close(fd);
+    ErrnoError(env, "connect(@" + std::string(address.sun_path + 1) + ")", err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// peerCredentials(fd: number): { pid, uid, gid } of the process at the other end of a
+// connected AF_UNIX stream socket, as the kernel recorded them when it connected
+// (SO_PEERCRED). The control socket is reachable by every process in the network namespace;
+// this is how it tells root and its own user from the rest. Node.js does not expose it.
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "peerCredentials(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred credentials = {};
+  socklen_t length = sizeof(credentials);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) {
+    ErrnoError(env, "getsockopt(SO_PEERCRED)", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, credentials.pid));
+  result.Set("uid", Napi::Number::New(env, credentials.uid));
+  result.Set("gid", Napi::Number::New(env, credentials.gid));
+  return result;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NetlinkSocket", NetlinkSocket::Define(env));
   exports.Set("sendUnixDatagram", Napi::Function::New(env, SendUnixDatagram));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials));
+  exports.Set("listenAbstract", Napi::Function::New(env, ListenAbstract));
+  exports.Set("connectAbstract", Napi::Function::New(env, ConnectAbstract));
   return exports;
 }
 

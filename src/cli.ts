@@ -72,6 +72,14 @@ const COMMANDS: Record<string, Command> = {
       );
     },
   },
+  reload: {
+    options: {},
+    positionals: [0, 0],
+    async run() {
+      const { reloadCommand } = await import('./commands/reload.js');
+      return reloadCommand(io);
+    },
+  },
   plan: {
     options: { ...CONFIG_OPTION, ...JSON_OPTION },
     positionals: [0, 0],

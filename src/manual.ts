@@ -63,7 +63,14 @@ export const COMMANDS: readonly CommandDoc[] = [
         values: LOG_FORMATS,
       },
     ],
-    description: `Signals: SIGHUP reloads the config (as "symroute reload" does); SIGTERM and SIGINT stop, leaving rules and routes in place unless on_exit: remove. Metrics on metrics.listen (default 127.0.0.1:9477).`,
+    description: `Signals: SIGHUP reloads the config (as "symroute reload" does); SIGTERM and SIGINT stop, leaving rules and routes in place unless on_exit: remove, also during start-up. Metrics on metrics.listen (default 127.0.0.1:9477). One symroute per network namespace: a second run exits 1, naming the first's pid.`,
+  },
+  {
+    name: 'reload',
+    summary: 'make the running daemon re-read its config, and say whether it was applied',
+    usage: 'symroute reload',
+    options: [],
+    description: `Asks the symroute running in this network namespace (over its control socket @symroute) to re-read its config file, exactly as SIGHUP does, waits until the new config is applied or rejected, and prints the verdict; each problem of a rejected config as file:line: key: message. Exit 0 when applied, 1 when rejected (the daemon keeps its running config), 3 when no symroute runs in this network namespace.`,
   },
   {
     name: 'plan',

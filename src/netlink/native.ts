@@ -1,5 +1,6 @@
 // Typed access to the native addon (native/netlink_socket.cc), built by node-gyp at install.
-// Besides netlink sockets it sends the AF_UNIX datagrams of systemd's notify protocol.
+// Besides netlink sockets it sends the AF_UNIX datagrams of systemd's notify protocol and
+// reads who is at the other end of the control socket.
 import { createRequire } from 'node:module';
 
 export interface ReadResult {
@@ -23,6 +24,15 @@ export interface NativeNetlinkSocket {
 interface NativeModule {
   NetlinkSocket: new (options: { groups?: number[]; receiveBufferBytes?: number }) => NativeNetlinkSocket;
   sendUnixDatagram(path: string, message: Buffer): void;
+  peerCredentials(fd: number): PeerCredentials;
+  listenAbstract(name: string): number;
+  connectAbstract(name: string): number;
+}
+
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -36,4 +46,22 @@ export function openNetlinkSocket(options: { groups?: number[]; receiveBufferByt
 /** One datagram to an AF_UNIX socket path ('@' prefix: abstract namespace). */
 export function sendUnixDatagram(path: string, message: string): void {
   native.sendUnixDatagram(path, Buffer.from(message));
+}
+
+/** Who is at the other end of a connected AF_UNIX stream socket (SO_PEERCRED). */
+export function peerCredentials(fd: number): PeerCredentials {
+  return native.peerCredentials(fd);
+}
+
+/**
+ * A listening AF_UNIX stream socket on an abstract name of exactly that length (Node.js 20
+ * pads abstract names to all of sun_path); throws an Error with `errno` (EADDRINUSE: taken).
+ */
+export function listenAbstract(name: string): number {
+  return native.listenAbstract(name);
+}
+
+/** A connected AF_UNIX stream socket to an abstract name; throws with `errno` (ECONNREFUSED: nobody). */
+export function connectAbstract(name: string): number {
+  return native.connectAbstract(name);
 }

@@ -7,6 +7,7 @@ import { ConfigFileWatcher } from './config-watch.js';
 import { createLogger, type Logger } from './log.js';
 import type { LogFormat } from '../manual.js';
 import { Metrics, MetricsServer } from './metrics.js';
+import { AlreadyRunning, ControlServer, type ReloadVerdict } from './control.js';
 import { stopRequested, type StopSignal } from './stop-signal.js';
 import { SystemdNotifier } from './systemd.js';
 
@@ -30,8 +31,26 @@ export interface RunOptions {
  * code. A stop during start-up is a stop like any other: exit 0, on_exit honoured.
  */
 export async function runService(options: RunOptions): Promise<number> {
+  const log = createLogger(options.logLevel ?? options.config.log.level, options.logFormat);
+  // Before anything touches the kernel: one symroute per network namespace.
+  let control: ControlServer;
+  try {
+    control = await ControlServer.listen(options.build.version, log);
+  } catch (error) {
+    if (!(error instanceof AlreadyRunning)) throw error;
+    log.error({ pid: error.pid }, error.message);
+    return 1;
+  }
+  try {
+    return await serve(options, log, control);
+  } finally {
+    // Last: the guard is held until everything, removal included, is done.
+    await control.close();
+  }
+}
+
+async function serve(options: RunOptions, log: Logger, control: ControlServer): Promise<number> {
   let config = options.config;
-  const log = createLogger(options.logLevel ?? config.log.level, options.logFormat);
   const metrics = new Metrics(options.build);
   const daemon = new Daemon(config, log, metrics);
   // A stop may come at any moment of start-up (stop-signal.ts caught it from the first): the
@@ -63,8 +82,9 @@ export async function runService(options: RunOptions): Promise<number> {
     { ready: () => daemon.inSync, liveness: () => daemon.liveness(LIVENESS_TIMEOUT_MS) },
     log,
   );
-  const reloader = new Reloader(async () => {
+  const reloader = new Reloader(async (): Promise<ReloadVerdict> => {
     notifier.reloading();
+    let verdict: ReloadVerdict;
     try {
       const next = loadConfig(options.configPath);
       await daemon.reload(next);
@@ -75,20 +95,25 @@ export async function runService(options: RunOptions): Promise<number> {
       metrics.configLastReloadSuccessful.set(1);
       metrics.configLastReloadSuccess.set(Date.now() / 1000);
       log.info(`reloaded configuration${options.configPath ? ` from ${options.configPath}` : ''}: ${daemon.summary()}`);
+      verdict = { applied: true, summary: daemon.summary() };
     } catch (error) {
       metrics.configReloads.inc({ result: 'failure' });
       metrics.configLastReloadSuccessful.set(0);
       const problems = error instanceof ConfigError ? error.problems : [(error as Error).message];
       for (const problem of problems) log.error(`config reload rejected, keeping the running config: ${problem}`);
+      verdict = { applied: false, problems };
     }
     notifier.ready(daemon.summary());
+    return verdict;
   }, log);
+  // `symroute reload` takes exactly the path SIGHUP takes, and waits for its verdict.
+  control.reload = () => reloader.request();
   // Installed before READY=1: systemd may send SIGHUP as soon as it sees the service up, and
   // an unhandled SIGHUP would kill the process.
-  process.on('SIGHUP', () => reloader.request());
+  process.on('SIGHUP', () => void reloader.request());
   // Started before the first pass, so that a change made while it runs is not missed.
   const fileWatcher = options.watchConfig
-    ? new ConfigFileWatcher(options.configPath ?? DEFAULT_CONFIG_PATH, () => reloader.request(), log)
+    ? new ConfigFileWatcher(options.configPath ?? DEFAULT_CONFIG_PATH, () => void reloader.request(), log)
     : null;
 
   try {
@@ -122,23 +147,27 @@ export async function runService(options: RunOptions): Promise<number> {
 }
 
 /**
- * Serialises reloads and coalesces storms: however many SIGHUPs arrive while one reload
- * runs, exactly one more follows it, reading the file as it is by then. Reloads asked for
- * before the first convergence wait for it.
+ * Serialises reloads and coalesces storms: however many requests (SIGHUP, `symroute reload`,
+ * a changed file) arrive while one reload runs, exactly one more follows it, reading the file
+ * as it is by then, and each request's promise gets the verdict of the first reload that
+ * starts after it. Reloads asked for before the first convergence wait for it.
  */
 class Reloader {
   private requested = false;
   private enabled = false;
   private running: Promise<void> | null = null;
+  private waiting: Array<(verdict: ReloadVerdict) => void> = [];
 
   constructor(
-    private readonly reload: () => Promise<void>,
+    private readonly reload: () => Promise<ReloadVerdict>,
     private readonly log: Logger,
   ) {}
 
-  request(): void {
+  request(): Promise<ReloadVerdict> {
     this.requested = true;
+    const verdict = new Promise<ReloadVerdict>((resolve) => this.waiting.push(resolve));
     this.kick();
+    return verdict;
   }
 
   enable(): void {
@@ -146,9 +175,11 @@ class Reloader {
     this.kick();
   }
 
+  /** Lets a reload under way finish; requests still waiting are answered that none will come. */
   async drain(): Promise<void> {
     this.enabled = false;
     await this.running;
+    for (const resolve of this.waiting.splice(0)) resolve({ applied: false, problems: ['symroute is stopping'] });
   }
 
   private kick(): void {
@@ -159,11 +190,15 @@ class Reloader {
   private async loop(): Promise<void> {
     while (this.requested && this.enabled) {
       this.requested = false;
+      const waiting = this.waiting.splice(0);
+      let verdict: ReloadVerdict;
       try {
-        await this.reload();
+        verdict = await this.reload();
       } catch (error) {
         this.log.error({ err: error }, `reload failed: ${(error as Error).message}`);
+        verdict = { applied: false, problems: [`reload failed: ${(error as Error).message}`] };
       }
+      for (const resolve of waiting) resolve(verdict);
     }
   }
 }

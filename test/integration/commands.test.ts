@@ -17,7 +17,7 @@ const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as
 const TABLE_BASE = 1000;
 const PRIORITY = 30000;
 const EXIT_USAGE = 2;
-const COMMANDS = ['run', 'plan', 'status', 'check-config', 'explain', 'demo', 'completion'];
+const COMMANDS = ['run', 'reload', 'plan', 'status', 'check-config', 'explain', 'demo', 'completion'];
 
 // ---------------------------------------------------------------------------------------
 // Helpers
