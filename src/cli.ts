@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // symroute's command line: parses arguments and hands over to one command. What each command
 // says about itself (--help, man page, exit codes) is written once, in manual.ts.
-// First of all imports: `run` handles SIGTERM/SIGINT before anything else is loaded.
-import './service/stop-signal.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readBuildInfo } from './build.js';
 import type { Output } from './commands/inspect.js';
@@ -48,6 +46,9 @@ const COMMANDS: Record<string, Command> = {
     },
     positionals: [0, 0],
     async run(values) {
+      // First of all, before the rest is loaded: a stop during start-up stops it cleanly.
+      const { catchStopSignals } = await import('./stop-signal.js');
+      const stopRequested = catchStopSignals();
       const logLevel = values['log-level'] as string | undefined;
       if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
         return usageError('run', `--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
@@ -68,6 +69,7 @@ const COMMANDS: Record<string, Command> = {
           logLevel: logLevel as LogLevel | undefined,
           logFormat: logFormat as LogFormat | undefined,
           build: BUILD,
+          stopRequested,
         }),
       );
     },

@@ -8,7 +8,7 @@ import { createLogger, type Logger } from './log.js';
 import type { LogFormat } from '../manual.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { AlreadyRunning, ControlServer, type ReloadVerdict } from './control.js';
-import { stopRequested, type StopSignal } from './stop-signal.js';
+import type { StopSignal } from '../stop-signal.js';
 import { SystemdNotifier } from './systemd.js';
 
 const ONCE_ATTEMPTS = 3;
@@ -24,6 +24,8 @@ export interface RunOptions {
   readonly logLevel: Config['log']['level'] | undefined;
   readonly build: BuildInfo;
   readonly logFormat: LogFormat | undefined;
+  /** The first SIGTERM/SIGINT, caught by the command line before anything was loaded. */
+  readonly stopRequested: Promise<StopSignal>;
 }
 
 /**
@@ -53,10 +55,10 @@ async function serve(options: RunOptions, log: Logger, control: ControlServer): 
   let config = options.config;
   const metrics = new Metrics(options.build);
   const daemon = new Daemon(config, log, metrics);
-  // A stop may come at any moment of start-up (stop-signal.ts caught it from the first): the
+  // A stop may come at any moment of start-up (the command line caught it from the first): the
   // pass under way finishes, no other starts, and the stop below honours on_exit as always.
   let stopSignal: StopSignal | null = null;
-  const stop = stopRequested().then((signal) => {
+  const stop = options.stopRequested.then((signal) => {
     stopSignal = signal;
     daemon.interrupt();
     return signal;
