@@ -198,7 +198,8 @@ export function parseConfig(text: string, fileName: string): Config {
 /** yaml counts what aliases expand to as it renders the document, and stops at the limit. */
 function aliasLimitProblem(doc: Document, lines: LineCounter, fileName: string): string | undefined {
   try {
-    doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    // mapAsMap: a key that is itself a mapping or list is not to be stringified (with a warning).
+    doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT, mapAsMap: true });
     return undefined;
   } catch (error) {
     if (!(error instanceof ReferenceError)) throw error;
