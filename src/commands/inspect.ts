@@ -168,6 +168,8 @@ export interface InterfaceStatus {
     family: FamilyName;
     addresses: string[];
     gateway: { address: string; source: string } | null;
+    /** A gateway the kernel would refuse in the table: planned as none (see problems). */
+    unusableGateway?: { address: string; source: string };
   }[];
   rules: RuleJson[];
   routes: RouteJson[];
@@ -203,6 +205,9 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
             family: familyName(f.family),
             addresses: f.addresses.map((a) => `${a.address}/${a.prefixLength}`),
             gateway: f.gateway ? { address: f.gateway.address, source: f.gateway.source } : null,
+            ...(f.unusableGateway
+              ? { unusableGateway: { address: f.unusableGateway.address, source: f.unusableGateway.source } }
+              : {}),
           })),
           rules: s.plan.rules.filter((r) => r.table === i.table).map(ruleJson),
           routes: s.plan.routes.filter((r) => r.table === i.table).map((r) => routeJson(r, s.linkName)),
@@ -224,7 +229,11 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
       const state = i.collision ? 'left alone (collision)' : pending.length === 0 ? 'in sync' : `${pending.length} changes pending`;
       io.out(`${i.link.name} (ifindex ${i.link.index}): table ${i.table}, ${state}`);
       for (const f of i.families) {
-        const gateway = f.gateway ? `gateway ${f.gateway.address} (from ${f.gateway.source})` : 'no gateway';
+        const gateway = f.gateway
+          ? `gateway ${f.gateway.address} (from ${f.gateway.source})`
+          : f.unusableGateway
+            ? `gateway ${f.unusableGateway.address} (from ${f.unusableGateway.source}) unusable, see problems`
+            : 'no gateway';
         io.out(`  ${familyName(f.family)}  ${f.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(' ')}  ${gateway}`);
       }
       for (const rule of s.plan.rules.filter((r) => r.table === i.table)) io.out(`  rule   ${describeRule(rule)}`);

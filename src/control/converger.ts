@@ -190,6 +190,10 @@ export class Converger {
     const drift = changes.filter((change) => change.op !== 'delete' && this.drifted.delete(changeKey(change)));
     this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
     this.metrics.managedInterfaces.set(desired.interfaces.length);
+    for (const family of [4, 6] as const) {
+      const unusable = desired.interfaces.filter((i) => i.families.some((f) => f.family === family && f.unusableGateway));
+      this.metrics.unusableGateways.set({ family: family === 4 ? 'ipv4' : 'ipv6' }, unusable.length);
+    }
     this.updateInterfaceGauges(desired, changes);
     if (changes.length === 0) {
       this.convergedKeys = new Map([

@@ -8,10 +8,12 @@ import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from './constants.js';
 
 /**
  * Routes worth keeping: not the local table (the kernel's own), and from the main table only
- * default routes (where gateways are learned); a full BGP table in main costs nothing.
+ * default routes (where gateways are learned) and routes without a gateway (which say where a
+ * gateway is reachable); a full BGP table in main costs nothing.
  */
 function mirrored(route: Route): boolean {
-  return route.table !== RT_TABLE_LOCAL && (route.table !== RT_TABLE_MAIN || route.dstLength === 0);
+  if (route.table === RT_TABLE_LOCAL) return false;
+  return route.table !== RT_TABLE_MAIN || route.dstLength === 0 || (!route.gateway && !route.nexthops);
 }
 
 /** The route with these nexthops; a single one is how the kernel shows a plain route. */

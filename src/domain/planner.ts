@@ -9,11 +9,19 @@ import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_
 
 export type GatewaySource = 'config' | 'main table';
 
+export interface Gateway {
+  readonly address: string;
+  readonly source: GatewaySource;
+  readonly onlink?: true;
+}
+
 export interface FamilyPlan {
   readonly family: Family;
   readonly addresses: readonly Address[];
   readonly prefixes: readonly ConnectedPrefix[];
-  readonly gateway?: { readonly address: string; readonly source: GatewaySource; readonly onlink?: true };
+  readonly gateway?: Gateway;
+  /** A gateway the kernel would refuse in this table (and why): planned as no gateway. */
+  readonly unusableGateway?: Gateway & { readonly reason: string };
 }
 
 export interface InterfacePlan {
@@ -45,6 +53,8 @@ interface Indexed {
   readonly mirror: MirrorView;
   readonly addressesByLink: ReadonlyMap<number, readonly Address[]>;
   readonly mainDefaultRoutes: readonly Route[];
+  /** Routes in main without a gateway (connected prefixes, `<gateway> dev <if>`), by device. */
+  readonly mainDeviceRoutesByLink: ReadonlyMap<number, readonly Route[]>;
   readonly foreignRoutesByTable: ReadonlyMap<number, readonly Route[]>;
 }
 
@@ -56,6 +66,12 @@ function index(config: Config, mirror: MirrorView): Indexed {
     mainDefaultRoutes: foreignRoutes.filter(
       // A source-specific default (`default from …`) is not the interface's gateway for all.
       (route) => route.table === RT_TABLE_MAIN && route.dstLength === 0 && !route.srcLength && route.type === RTN_UNICAST,
+    ),
+    mainDeviceRoutesByLink: groupBy(
+      foreignRoutes.filter(
+        (route) => route.table === RT_TABLE_MAIN && route.type === RTN_UNICAST && !route.gateway && !route.nexthops && route.oif !== undefined,
+      ),
+      (route) => route.oif!,
     ),
     foreignRoutesByTable: groupBy(foreignRoutes, (route) => route.table),
   };
@@ -83,6 +99,13 @@ export function plan(config: Config, mirror: MirrorView): Plan {
     const families = FAMILIES.map((family) => planFamily(config, indexed, link, family)).filter(
       (f) => f.addresses.length > 0,
     );
+    for (const { family, unusableGateway: gateway } of families) {
+      if (!gateway) continue;
+      problems.push(
+        `${link.name}: IPv${family} gateway ${gateway.address} (from ${gateway.source}) is not reachable through ${link.name}: ` +
+          `${gateway.reason}; the kernel would refuse it, so table ${table} gets no IPv${family} default route`,
+      );
+    }
     const collision = findCollision(indexed, table, link);
     if (collision) {
       problems.push(collision);
@@ -133,7 +156,39 @@ function planFamily(config: Config, indexed: Indexed, link: Link, family: Family
     ? // Written as the kernel will report it, or the route would never compare equal.
       { address: canonicalAddress(configured), source: 'config' as const }
     : learnedGateway(indexed, link.index, family);
-  return { family, addresses, prefixes: connectedPrefixes(addresses), ...(gateway ? { gateway } : {}) };
+  const prefixes = connectedPrefixes(addresses);
+  const unreachable = gateway && whyUnreachable(indexed, link, family, prefixes, gateway);
+  if (unreachable) return { family, addresses, prefixes, unusableGateway: { ...gateway, reason: unreachable } };
+  return { family, addresses, prefixes, ...(gateway ? { gateway } : {}) };
+}
+
+/**
+ * Why the kernel would refuse `default via <gateway> dev <link>` in the interface's table, if
+ * it would (checked on the kernel: IPv4 answers ENETUNREACH, IPv6 EHOSTUNREACH). It accepts
+ * a gateway that is on-link, or link-local (IPv6), or reachable without a gateway through
+ * this device: in the table — where symroute puts the interface's connected prefixes before
+ * any gateway route — or, failing that, by its ordinary lookup, which finds main's device
+ * routes: the connected prefixes of every address, and the `<gateway> dev <if>` routes
+ * admins add for a gateway outside the subnet. Planning one it refuses would only retry the
+ * refusal forever.
+ */
+function whyUnreachable(
+  indexed: Indexed,
+  link: Link,
+  family: Family,
+  prefixes: readonly ConnectedPrefix[],
+  gateway: Gateway,
+): string | undefined {
+  if (gateway.onlink || (family === 6 && isIPv6LinkLocal(gateway.address))) return undefined;
+  const inside = (network: string, length: number) => networkOf(gateway.address, length) === network;
+  if (prefixes.some((prefix) => inside(prefix.network, prefix.length))) return undefined;
+  const deviceRoutes = (indexed.mainDeviceRoutesByLink.get(link.index) ?? []).filter(
+    // IPv4 looks for a route of link (or host) scope; IPv6 routes have no scope.
+    (route) => route.family === family && (family === 6 || route.scope >= RT_SCOPE_LINK),
+  );
+  if (deviceRoutes.some((route) => inside(networkOf(route.dst, route.dstLength), route.dstLength))) return undefined;
+  const where = prefixes.length > 0 ? `in none of its prefixes (${prefixes.map((p) => `${p.network}/${p.length}`).join(', ')})` : 'not in any prefix of it (it has none)';
+  return `${where}, nor behind a device route of it in the main table${family === 6 ? ', not link-local' : ''}, and not onlink`;
 }
 
 /** The lowest-metric default route via this interface in the main table (DHCP, RA, static). */

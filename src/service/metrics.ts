@@ -99,6 +99,12 @@ export class Metrics {
     labelNames: ['family'] as const,
     registers: [this.registry],
   });
+  readonly unusableGateways = new Gauge({
+    name: 'symroute_unusable_gateways',
+    help: 'Interfaces whose gateway (configured or learned) the kernel would refuse in their table, so they get no default route.',
+    labelNames: ['family'] as const,
+    registers: [this.registry],
+  });
   readonly inSync = new Gauge({
     name: 'symroute_in_sync',
     help: '1 when the kernel matches the desired state, 0 while it is known not to.',
@@ -162,6 +168,7 @@ export class Metrics {
     for (const family of ['ipv4', 'ipv6']) {
       this.managedRules.set({ family }, 0);
       this.managedRoutes.set({ family }, 0);
+      this.unusableGateways.set({ family }, 0);
     }
   }
 }

@@ -98,8 +98,8 @@ describe('real Prometheus scraping a real daemon', () => {
       await lab.veth(ns, `b${k}`, peer, `p${k}`);
       await lab.ip(ns, 'addr', 'add', `198.18.${k + 1}.10/24`, 'dev', `b${k}`);
     }
-    // A gateway outside b1's prefix: the kernel refuses it (ENETUNREACH), so the error
-    // series exist too.
+    // A gateway the kernel refuses (ENETUNREACH), so the error series exist too.
+    await lab.refuseGateway(ns, 'b1', '198.51.100.1');
     const config = lab.writeConfig('gateways:\n  b1:\n    ipv4: 198.51.100.1\n');
     const daemon = lab.startDaemon(ns, ['--config', config]);
     await eventually(() => expect(daemon.messages(), daemon.stderr).toContainEqual(expect.stringMatching(/^running\b/)));

@@ -404,7 +404,8 @@ describe('metrics endpoint', () => {
   it('answers /healthz with 503 and exports symroute_in_sync 0 while the kernel refuses a change', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
-    // 203.0.113.99 is not on b0's subnet: the kernel rejects the default route, every retry.
+    // The kernel rejects the default route via 203.0.113.99, every retry.
+    await lab.refuseGateway(host.ns, 'b0', '203.0.113.99');
     const { daemon } = await startConverged(lab, host.ns, 'gateways:\n  b0:\n    ipv4: 203.0.113.99\n');
     const l = lab;
     await eventually(async () => {
@@ -789,12 +790,14 @@ describe('systemd notify protocol', () => {
 // ---------------------------------------------------------------------------------------
 
 const PRIORITY_OF_LEVEL: Record<number, number> = { 60: 2, 50: 3, 40: 4, 30: 6, 20: 7, 10: 7 };
+/** With lab.refuseGateway(ns, 'b0', '203.0.113.99'): a change the kernel refuses, every retry. */
 const BAD_GATEWAY = 'gateways:\n  b0:\n    ipv4: 203.0.113.99\n';
 
 describe('logs', () => {
   it('prefixes every line with its syslog priority when stdout is the JOURNAL_STREAM', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
+    await lab.refuseGateway(host.ns, 'b0', '203.0.113.99');
     const config = lab.writeConfig(BAD_GATEWAY);
     const table = await tableOf(lab, host.ns, 'b0');
     const logPath = join(lab.dir, 'journal-stream.log');
@@ -841,6 +844,7 @@ describe('logs', () => {
   it('writes plain JSON lines without JOURNAL_STREAM, or when it names another file', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
+    await lab.refuseGateway(host.ns, 'b0', '203.0.113.99');
     const other = openSync(join(lab.dir, 'not-stdout.log'), 'w');
     const { dev, ino } = fstatSync(other, { bigint: true });
     closeSync(other);

@@ -49,7 +49,8 @@ describe('Case 2: many NICs in one subnet', () => {
   it('with --once exits 1 when the kernel keeps refusing a change, after logging why', async () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 2);
-    // A gateway outside every connected prefix: the kernel refuses the default route.
+    // A gateway the kernel refuses, every retry.
+    await lab.refuseGateway(t.serverNs, 'b0', '203.0.113.99');
     const config = lab.writeConfig('gateways:\n  b0:\n    ipv4: 203.0.113.99\n');
     const result = await lab.runCli(t.serverNs, ['run', '--once', '--config', config]);
     expect(result.code).toBe(1);

@@ -168,6 +168,18 @@ export class Lab extends NetnsLab {
     return parts.join('\n');
   }
 
+  /**
+   * Makes the kernel refuse `default via <gateway> dev <dev>` in symroute's table, although
+   * the planner takes the gateway for reachable: a device route to it in main (which the
+   * planner counts, as the kernel's own fallback lookup does), and a foreign rule that turns
+   * that lookup into "unreachable". The kernel answers ENETUNREACH "Nexthop has invalid
+   * gateway", every retry. (A gateway simply outside the prefixes is no longer sent at all.)
+   */
+  async refuseGateway(ns: string, dev: string, gateway: string): Promise<void> {
+    await this.ip(ns, 'route', 'add', gateway, 'dev', dev);
+    await this.ip(ns, 'rule', 'add', 'to', gateway, 'unreachable', 'pref', '100');
+  }
+
   writeConfig(yaml: string, name = 'symroute.yaml'): string {
     const path = join(this.dir, name);
     writeFileSync(path, yaml);

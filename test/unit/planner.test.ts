@@ -275,6 +275,85 @@ describe('the gateway', () => {
   });
 });
 
+describe('a gateway the kernel would refuse in the table', () => {
+  const familyOf = (p: Plan, family: Family, name = 'eth0') =>
+    p.interfaces.find((i) => i.link.name === name)!.families.find((f) => f.family === family)!;
+
+  it('is not planned when outside every prefix of the interface and not onlink: a problem instead', () => {
+    const b = new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24').nic(3, 'eth1', '198.18.3.2/24');
+    b.route(route({ gateway: '198.18.2.1', oif: 2, metric: 100, protocol: PROTO_DHCP })); // its subnet went
+    b.route(route({ gateway: '198.18.3.1', oif: 3, metric: 200, protocol: PROTO_DHCP }));
+    const p = plan(defaultConfig(), b.mirror);
+    expect(familyOf(p, 4).gateway).toBeUndefined();
+    expect(familyOf(p, 4).unusableGateway).toEqual({
+      address: '198.18.2.1',
+      source: 'main table',
+      reason: 'in none of its prefixes (198.18.1.0/24), nor behind a device route of it in the main table, and not onlink',
+    });
+    expect(p.problems).toEqual([
+      'eth0: IPv4 gateway 198.18.2.1 (from main table) is not reachable through eth0: in none of its prefixes (198.18.1.0/24), ' +
+        'nor behind a device route of it in the main table, and not onlink; the kernel would refuse it, so table 1002 gets no IPv4 default route',
+    ]);
+    // Everything else is planned.
+    expect(p.routes).toEqual([
+      connected(1002, '198.18.1.0/24', 2, '198.18.1.2'),
+      connected(1003, '198.18.3.0/24', 3, '198.18.3.2'),
+      viaGateway(1003, '198.18.3.1', 3),
+    ]);
+    expect(p.rules).toEqual([from('198.18.1.2', 1002), from('198.18.3.2', 1003)]);
+  });
+
+  it('counts a secondary prefix and a peer prefix as reachable', () => {
+    const b = new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24');
+    b.address({ ifindex: 2, cidr: '198.18.2.2/24', flags: IFA_F_PERMANENT | IFA_F_SECONDARY });
+    b.address({ ifindex: 2, cidr: '198.18.7.2/32', peer: '198.18.7.1', flags: IFA_F_PERMANENT });
+    for (const gateway of ['198.18.2.1', '198.18.7.1']) {
+      const p = plan(config((c) => (c.gateways = { eth0: { ipv4: gateway } })), b.mirror);
+      expect(familyOf(p, 4).gateway, gateway).toEqual({ address: gateway, source: 'config' });
+      expect(p.problems).toEqual([]);
+    }
+  });
+
+  it('is reachable behind a device route of the interface in main, as the kernel finds it', () => {
+    const b = new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24', '2001:db8:1::2/64').nic(3, 'eth1', '198.18.3.2/24');
+    const c = config((c) => (c.gateways = { eth0: { ipv4: '203.0.113.1', ipv6: '2001:db8:99::1' } }));
+    // On another interface, or in another table, it does not count.
+    b.route(route({ dst: '203.0.113.1/32', oif: 3, scope: RT_SCOPE_LINK, protocol: PROTO_STATIC }));
+    b.route(route({ dst: '2001:db8:99::1/128', oif: 2, table: 77, protocol: PROTO_STATIC }));
+    expect(plan(c, b.mirror).problems).toHaveLength(2);
+    b.route(route({ dst: '203.0.113.1/32', oif: 2, scope: RT_SCOPE_LINK, protocol: PROTO_STATIC }));
+    b.route(route({ dst: '2001:db8:99::/64', oif: 2, protocol: PROTO_STATIC }));
+    const p = plan(c, b.mirror);
+    expect(p.problems).toEqual([]);
+    expect(p.routes).toContainEqual(viaGateway(1002, '203.0.113.1', 2));
+    expect(p.routes).toContainEqual(viaGateway(1002, '2001:db8:99::1', 2));
+  });
+
+  it('for IPv6: a link-local gateway is always reachable, a global one outside the prefixes is not', () => {
+    const b = new MirrorBuilder().nic(2, 'eth0', '2001:db8:1::2/64');
+    expect(familyOf(plan(config((c) => (c.gateways = { eth0: { ipv6: 'fe80::1' } })), b.mirror), 6).gateway).toEqual({
+      address: 'fe80::1',
+      source: 'config',
+    });
+    const p = plan(config((c) => (c.gateways = { eth0: { ipv6: '2001:db8:2::1' } })), b.mirror);
+    expect(familyOf(p, 6).gateway).toBeUndefined();
+    expect(p.problems).toEqual([
+      'eth0: IPv6 gateway 2001:db8:2::1 (from config) is not reachable through eth0: in none of its prefixes (2001:db8:1::/64), ' +
+        'nor behind a device route of it in the main table, not link-local, and not onlink; the kernel would refuse it, so table 1002 gets no IPv6 default route',
+    ]);
+  });
+
+  it('an on-link gateway of a host address is reachable; one without onlink is not', () => {
+    const b = new MirrorBuilder().nic(2, 'eth0', '198.18.8.10/32');
+    b.route(route({ gateway: '198.18.8.1', oif: 2, protocol: PROTO_BOOT }));
+    const p = plan(defaultConfig(), b.mirror);
+    expect(familyOf(p, 4).unusableGateway?.reason).toBe(
+      'not in any prefix of it (it has none), nor behind a device route of it in the main table, and not onlink',
+    );
+    expect(p.routes).toEqual([]);
+  });
+});
+
 describe('rule.match: prefix', () => {
   it('one rule per distinct connected prefix; host addresses keep their own rule', () => {
     const b = new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24', '2001:db8:1::2/64', '2001:db8:1::3/64', '198.18.9.9/32');
