@@ -38,7 +38,8 @@ async function ownedCount(l: Lab, ns: string): Promise<{ rules: number; routes: 
 }
 
 describe('stop during start-up', () => {
-  it(`exits 0 and, with on_exit: remove, leaves nothing behind, however early it comes (${NICS} NICs)`, async () => {
+  // Six starts of a 150-NIC host, each stopped and cleaned up: longer than the default limit.
+  it(`exits 0 and, with on_exit: remove, leaves nothing behind, however early it comes (${NICS} NICs)`, { timeout: 300_000 }, async () => {
     lab = new Lab();
     const ns = await lab.namespace('h');
     await manyNics(lab, ns, NICS);
@@ -51,7 +52,6 @@ describe('stop during start-up', () => {
     const ownedRoute = async () => (await lab!.ip(ns, 'route', 'show', 'table', 'all', 'proto', '83')).trim() !== '';
     const stopPoints: Array<[string, (d: DaemonProcess) => Promise<boolean>, number]> = [
       ['first line', firstLine, 0],
-      ['first line', firstLine, 50],
       ['first line', firstLine, 200],
       ['first line', firstLine, 400],
       ['first owned route in the kernel', ownedRoute, 0],
