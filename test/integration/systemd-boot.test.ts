@@ -102,6 +102,35 @@ describe('symroute.service under systemd (nspawn)', () => {
     await m().check(['rm', CONFIG]);
   });
 
+  it('reloads a valid config: `systemctl reload` exits 0 once it is applied', async () => {
+    await writeConfig('rule:\n  priority: 31000');
+    const reload = await m().exec(['systemctl', 'reload', 'symroute'], 60_000);
+    expect(reload.code, reload.stderr).toBe(0);
+    // The reload job waited for the verdict: the new rules are in place now, the old ones gone.
+    expect(await rulesAt(31000)).toEqual(['198.18.1.10 1002', '198.18.2.10 1003']);
+    expect(await rulesAt(30000)).toEqual([]);
+    expect(await m().property('symroute', 'StatusText')).toMatch(/in sync$/);
+  });
+
+  it('fails `systemctl reload` when the config is rejected, keeps running on the old one, and logs it as an error', async () => {
+    const pid = await mainPid();
+    await writeConfig('rule:\n  priority: high');
+    const reload = await m().exec(['systemctl', 'reload', 'symroute'], 60_000);
+    expect(reload.code, reload.stderr).toBe(1);
+    // What `symroute reload` printed (the problems) is in the journal under the unit.
+    const said = (await journal('-u', 'symroute')).map((e) => e.MESSAGE).join('\n');
+    expect(said).toContain('rule.priority');
+    expect(await m().property('symroute', 'ActiveState')).toBe('active');
+    expect(await mainPid()).toBe(pid);
+    expect(await rulesAt(31000)).toEqual(['198.18.1.10 1002', '198.18.2.10 1003']);
+    const errors = await journal('-t', 'symroute', '-p', 'err');
+    const rejected = errors.find((e) => /reload rejected/.test(e.MESSAGE!));
+    expect(rejected?.PRIORITY, JSON.stringify(errors)).toBe('3');
+    expect(rejected?.MESSAGE).toContain('rule.priority');
+    await writeConfig('rule:\n  priority: 31000');
+    expect((await m().exec(['systemctl', 'reload', 'symroute'], 60_000)).code).toBe(0);
+  });
+
   it('is restarted by the watchdog when it stops answering, and pings it while healthy', async () => {
     // 4 s instead of 30 s, so the test need not wait long: pings every 2 s.
     await m().check(['sh', '-c', 'mkdir -p /run/systemd/system/symroute.service.d && printf "[Service]\\nWatchdogSec=4s\\n" > /run/systemd/system/symroute.service.d/watchdog.conf && systemctl daemon-reload && systemctl restart symroute'], 60_000);
@@ -119,7 +148,7 @@ describe('symroute.service under systemd (nspawn)', () => {
       expect(await m().property('symroute', 'ActiveState')).toBe('active');
     }, 30_000, 200);
     expect(await mainPid()).not.toBe(frozen);
-    expect(await rulesAt(30000)).toEqual(['198.18.1.10 1002', '198.18.2.10 1003']);
+    expect(await rulesAt(31000)).toEqual(['198.18.1.10 1002', '198.18.2.10 1003']);
   });
 
   it('stops cleanly, leaving the rules and routes in place', async () => {
@@ -128,6 +157,6 @@ describe('symroute.service under systemd (nspawn)', () => {
     expect(await m().property('symroute', 'ActiveState')).toBe('inactive');
     expect(await m().property('symroute', 'Result')).toBe('success');
     expect(await lab.kernelState(ns)).toBe(before);
-    expect(await rulesAt(30000)).toHaveLength(2);
+    expect(await rulesAt(31000)).toHaveLength(2);
   });
 });
