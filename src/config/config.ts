@@ -8,13 +8,16 @@ import {
 } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_CONFIG_PATH, LOG_LEVELS, type LogLevel } from './defaults.js';
+import { canonicalAddress, familyOf, networkOf } from '../domain/ip.js';
 
 export { DEFAULT_CONFIG_PATH, LOG_LEVELS, type LogLevel };
 
 const RULE_MATCHES = ['address', 'prefix'] as const;
 const ON_EXIT = ['keep', 'remove'] as const;
+const SYSCTL_MODES = ['report', 'manage'] as const;
 
 export type OnExit = (typeof ON_EXIT)[number];
+export type SysctlMode = (typeof SYSCTL_MODES)[number];
 export interface Gateway {
   ipv4?: string;
   ipv6?: string;
@@ -25,6 +28,14 @@ export interface Config {
   table: { base: number; pinned: Record<string, number> };
   rule: { priority: number; match: (typeof RULE_MATCHES)[number] };
   gateways: Record<string, Gateway>;
+  /** Destinations always routed by the main table, whatever the source: `to <prefix> lookup main`. */
+  exceptions: string[];
+  /** Keep main's routes through excluded plumbing (containers, VMs, tunnels) reachable from every source. */
+  containerRoutes: boolean;
+  /** ARP and reverse-path sysctls of NICs sharing a subnet: only reported, or also set. */
+  sysctl: SysctlMode;
+  /** Where rt_tables.d/ and rt_protos.d/ get symroute's names; auto: /etc/iproute2 in the host's namespace only. */
+  iproute2Dir: string | false | 'auto';
   protocol: number;
   onExit: OnExit;
   log: { level: LogLevel };
@@ -45,7 +56,15 @@ export const DEFAULT_EXCLUDE: readonly string[] = Object.freeze([
   'docker*', 'veth*', 'br-*', 'virbr*', 'podman*', 'cni*', 'cali*', 'flannel*', 'cilium*', 'kube-*',
   'lxc*', 'vnet*', 'vxlan*', 'genev_sys_*', 'ovs-system', 'tun*', 'tap*', 'wg*', 'tailscale*', 'zt*',
   'ifb*', 'dummy*', 'sit0', 'gre0', 'gretap0', 'erspan0', 'ip_vti0', 'ip6_vti0', 'ip6tnl0', 'ip6gre0',
+  // AWS VPC CNI pod veths, Weave, LXD/Incus bridges, Kubernetes' node-local DNS.
+  'eni*', 'weave', 'lxdbr*', 'incusbr*', 'nodelocaldns',
 ]);
+
+/**
+ * The instance metadata service (AWS, GCP, Azure, OpenStack, Oracle): it must be reached the
+ * way the main table says whatever address a client bound to, and no reply ever goes to it.
+ */
+export const DEFAULT_EXCEPTIONS: readonly string[] = Object.freeze(['169.254.169.254/32']);
 
 export function defaultConfig(): Config {
   return {
@@ -53,6 +72,10 @@ export function defaultConfig(): Config {
     table: { base: 1000, pinned: {} },
     rule: { priority: 30000, match: 'address' },
     gateways: {},
+    exceptions: [...DEFAULT_EXCEPTIONS],
+    containerRoutes: true,
+    sysctl: 'report',
+    iproute2Dir: 'auto',
     protocol: 83,
     onExit: 'keep',
     log: { level: 'info' },
@@ -184,6 +207,10 @@ export function parseConfig(text: string, fileName: string): Config {
         match: w.leaf(oneOf(RULE_MATCHES), (match) => (config.rule.match = match)),
       }),
     gateways: (node, path) => (config.gateways = gateways(w, node, path)),
+    exceptions: w.list(PREFIX, (prefixes) => (config.exceptions = prefixes)),
+    container_routes: w.leaf(BOOLEAN, (on) => (config.containerRoutes = on)),
+    sysctl: w.leaf(oneOf(SYSCTL_MODES), (mode) => (config.sysctl = mode)),
+    iproute2_dir: w.leaf(IPROUTE2_DIR, (dir) => (config.iproute2Dir = dir)),
     protocol: w.leaf(PROTOCOL, (protocol) => (config.protocol = protocol)),
     on_exit: w.leaf(oneOf(ON_EXIT), (onExit) => (config.onExit = onExit)),
     log: (node, path) =>
@@ -284,9 +311,46 @@ const RESERVED_PRIORITIES = new Map<unknown, string>([
   [32766, "the kernel's main-table rule"],
   [32767, "the kernel's default-table rule"],
 ]);
-const PRIORITY = expect(integer(1, 32765), 'an integer 1..32765', (value) =>
-  RESERVED_PRIORITIES.get(value),
+// The `to <prefix> lookup main` rules sit at priority - 1, which must stay behind the local table's 0.
+const PRIORITY = expect(integer(2, 32765), 'an integer 2..32765', (value) =>
+  value === 1 ? "the exception rules go one below it, and 0 is the local table's" : RESERVED_PRIORITIES.get(value),
 );
+
+const BOOLEAN = expect(z.boolean(), 'true or false');
+
+const IPROUTE2_DIR = expect(
+  z.union([z.literal(false), z.literal('auto'), z.string().trim().regex(/^\//)]),
+  'auto, false or an absolute directory such as "/etc/iproute2"',
+);
+
+/** `198.51.100.0/24`, `2001:db8::/32` or a bare address; canonical, host bits must be clear. */
+const PREFIX = expect(
+  z.string().trim().refine(isPrefix).transform(canonicalPrefix),
+  'an IP prefix such as "169.254.169.254/32" or "2001:db8::/32"',
+  (value) => (typeof value === 'string' ? prefixProblem(value.trim()) : undefined),
+);
+
+function prefixProblem(text: string): string | undefined {
+  const [address = '', length, ...rest] = text.split('/');
+  const family = familyOf(address);
+  if (!family || rest.length > 0) return undefined;
+  const full = family === 4 ? 32 : 128;
+  if (length !== undefined && !(/^\d{1,3}$/.test(length) && Number(length) <= full)) return `the length must be 0..${full}`;
+  const bits = length === undefined ? full : Number(length);
+  if (networkOf(address, bits) !== canonicalAddress(address)) return `host bits are set: did you mean ${networkOf(address, bits)}/${bits}?`;
+  return undefined;
+}
+
+function canonicalPrefix(text: string): string {
+  const [address = '', length] = text.split('/');
+  return `${canonicalAddress(address)}/${length === undefined ? (familyOf(address) === 4 ? 32 : 128) : Number(length)}`;
+}
+
+/** Whether prefixProblem() accepts the text as a whole: an address, optionally /length. */
+function isPrefix(text: string): boolean {
+  const [address = '', , ...rest] = text.split('/');
+  return familyOf(address) !== undefined && rest.length === 0 && prefixProblem(text) === undefined;
+}
 
 const PROTOCOL = expect(integer(5, 255), 'an integer 5..255', (value) =>
   integer(0, 4).safeParse(value).success ? '0-4 are reserved by the kernel' : undefined,
@@ -398,15 +462,20 @@ class Walker {
   }
 
   globs(set: (globs: string[]) => void): Field {
+    return this.list(GLOB, set, 'glob strings');
+  }
+
+  /** A list whose every item passes `check`; each bad item is reported with its index. */
+  list<T>(check: Check<T>, set: (items: T[]) => void, what = 'items'): Field {
     return (node, path) => {
       const list = this.deref(node);
       if (!isSeq(list)) {
-        return this.report(node, path, `expected a list of glob strings, got ${describe(this.value(node))}`);
+        return this.report(node, path, `expected a list of ${what}, got ${describe(this.value(node))}`);
       }
-      const globs: string[] = [];
-      const add = this.leaf(GLOB, (glob) => globs.push(glob));
+      const items: T[] = [];
+      const add = this.leaf(check, (item) => items.push(item));
       list.items.forEach((item, i) => add(item, `${path}[${i}]`));
-      set(globs);
+      set(items);
     };
   }
 

@@ -115,6 +115,16 @@ export class Metrics {
     help: 'When the kernel last matched the desired state after a change.',
     registers: [this.registry],
   });
+  readonly sysctlProblems = new Gauge({
+    name: 'symroute_sysctl_problems',
+    help: 'ARP settings of NICs sharing a subnet that break symmetric replies (arp_ignore not 1 or 2, arp_announce not 2).',
+    registers: [this.registry],
+  });
+  readonly sysctlErrors = new Counter({
+    name: 'symroute_sysctl_errors_total',
+    help: 'Reads or writes of /proc/sys/net/ipv4/conf that failed.',
+    registers: [this.registry],
+  });
   readonly configReloads = new Counter({
     name: 'symroute_config_reloads_total',
     help: 'Config reloads (SIGHUP or a change of the watched file), by result.',

@@ -52,6 +52,10 @@ describe('defaults', () => {
       table: { base: 1000, pinned: {} },
       rule: { priority: 30000, match: 'address' },
       gateways: {},
+      exceptions: ['169.254.169.254/32'],
+      containerRoutes: true,
+      sysctl: 'report',
+      iproute2Dir: 'auto',
       protocol: 83,
       onExit: 'keep',
       log: { level: 'info' },
@@ -131,6 +135,10 @@ describe('merging with defaults', () => {
       '    ipv6: fe80::1',
       '  eth1:',
       '    ipv6: "  2001:db8::1  "',
+      'exceptions: [169.254.169.254, "35.191.0.0/16", "2001:DB8::/32"]',
+      'container_routes: false',
+      'sysctl: manage',
+      'iproute2_dir: /run/symroute/iproute2',
       'protocol: 200',
       'on_exit: remove',
       'log:',
@@ -143,6 +151,10 @@ describe('merging with defaults', () => {
       table: { base: 5000, pinned: { eth0: 100, eth1: 101 } },
       rule: { priority: 100, match: 'prefix' },
       gateways: { eth0: { ipv4: '198.51.100.1', ipv6: 'fe80::1' }, eth1: { ipv6: '2001:db8::1' } },
+      exceptions: ['169.254.169.254/32', '35.191.0.0/16', '2001:db8::/32'],
+      containerRoutes: false,
+      sysctl: 'manage',
+      iproute2Dir: '/run/symroute/iproute2',
       protocol: 200,
       onExit: 'remove',
       log: { level: 'debug' },
@@ -183,8 +195,8 @@ describe('merging with defaults', () => {
   });
 
   it('accepts the extremes of every range', () => {
-    const low = parseConfig('table: {base: 256, pinned: {a: 1}}\nrule: {priority: 1}\nprotocol: 5\n', FILE);
-    expect([low.table.base, low.table.pinned.a, low.rule.priority, low.protocol]).toEqual([256, 1, 1, 5]);
+    const low = parseConfig('table: {base: 256, pinned: {a: 1}}\nrule: {priority: 2}\nprotocol: 5\n', FILE);
+    expect([low.table.base, low.table.pinned.a, low.rule.priority, low.protocol]).toEqual([256, 1, 2, 5]);
     const high = parseConfig(
       'table: {base: 4294901759, pinned: {a: 4294967295}}\nrule: {priority: 32765}\nprotocol: 255\n',
       FILE,
@@ -207,6 +219,11 @@ describe('merging with defaults', () => {
   it('resolves an alias of a list used more than once', () => {
     const config = parseConfig(yaml('interfaces:', '  include: &uplinks ["eth*", "ens*"]', '  exclude: *uplinks'), FILE);
     expect(config.interfaces).toEqual({ include: ['eth*', 'ens*'], exclude: ['eth*', 'ens*'] });
+  });
+
+  it('turns exceptions off with an empty list, and names files false', () => {
+    const config = parseConfig('exceptions: []\niproute2_dir: false\n', FILE);
+    expect([config.exceptions, config.iproute2Dir]).toEqual([[], false]);
   });
 
   it('accepts an IPv6 gateway for link-local and global addresses alike', () => {
@@ -352,7 +369,7 @@ describe('problems', () => {
       '  priority: high',
     );
     expect(problemsOf(text)).toEqual([
-      '/etc/symroute/symroute.yaml:7: rule.priority: expected an integer 1..32765, got "high"',
+      '/etc/symroute/symroute.yaml:7: rule.priority: expected an integer 2..32765, got "high"',
     ]);
   });
 
@@ -368,12 +385,12 @@ describe('problems', () => {
       'colour: blue',
     );
     expect(problemsOf(text)).toEqual([
-      `${FILE}:2: rule.priority: expected an integer 1..32765, got 0 (the kernel's local-table rule)`,
+      `${FILE}:2: rule.priority: expected an integer 2..32765, got 0 (the kernel's local-table rule)`,
       `${FILE}:3: rule.match: expected one of "address", "prefix", got "both"`,
       `${FILE}:5: table.base: expected an integer 256..4294901759, got 10`,
       `${FILE}:6: protocol: expected an integer 5..255, got 300`,
       `${FILE}:7: log.level: expected one of "fatal", "error", "warn", "info", "debug", "trace", got "loud"`,
-      `${FILE}:8: colour: unknown key (known: interfaces, table, rule, gateways, protocol, on_exit, log, metrics)`,
+      `${FILE}:8: colour: unknown key (known: interfaces, table, rule, gateways, exceptions, container_routes, sysctl, iproute2_dir, protocol, on_exit, log, metrics)`,
     ]);
     expect(() => parseConfig(text, FILE)).toThrow(problemsOf(text).join('\n'));
   });
@@ -381,7 +398,7 @@ describe('problems', () => {
   describe('unknown keys', () => {
     it('are reported at the top level', () => {
       expect(problemOf('\non-exit: keep\n')).toBe(
-        '2: on-exit: unknown key (known: interfaces, table, rule, gateways, protocol, on_exit, log, metrics)',
+        '2: on-exit: unknown key (known: interfaces, table, rule, gateways, exceptions, container_routes, sysctl, iproute2_dir, protocol, on_exit, log, metrics)',
       );
     });
 
@@ -463,7 +480,7 @@ describe('problems', () => {
 
     it('say "got nothing" for a missing value, on the line of its key', () => {
       expect(problemOf(yaml('rule:', '  priority:', '', '  match: prefix'))).toBe(
-        '2: rule.priority: expected an integer 1..32765, got nothing',
+        '2: rule.priority: expected an integer 2..32765, got nothing',
       );
       expect(problemOf(yaml('rule:', '  match: ~'))).toBe(
         '2: rule.match: expected one of "address", "prefix", got nothing',
@@ -500,7 +517,7 @@ describe('problems', () => {
       [-5, ''],
     ])('rejects %s', (priority, note) => {
       expect(problemOf(`rule:\n  priority: ${priority}\n`)).toBe(
-        `2: rule.priority: expected an integer 1..32765, got ${priority}${note}`,
+        `2: rule.priority: expected an integer 2..32765, got ${priority}${note}`,
       );
     });
   });
@@ -807,5 +824,28 @@ describe('isManagedName', () => {
     expect(isManagedName(config, 'docker0')).toBe(true);
     expect(isManagedName(config, 'eth9')).toBe(false);
     expect(isManagedName(parseConfig('interfaces: {exclude: []}\n', FILE), 'veth0')).toBe(true);
+  });
+});
+
+describe('host keys', () => {
+  it('reject a prefix with host bits set, naming the prefix meant', () => {
+    expect(problemOf('exceptions: ["198.51.100.1/24"]')).toBe(
+      '1: exceptions[0]: expected an IP prefix such as "169.254.169.254/32" or "2001:db8::/32", got "198.51.100.1/24" (host bits are set: did you mean 198.51.100.0/24?)',
+    );
+    expect(problemOf('exceptions: ["198.51.100.0/33"]')).toMatch(/exceptions\[0\].*\(the length must be 0\.\.32\)$/);
+    expect(problemOf('exceptions: [metadata]')).toMatch(/exceptions\[0\]: expected an IP prefix/);
+    expect(problemOf('exceptions: 169.254.169.254')).toMatch(/exceptions: expected a list of items, got "169.254.169.254"/);
+  });
+
+  it('reject priority 1: the exception rules need the priority below it', () => {
+    expect(problemOf('rule: {priority: 1}')).toBe(
+      "1: rule.priority: expected an integer 2..32765, got 1 (the exception rules go one below it, and 0 is the local table's)",
+    );
+  });
+
+  it('reject a relative iproute2 directory and an unknown sysctl mode', () => {
+    expect(problemOf('iproute2_dir: etc/iproute2')).toMatch(/iproute2_dir: expected auto, false or an absolute directory/);
+    expect(problemOf('sysctl: fix')).toBe('1: sysctl: expected one of "report", "manage", got "fix"');
+    expect(problemOf('container_routes: yes please')).toBe('1: container_routes: expected true or false, got "yes please"');
   });
 });
