@@ -2,14 +2,15 @@
 // (the same dumps the daemon starts from) and runs the same pure planner and diff, so what
 // they print is exactly what `symroute run` would do.
 import { isIPv4 } from 'node:net';
-import type { Config } from '../config/config.js';
+import { isPlumbingName, type Config } from '../config/config.js';
+import { isPlumbingRoute } from '../domain/destinations.js';
 import { computeChanges, type Change } from '../domain/diff.js';
 import { canonicalAddress, familyOf, networkOf } from '../domain/ip.js';
 import type { Mirror } from '../domain/mirror.js';
 import { describeRoute, describeRule, type Route, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
-import { FR_ACT_TO_TBL } from '../domain/constants.js';
+import { FR_ACT_TO_TBL, RT_TABLE_MAIN } from '../domain/constants.js';
 import type { RouteMessage } from '../netlink/messages.js';
 import { routeFromMessage } from '../kernel/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
@@ -33,7 +34,7 @@ async function withClient<T>(work: (client: RtnlClient) => Promise<T>): Promise<
 }
 
 async function snapshot(config: Config, client: RtnlClient): Promise<Snapshot> {
-  const mirror = await dumpMirror(client);
+  const mirror = await dumpMirror(client, (route, linkName) => isPlumbingRoute(config, route, linkName));
   const desired = plan(config, mirror);
   return {
     mirror,
@@ -330,6 +331,15 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
     io.out(`  via    ${route.gateway ?? '(directly connected)'}`);
     if (correct) {
       io.out(`${src} belongs to ${name(route.oif)}: the reply leaves through the NIC that owns the address`);
+      return 0;
+    }
+    // Replies into local plumbing never leave the host: the bridge, not a NIC, is right.
+    if (route.oif !== undefined && isPlumbingName(config, name(route.oif))) {
+      io.out(`${dst} is behind ${name(route.oif)} (excluded plumbing: containers, VMs, tunnels): the reply stays on this host, as it should`);
+      return 0;
+    }
+    if (rule && rule.protocol === config.protocol && rule.dstLength > 0 && rule.table === RT_TABLE_MAIN) {
+      io.out(`${dst} is in exceptions: the main table routes it whatever the source, as configured`);
       return 0;
     }
     io.out(`${src} belongs to ${owners.map(name).join(', ')}, but the reply leaves through ${route.oif !== undefined ? name(route.oif) : 'no device'}`);

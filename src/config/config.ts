@@ -60,11 +60,6 @@ export const DEFAULT_EXCLUDE: readonly string[] = Object.freeze([
   'eni*', 'weave', 'lxdbr*', 'incusbr*', 'nodelocaldns',
 ]);
 
-/**
- * The instance metadata service (AWS, GCP, Azure, OpenStack, Oracle): it must be reached the
- * way the main table says whatever address a client bound to, and no reply ever goes to it.
- */
-export const DEFAULT_EXCEPTIONS: readonly string[] = Object.freeze(['169.254.169.254/32']);
 
 export function defaultConfig(): Config {
   return {
@@ -72,7 +67,9 @@ export function defaultConfig(): Config {
     table: { base: 1000, pinned: {} },
     rule: { priority: 30000, match: 'address' },
     gateways: {},
-    exceptions: [...DEFAULT_EXCEPTIONS],
+    // None: a `to` rule takes a destination away from every NIC's table, so only the admin,
+    // who knows the platform's endpoints, can say which (README, "Platform endpoints").
+    exceptions: [],
     containerRoutes: true,
     sysctl: 'report',
     iproute2Dir: 'auto',
@@ -572,6 +569,11 @@ function globProblem(pattern: string): string | undefined {
 export function matchesGlob(pattern: string, name: string): boolean {
   const glob = compileGlob(pattern);
   return typeof glob !== 'string' && glob.test(name);
+}
+
+/** Excluded plumbing: a container, VM or tunnel device whose routes in main stay reachable from every source. */
+export function isPlumbingName(config: Config, ifname: string): boolean {
+  return ifname !== 'lo' && config.interfaces.exclude.some((glob) => matchesGlob(glob, ifname));
 }
 
 export function isManagedName(config: Config, ifname: string): boolean {

@@ -6,15 +6,8 @@ import type { Family } from './ip.js';
 import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
 import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from './constants.js';
 
-/**
- * Routes worth keeping: not the local table (the kernel's own), and from the main table only
- * default routes (where gateways are learned) and routes without a gateway (which say where a
- * gateway is reachable); a full BGP table in main costs nothing.
- */
-function mirrored(route: Route): boolean {
-  if (route.table === RT_TABLE_LOCAL) return false;
-  return route.table !== RT_TABLE_MAIN || route.dstLength === 0 || (!route.gateway && !route.nexthops);
-}
+/** Which main-table routes besides the defaults to keep, given the name of the route's device. */
+export type MainRouteFilter = (route: Route, linkName: string | undefined) => boolean;
 
 /** The route with these nexthops; a single one is how the kernel shows a plain route. */
 function withNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
@@ -43,6 +36,21 @@ export class Mirror implements MirrorView {
   readonly routes = new Map<string, Route>();
   readonly rules = new Map<string, CountedRule>();
 
+  constructor(private readonly keepMainRoute: MainRouteFilter = () => false) {}
+
+  /**
+   * Routes worth keeping: not the local table (the kernel's own), and from the main table
+   * default routes (where gateways are learned), routes without a gateway (which say where a
+   * gateway is reachable) and what `keepMainRoute` asks for (routes into container plumbing,
+   * some via a gateway: Flannel, Cilium); a full BGP table in main costs nothing.
+   */
+  private mirrored(route: Route): boolean {
+    if (route.table === RT_TABLE_LOCAL) return false;
+    if (route.table !== RT_TABLE_MAIN || route.dstLength === 0 || (!route.gateway && !route.nexthops)) return true;
+    return route.oif !== undefined && this.keepMainRoute(route, this.links.get(route.oif)?.name);
+  }
+
+
   /**
    * Applies one event and returns whether anything changed. `replaying` marks notifications
    * held back during a dump and applied over it: a rule they add may already be in the dump,
@@ -69,7 +77,7 @@ export class Mirror implements MirrorView {
       }
       case 'route': {
         const route = event.route;
-        if (!mirrored(route)) return false;
+        if (!this.mirrored(route)) return false;
         const key = routeKey(route);
         if (event.op === 'delete') return this.routes.delete(key) || this.dropIPv6Nexthop(route);
         // A replace announces only the new route: the one it displaced is gone from its slot.

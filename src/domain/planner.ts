@@ -4,6 +4,7 @@
 import { isManagedName, type Config } from '../config/config.js';
 import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
 import { describeRoute, groupBy, type Address, type Link, type Route, type Rule } from './model.js';
+import { destinationRules } from './destinations.js';
 import type { MirrorView } from './mirror.js';
 import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 
@@ -125,7 +126,15 @@ export function plan(config: Config, mirror: MirrorView): Plan {
       rules.push(...sourceRules(config, plan, familyPlan, allPrefixes, problems));
     }
   }
-  return { routes, rules: dedupeRules(rules), interfaces, protectedTables, problems };
+  const fromRules = dedupeRules(rules);
+  const families = new Set(fromRules.map((rule) => rule.family));
+  return {
+    routes,
+    rules: [...fromRules, ...destinationRules(config, mirror, families)],
+    interfaces,
+    protectedTables,
+    problems,
+  };
 }
 
 function usable(address: Address): boolean {

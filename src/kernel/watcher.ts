@@ -25,14 +25,14 @@ import type { KernelEvent } from '../domain/events.js';
 import { eventFromMessage } from './events.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
 import { dumpRequests } from './objects.js';
-import { Mirror, type MirrorView } from '../domain/mirror.js';
+import { Mirror, type MainRouteFilter, type MirrorView } from '../domain/mirror.js';
 
 /**
- * Why everything is dumped again: enobufs (notifications were lost), decode_error (one could
+ * Why everything is dumped again: reload (the config changed what is mirrored), enobufs (notifications were lost), decode_error (one could
  * not be read), read_error (the socket failed), stale_mirror (the kernel contradicted the
  * mirror: an add hit EEXIST or a delete ESRCH), dump_failed (the previous re-dump failed).
  */
-export type ResyncReason = 'startup' | 'enobufs' | 'decode_error' | 'read_error' | 'stale_mirror' | 'dump_failed';
+export type ResyncReason = 'startup' | 'reload' | 'enobufs' | 'decode_error' | 'read_error' | 'stale_mirror' | 'dump_failed';
 
 export interface WatcherObserver {
   /**
@@ -65,7 +65,7 @@ export function openNotificationSocket(): NativeNetlinkSocket {
 }
 
 export class Watcher {
-  private mirrorState = new Mirror();
+  private mirrorState: Mirror;
   /** Non-null while a dump is under way: notifications wait here to be replayed over it. */
   private heldBack: KernelEvent[] | null = null;
   private resyncAgain: ResyncReason | null = null;
@@ -82,7 +82,10 @@ export class Watcher {
     private readonly client: RtnlClient,
     private readonly socket: NativeNetlinkSocket,
     private readonly observer: WatcherObserver,
-  ) {}
+    private readonly keepMainRoute: MainRouteFilter = () => false,
+  ) {
+    this.mirrorState = new Mirror(keepMainRoute);
+  }
 
   get mirror(): MirrorView {
     return this.mirrorState;
@@ -189,7 +192,7 @@ export class Watcher {
   private resync(reason: ResyncReason, detail?: string): Promise<void> {
     this.observer.resyncStarted(reason, detail);
     this.heldBack = [];
-    this.resyncDone = dumpMirror(this.client).then(
+    this.resyncDone = dumpMirror(this.client, this.keepMainRoute).then(
       (fresh) => this.finishResync(fresh),
       (error: Error) => {
         // The dump itself failed: keep the old mirror, replay what came in, and try again
@@ -216,8 +219,8 @@ export class Watcher {
 }
 
 /** One consistent-enough copy of everything symroute reasons about (each dump retried if interrupted). */
-export async function dumpMirror(client: RtnlClient): Promise<Mirror> {
-  const mirror = new Mirror();
+export async function dumpMirror(client: RtnlClient, keepMainRoute?: MainRouteFilter): Promise<Mirror> {
+  const mirror = new Mirror(keepMainRoute);
   const dumps: [number, RtnlBody, string][] = [
     [RTM_GETLINK, dumpRequests.link, 'link'],
     [RTM_GETADDR, dumpRequests.address, 'address'],

@@ -58,16 +58,17 @@ export class NetnsLab {
     await this.ip(switchNs, 'link', 'set', port, 'master', bridgeName);
   }
 
-  /** Which of `addresses` answer from `ns` (TCP: connected or refused). */
-  async probe(ns: string, addresses: readonly string[], timeoutMs = 3000): Promise<Record<string, boolean>> {
+  /** Which of `addresses` answer from `ns` (TCP: connected or refused), optionally from a bound `source`. */
+  async probe(ns: string, addresses: readonly string[], timeoutMs = 3000, source?: string): Promise<Record<string, boolean>> {
     // Forget failed neighbour entries so an earlier probe cannot taint this one.
     await this.ip(ns, 'neigh', 'flush', 'all').catch(() => undefined);
-    const out = await this.exec(ns, process.execPath, PROBE, String(timeoutMs), ...addresses);
+    const from = source === undefined ? [] : ['--from', source];
+    const out = await this.exec(ns, process.execPath, PROBE, String(timeoutMs), ...from, ...addresses);
     return JSON.parse(out) as Record<string, boolean>;
   }
 
-  async reachable(ns: string, addresses: readonly string[], timeoutMs?: number): Promise<string[]> {
-    const results = await this.probe(ns, addresses, timeoutMs);
+  async reachable(ns: string, addresses: readonly string[], timeoutMs?: number, source?: string): Promise<string[]> {
+    const results = await this.probe(ns, addresses, timeoutMs, source);
     return addresses.filter((a) => results[a]);
   }
 

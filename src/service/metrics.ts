@@ -16,7 +16,7 @@ import type { ResyncReason } from '../kernel/watcher.js';
 // The records make the compiler name any value that is added to a type but not here.
 const labelValues = <T extends string>(values: Record<T, true>): T[] => Object.keys(values) as T[];
 const TRIGGERS = labelValues<Trigger>({ startup: true, event: true, resync: true, reload: true, retry: true, drift: true });
-const RESYNC_REASONS = labelValues<Exclude<ResyncReason, 'startup'> | 'dump_interrupted'>({
+const RESYNC_REASONS = labelValues<Exclude<ResyncReason, 'startup' | 'reload'> | 'dump_interrupted'>({
   enobufs: true,
   decode_error: true,
   read_error: true,

@@ -52,7 +52,7 @@ describe('defaults', () => {
       table: { base: 1000, pinned: {} },
       rule: { priority: 30000, match: 'address' },
       gateways: {},
-      exceptions: ['169.254.169.254/32'],
+      exceptions: [],
       containerRoutes: true,
       sysctl: 'report',
       iproute2Dir: 'auto',
@@ -221,9 +221,9 @@ describe('merging with defaults', () => {
     expect(config.interfaces).toEqual({ include: ['eth*', 'ens*'], exclude: ['eth*', 'ens*'] });
   });
 
-  it('turns exceptions off with an empty list, and names files false', () => {
-    const config = parseConfig('exceptions: []\niproute2_dir: false\n', FILE);
-    expect([config.exceptions, config.iproute2Dir]).toEqual([[], false]);
+  it('turns name files off with false', () => {
+    const config = parseConfig('iproute2_dir: false\n', FILE);
+    expect(config.iproute2Dir).toBe(false);
   });
 
   it('accepts an IPv6 gateway for link-local and global addresses alike', () => {
