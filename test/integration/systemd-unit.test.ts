@@ -3,7 +3,7 @@
 // and ordering symroute relies on, and the least-privilege sandbox around it. How it behaves
 // under a running systemd is systemd-boot.test.ts.
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -129,6 +129,22 @@ describe('systemd/symroute.service', () => {
         expect(assignments.map(([k]) => k), `${section} must not set ${forbidden}`).not.toContain(forbidden);
       }
     }
+  });
+
+  it('passes systemd-analyze verify with each optional drop-in, which opens only the paths it needs', async () => {
+    const unit = unitWithExistingBinary();
+    mkdirSync(join(dir!, 'symroute.service.d'));
+    for (const dropIn of ['manage-sysctl.conf', 'readable-names.conf']) {
+      copyFileSync(join(REPO, 'systemd', dropIn), join(dir!, 'symroute.service.d', dropIn));
+    }
+    const result = await systemdAnalyze(['verify', unit]);
+    expect(result.stdout + result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const sysctl = parseUnit(readFileSync(join(REPO, 'systemd/manage-sysctl.conf'), 'utf8'));
+    expect([...sysctl.get('Service')!]).toEqual([['ReadWritePaths', '/proc/sys/net/ipv4/conf']]);
+    const names = parseUnit(readFileSync(join(REPO, 'systemd/readable-names.conf'), 'utf8'));
+    expect(single(names, 'Service', 'RuntimeDirectory')).toBe('symroute');
+    expect(values(names, 'Service', 'ReadWritePaths')).toEqual([]);
   });
 
   it('has an overall exposure below 3.0 in systemd-analyze security --offline=true', async () => {
