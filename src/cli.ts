@@ -199,6 +199,12 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
+    // A config the kernel's state refuses (a priority someone else uses) is a bad config too.
+    if (error instanceof ConfigError) {
+      process.stderr.write(`symroute: config refused:\n${error.message}\n`);
+      process.exitCode = EXIT_USAGE;
+      return;
+    }
     process.stderr.write(`symroute: ${(error as Error).message ?? String(error)}\n`);
     process.exitCode = 1;
   },

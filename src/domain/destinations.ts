@@ -8,7 +8,7 @@
 // specific route in main (a static route via NIC 1 would steal NIC 2's replies), and NICs
 // sharing a subnet would all answer through the first of them. Pure: no I/O.
 import { isPlumbingName, type Config } from '../config/config.js';
-import { addressToBytes, type Family } from './ip.js';
+import { addressToBytes, networkOf, type Family } from './ip.js';
 import type { MirrorView } from './mirror.js';
 import type { Route, Rule } from './model.js';
 import { FR_ACT_TO_TBL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
@@ -34,6 +34,18 @@ export function isPlumbingRoute(config: Config, route: Route, linkName: string |
   );
 }
 
+export interface Prefix {
+  readonly family: Family;
+  readonly network: string;
+  readonly length: number;
+}
+
+/** Equal, inside or around. */
+const overlaps = (a: Prefix, b: Prefix): boolean => {
+  const common = Math.min(a.length, b.length);
+  return a.family === b.family && networkOf(a.network, common) === networkOf(b.network, common);
+};
+
 const isLinkLocalPrefix = (dst: string): boolean => {
   const bytes = addressToBytes(dst);
   return bytes[0] === 0xfe && (bytes[1]! & 0xc0) === 0x80;
@@ -43,21 +55,29 @@ const isLinkLocalPrefix = (dst: string): boolean => {
  * The rules, sorted and without duplicates, for the families that have `from` rules (with
  * none there is nothing to rank above, so nothing is installed).
  */
-export function destinationRules(config: Config, mirror: MirrorView, sourceRuleFamilies: ReadonlySet<Family>): Rule[] {
-  const prefixes = new Map<string, { family: Family; dst: string; dstLength: number }>();
-  const add = (family: Family, dst: string, dstLength: number) => {
-    if (sourceRuleFamilies.has(family)) prefixes.set(`${dst}/${dstLength}`, { family, dst, dstLength });
+export function destinationRules(
+  config: Config,
+  mirror: MirrorView,
+  sourceRuleFamilies: ReadonlySet<Family>,
+  managedPrefixes: readonly Prefix[],
+): Rule[] {
+  const prefixes = new Map<string, Prefix>();
+  const add = (prefix: Prefix) => {
+    if (sourceRuleFamilies.has(prefix.family)) prefixes.set(`${prefix.network}/${prefix.length}`, prefix);
   };
   for (const exception of config.exceptions) {
-    const [dst = '', length] = exception.split('/');
-    add(dst.includes(':') ? 6 : 4, dst, Number(length));
+    const [network = '', length] = exception.split('/');
+    add({ family: network.includes(':') ? 6 : 4, network, length: Number(length) });
   }
   for (const route of mirror.routes.values()) {
     if (route.oif === undefined || !isPlumbingRoute(config, route, mirror.links.get(route.oif)?.name)) continue;
-    add(route.family, route.dst, route.dstLength);
+    const prefix = { family: route.family, network: route.dst, length: route.dstLength };
+    // An excluded NIC in a managed NIC's subnet (Case 2 with one NIC left out) must not take
+    // that subnet's replies away from the managed NICs.
+    if (!managedPrefixes.some((managed) => overlaps(managed, prefix))) add(prefix);
   }
   return [...prefixes.keys()].sort().map((key) => {
-    const { family, dst, dstLength } = prefixes.get(key)!;
+    const { family, network: dst, length: dstLength } = prefixes.get(key)!;
     return {
       family,
       priority: destinationPriority(config),

@@ -4,6 +4,7 @@
 import { isManagedName, type Config } from '../config/config.js';
 import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
 import { describeRoute, groupBy, type Address, type Link, type Route, type Rule } from './model.js';
+import { freeTableBase, freeTableId } from './collisions.js';
 import { destinationRules } from './destinations.js';
 import type { MirrorView } from './mirror.js';
 import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
@@ -107,7 +108,12 @@ export function plan(config: Config, mirror: MirrorView): Plan {
           `${gateway.reason}; the kernel would refuse it, so table ${table} gets no IPv${family} default route`,
       );
     }
-    const collision = findCollision(indexed, table, link);
+    const collision = findCollision(indexed, table, link, () => {
+      const ifindexes = managed.map((l) => l.index);
+      const id = freeTableId(config, ifindexes, usedTables(mirror));
+      const base = freeTableBase(config, ifindexes, new Set(indexed.foreignRoutesByTable.keys()));
+      return `table.pinned.${link.name}: ${id}${base === undefined ? '' : `, or move every table with table.base: ${base}`}`;
+    });
     if (collision) {
       problems.push(collision);
       protectedTables.add(table);
@@ -130,11 +136,19 @@ export function plan(config: Config, mirror: MirrorView): Plan {
   const families = new Set(fromRules.map((rule) => rule.family));
   return {
     routes,
-    rules: [...fromRules, ...destinationRules(config, mirror, families)],
+    rules: [...fromRules, ...destinationRules(config, mirror, families, allPrefixes)],
     interfaces,
     protectedTables,
     problems,
   };
+}
+
+/** Every table a route or a rule uses: what a suggested table id must avoid. */
+function usedTables(mirror: MirrorView): Set<number> {
+  const used = new Set<number>();
+  for (const route of mirror.routes.values()) used.add(route.table);
+  for (const { rule } of mirror.rules.values()) used.add(rule.table);
+  return used;
 }
 
 function usable(address: Address): boolean {
@@ -219,7 +233,7 @@ function learnedGateway(
   return best && { address: best.address, source: 'main table', ...(best.onlink ? { onlink: true as const } : {}) };
 }
 
-function findCollision(indexed: Indexed, table: number, link: Link): string | undefined {
+function findCollision(indexed: Indexed, table: number, link: Link, alternatives: () => string): string | undefined {
   const name = (index: number) => indexed.mirror.links.get(index)?.name ?? `#${index}`;
   // Sorted, so the same kernel state always yields the same message (it is logged on change).
   const [foreign] = (indexed.foreignRoutesByTable.get(table) ?? [])
@@ -228,7 +242,7 @@ function findCollision(indexed: Indexed, table: number, link: Link): string | un
   if (foreign === undefined) return undefined;
   return (
     `${link.name}: table ${table} holds a route symroute does not own (${foreign}); ` +
-    `leaving that table alone (pin another with table.pinned.${link.name})`
+    `leaving that table alone (pin a free one with ${alternatives()})`
   );
 }
 

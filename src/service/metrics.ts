@@ -120,6 +120,22 @@ export class Metrics {
     help: 'ARP settings of NICs sharing a subnet that break symmetric replies (arp_ignore not 1 or 2, arp_announce not 2).',
     registers: [this.registry],
   });
+  readonly conflicts = new Counter({
+    name: 'symroute_conflicts_total',
+    help: 'Removals of a symroute rule or route by something else that keeps removing it (3 or more within 30 s); repairs of it then back off.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly conflictsActive = new Gauge({
+    name: 'symroute_conflicts',
+    help: 'Rules and routes symroute currently puts back with backoff because something else keeps removing them.',
+    registers: [this.registry],
+  });
+  readonly nameFileErrors = new Counter({
+    name: 'symroute_name_file_errors_total',
+    help: 'Failed attempts to write the rt_tables.d / rt_protos.d files that name symroute\'s tables for ip(8).',
+    registers: [this.registry],
+  });
   readonly sysctlErrors = new Counter({
     name: 'symroute_sysctl_errors_total',
     help: 'Reads or writes of /proc/sys/net/ipv4/conf that failed.',
@@ -174,6 +190,7 @@ export class Metrics {
     for (const trigger of TRIGGERS) this.reconciles.inc({ trigger }, 0);
     for (const reason of RESYNC_REASONS) this.resyncs.inc({ reason }, 0);
     for (const kind of KINDS) this.driftRepairs.inc({ kind }, 0);
+    for (const kind of KINDS) this.conflicts.inc({ kind }, 0);
     for (const op of NETLINK_OPS) for (const result of ['ok', 'error']) this.netlinkRequests.inc({ op, result }, 0);
     for (const family of ['ipv4', 'ipv6']) {
       this.managedRules.set({ family }, 0);
@@ -228,6 +245,8 @@ export interface HealthProbes {
   ready(): boolean;
   /** Why the daemon is not alive (its netlink sockets do not answer), or null. */
   liveness(): Promise<string | null>;
+  /** Rules and routes something else keeps removing (described), listed by /healthz. */
+  conflicts(): readonly string[];
 }
 
 /**
@@ -259,7 +278,9 @@ export class MetricsServer {
         );
       } else if (path === '/healthz') {
         const ok = this.probes.ready();
-        response.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not in sync\n');
+        // Objects someone else keeps removing: named, so an operator sees the fight from here.
+        const conflicts = this.probes.conflicts().map((c) => `conflict: ${c} keeps being removed by something else\n`);
+        response.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end((ok ? 'ok\n' : 'not in sync\n') + conflicts.join(''));
       } else if (path === '/livez') {
         this.probes.liveness().then((problem) => {
           if (problem) this.log.error(`liveness probe failed: ${problem}`);

@@ -81,7 +81,7 @@ async function serve(options: RunOptions, log: Logger, control: ControlServer): 
   const notifier = new SystemdNotifier(log);
   const server = new MetricsServer(
     metrics,
-    { ready: () => daemon.inSync, liveness: () => daemon.liveness(LIVENESS_TIMEOUT_MS) },
+    { ready: () => daemon.inSync, liveness: () => daemon.liveness(LIVENESS_TIMEOUT_MS), conflicts: () => daemon.conflictList },
     log,
   );
   const reloader = new Reloader(async (): Promise<ReloadVerdict> => {

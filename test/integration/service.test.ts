@@ -498,7 +498,7 @@ describe('SIGHUP reload', () => {
     const logFrom = daemon.lines.length;
 
     // Same file, new contents: rules move to 31000 and b1 is no longer managed.
-    lab.writeConfig('rule:\n  priority: 31000\ninterfaces:\n  exclude: [b1]\n');
+    lab.writeConfig('rule:\n  priority: 31000\ninterfaces:\n  include: [b0, b2]\n');
     daemon.child.kill('SIGHUP');
 
     await eventually(() =>
@@ -553,7 +553,7 @@ describe('SIGHUP reload', () => {
     const l = lab;
 
     // Valid changes on lines 1-4, an invalid value on line 6: nothing of it may be applied.
-    lab.writeConfig(['rule:', '  priority: 31000', 'interfaces:', '  exclude: [b1]', 'table:', '  base: 7', ''].join('\n'));
+    lab.writeConfig(['rule:', '  priority: 31000', 'interfaces:', '  include: [b0, b2]', 'table:', '  base: 7', ''].join('\n'));
     daemon.child.kill('SIGHUP');
 
     const rejection = await eventually(() => {
@@ -648,12 +648,12 @@ describe('SIGHUP reload', () => {
 
     const variants = [
       'rule:\n  priority: 30100\n',
-      'rule:\n  priority: 30200\ninterfaces:\n  exclude: [b2]\n',
+      'rule:\n  priority: 30200\ninterfaces:\n  include: [b0, b1]\n',
       'rule:\n  priority: 0\n', // invalid
       '',
       'interfaces:\n  include: [b0]\n',
     ];
-    const finalConfig = 'rule:\n  priority: 31000\ninterfaces:\n  exclude: [b1]\n';
+    const finalConfig = 'rule:\n  priority: 31000\ninterfaces:\n  include: [b0, b2]\n';
     for (let i = 0; i < 20; i++) {
       if (i === 19) lab.writeConfig(finalConfig);
       else if (i % 3 === 0) lab.writeConfig(variants[(i / 3) % variants.length]!);

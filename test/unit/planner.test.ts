@@ -509,7 +509,7 @@ describe('collisions with routes symroute does not own', () => {
     expect(p.problems).toHaveLength(1);
     expect(p.problems[0]).toBe(
       'eth0: table 1002 holds a route symroute does not own (203.0.113.0/24 via 198.18.1.254 dev eth0 table 1002 proto 4); ' +
-        'leaving that table alone (pin another with table.pinned.eth0)',
+        'leaving that table alone (pin a free one with table.pinned.eth0: 1000, or move every table with table.base: 2000)',
     );
     expect([...p.protectedTables]).toEqual([1002]);
     expect(tablesOf(p)).toEqual(new Set([1003]));
