@@ -200,7 +200,8 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     // A config the kernel's state refuses (a priority someone else uses) is a bad config too.
-    if (error instanceof ConfigError) {
+    // (By name: config.js is loaded only by the commands that read a config.)
+    if (error instanceof Error && error.name === 'ConfigError') {
       process.stderr.write(`symroute: config refused:\n${error.message}\n`);
       process.exitCode = EXIT_USAGE;
       return;

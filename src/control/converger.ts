@@ -3,16 +3,20 @@
 // changes, and account for the outcome (drift repairs, convergence time, in-sync state,
 // owned gauges, one log line per change).
 import type { Config } from '../config/config.js';
+import { priorityCollision } from '../domain/collisions.js';
 import { computeChanges, type Change } from '../domain/diff.js';
 import type { MirrorView } from '../domain/mirror.js';
 import type { KernelEvent } from '../domain/events.js';
 import { routeKey, routeSlot, ruleKey } from '../domain/model.js';
 import { plan, type Plan } from '../domain/planner.js';
-import { applyChanges, type ChangeOutcome } from '../kernel/reconciler.js';
+import { NameFiles, resolveDir } from '../kernel/names.js';
+import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reconciler.js';
+import { ConfFiles, SysctlGuard } from '../kernel/sysctl.js';
 import type { Watcher } from '../kernel/watcher.js';
 import type { RtnlClient } from '../netlink/client.js';
 import type { Logger } from '../service/log.js';
 import type { Metrics } from '../service/metrics.js';
+import { ConflictTracker, WINDOW_MS } from './conflicts.js';
 import type { PassVerdict, Trigger } from './scheduler.js';
 
 const PAST_TENSE = { add: 'added', replace: 'replaced with', delete: 'deleted' } as const;
@@ -57,17 +61,55 @@ export class Converger {
   private isInSync = false;
   /** The watcher's generation the current pass planned from. */
   private plannedAt = 0;
+  private readonly sysctls: SysctlGuard;
+  private names: NameFiles;
+  /** Objects someone else keeps removing: repaired with backoff instead of at once. */
+  private readonly conflicts = new ConflictTracker();
+  private readonly conflictDescriptions = new Map<string, string>();
+  private conflictTimer: NodeJS.Timeout | null = null;
   /** Called whenever a pass finds the kernel in sync. */
   onConverged: () => void = () => undefined;
+  /** Asks for a pass later (a held repair's turn, or to notice a conflict has ended). */
+  requestPass: () => void = () => undefined;
   lastPass: PassResult = { changes: 0, failures: 0 };
 
   constructor(
-    public config: Config,
+    private currentConfig: Config,
     private readonly client: RtnlClient,
     private readonly watcher: Watcher,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.sysctls = new SysctlGuard(new ConfFiles(), {
+      warn: (message) => log.warn(message),
+      info: (message) => log.info(message),
+      error: (message) => log.error(message),
+      problems: (count) => metrics.sysctlProblems.set(count),
+      failed: () => metrics.sysctlErrors.inc(),
+    });
+    this.names = this.nameFiles(currentConfig);
+  }
+
+  get config(): Config {
+    return this.currentConfig;
+  }
+
+  /** A reload: files and settings are looked at afresh under the new config. */
+  set config(config: Config) {
+    if (config.iproute2Dir !== this.currentConfig.iproute2Dir) this.names = this.nameFiles(config);
+    this.sysctls.forget();
+    this.currentConfig = config;
+  }
+
+  /** Objects in conflict, described, for /healthz. */
+  get conflictList(): string[] {
+    return this.conflicts.conflicts.map((key) => this.conflictDescriptions.get(key) ?? key);
+  }
+
+  stop(): void {
+    if (this.conflictTimer) clearTimeout(this.conflictTimer);
+    this.conflictTimer = null;
+  }
 
   /** True once a pass found the kernel matching the plan, until something is known to differ. */
   get inSync(): boolean {
@@ -184,10 +226,17 @@ export class Converger {
     const desired = plan(this.config, mirror);
     this.lastPlan = desired;
     for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
-    this.reportProblems(desired.problems);
+    // Appearing after start, someone else's rules at our priority are reported, never removed.
+    const collision = priorityCollision(this.config, mirror);
+    this.reportProblems(collision ? [collision, ...desired.problems] : desired.problems);
+    this.sysctls.update(desired, this.config.sysctl === 'manage');
+    this.names.update(desired, this.config.protocol);
     const phases = computeChanges(desired, mirror, this.config.protocol);
     const changes = phases.flat();
     const drift = changes.filter((change) => change.op !== 'delete' && this.drifted.delete(changeKey(change)));
+    const held = this.holdConflicts(drift);
+    // A held repair is still drift when its turn comes.
+    for (const change of held) this.drifted.add(changeKey(change));
     this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
     this.metrics.managedInterfaces.set(desired.interfaces.length);
     for (const family of [4, 6] as const) {
@@ -207,14 +256,25 @@ export class Converger {
       this.wentDown.clear();
       // In sync, nothing is left to log about interfaces that went away: forget them.
       this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
+      this.settleConflicts();
       this.recordConvergence(mirror);
       return { changes: 0, failures: 0 };
     }
-    for (const change of drift) this.metrics.driftRepairs.inc({ kind: change.kind });
-    if (drift.length > 0) this.log.warn({ repairs: drift.length }, `repairing ${drift.length} rules/routes changed by someone else`);
-    for (const change of changes) this.expectOwn(ownKind(change), changeKey(change), 1);
-    const outcomes = await applyChanges(this.client, phases, this.linkName);
+    const applied = held.size === 0 ? phases : phases.map((phase) => phase.filter((c) => !held.has(c))).filter((p) => p.length > 0);
+    if (applied.length === 0) {
+      // Only held repairs are missing: out of sync until their turn comes (conflictTimer).
+      this.markOutOfSync();
+      return { changes: 0, failures: 0 };
+    }
+    const repairs = drift.filter((change) => !held.has(change));
+    for (const change of repairs) this.metrics.driftRepairs.inc({ kind: change.kind });
+    if (repairs.length > 0) this.log.warn({ repairs: repairs.length }, `repairing ${repairs.length} rules/routes changed by someone else`);
+    for (const change of applied.flat()) this.expectOwn(ownKind(change), changeKey(change), 1);
+    const outcomes = await applyChanges(this.client, applied, this.linkName);
     for (const { change, error } of outcomes) if (error) this.expectOwn(ownKind(change), changeKey(change), -1);
+    const now = Date.now();
+    for (const outcome of outcomes) if (!outcome.error) this.conflicts.repaired(changeKey(outcome.change), now);
+    if (held.size > 0) this.markOutOfSync();
     this.lastWriteAckedAt = process.hrtime.bigint();
     this.logOutcomes(outcomes);
     const failures = outcomes.filter((o) => o.error);
@@ -222,7 +282,69 @@ export class Converger {
       this.markOutOfSync();
       if (failures.some(isStaleMirror)) this.watcher.requestResync('stale_mirror');
     }
-    return { changes: changes.length, failures: failures.length };
+    return { changes: changes.length - held.size, failures: failures.length };
+  }
+
+  /** Which drift repairs must wait: objects someone keeps removing are put back with backoff. */
+  private holdConflicts(drift: readonly Change[]): Set<Change> {
+    const held = new Set<Change>();
+    const now = Date.now();
+    for (const change of drift) {
+      const key = changeKey(change);
+      const verdict = this.conflicts.removed(key, now);
+      if (verdict.counted) this.metrics.conflicts.inc({ kind: change.kind });
+      if (verdict.started) {
+        const description = describeChange(change, this.linkName);
+        this.conflictDescriptions.set(key, description);
+        const wait = ((verdict.retryAt ?? now) - now) / 1000;
+        this.log.warn(
+          { conflict: description },
+          `${description} keeps being removed by something else (${verdict.removals} times within ${WINDOW_MS / 1000} s): ` +
+            `putting it back less and less often (next in ${wait} s, then at most every 5 min) instead of fighting. ` +
+            'Usually another manager of routing policy: systemd-networkd without ManageForeignRoutingPolicyRules=no and ' +
+            'ManageForeignRoutes=no ([Network] in /etc/systemd/networkd.conf), NetworkManager owning the table ' +
+            '(ipv4.route-table) or nm-cloud-setup, or a cloud agent (README: "Running next to …")',
+        );
+      }
+      if (!verdict.now) held.add(change);
+    }
+    this.metrics.conflictsActive.set(this.conflicts.conflicts.length);
+    this.scheduleConflictPass();
+    return held;
+  }
+
+  /** A pass for the next held repair, or to notice a conflict has ended (no event may come). */
+  private scheduleConflictPass(): void {
+    if (this.conflictTimer) clearTimeout(this.conflictTimer);
+    this.conflictTimer = null;
+    const now = Date.now();
+    const next = this.conflicts.nextRetry(now) ?? (this.conflicts.conflicts.length > 0 ? now + WINDOW_MS : undefined);
+    if (next === undefined) return;
+    this.conflictTimer = setTimeout(() => {
+      this.conflictTimer = null;
+      this.requestPass();
+    }, next - now + 1);
+    this.conflictTimer.unref();
+  }
+
+  private settleConflicts(): void {
+    for (const key of this.conflicts.settle((key) => this.convergedKeys.has(key), Date.now())) {
+      this.log.info(`${this.conflictDescriptions.get(key) ?? key} has stayed in place for ${WINDOW_MS / 1000} s: conflict over`);
+      this.conflictDescriptions.delete(key);
+    }
+    this.metrics.conflictsActive.set(this.conflicts.conflicts.length);
+    this.scheduleConflictPass();
+  }
+
+  private nameFiles(config: Config): NameFiles {
+    const { dir, why } = resolveDir(config.iproute2Dir);
+    if (dir) this.log.info(`naming tables for ip(8) in ${dir} (${why})`);
+    else this.log.debug(`not naming tables for ip(8): ${why}`);
+    return new NameFiles(dir, {
+      info: (message) => this.log.info(message),
+      warn: (message) => this.log.warn(message),
+      failed: () => this.metrics.nameFileErrors.inc(),
+    });
   }
 
   private recordConvergence(mirror: MirrorView): void {

@@ -2,7 +2,9 @@
 // the scheduler decides when a pass runs (one at a time, coalesced, retried with backoff),
 // the converger does the pass. The kernel's two sockets come from outside, so tests can
 // script the kernel's side.
-import type { Config } from '../config/config.js';
+import { ConfigError, type Config } from '../config/config.js';
+import { priorityCollision } from '../domain/collisions.js';
+import { isPlumbingRoute } from '../domain/destinations.js';
 import { Watcher, openNotificationSocket } from '../kernel/watcher.js';
 import { RtnlClient, openRequestSocket } from '../netlink/client.js';
 import type { NativeNetlinkSocket } from '../netlink/native.js';
@@ -65,13 +67,15 @@ export class Daemon {
       },
       resyncStarted: (reason, detail) => {
         if (reason === 'startup') return log.debug('dumping kernel state');
+        if (reason === 'reload') return log.info('dumping kernel state again: the new config mirrors other routes');
         this.converger.markOutOfSync();
         metrics.resyncs.inc({ reason });
         log.warn({ reason, detail }, `dumping kernel state again (${reason})`);
       },
       discarded,
-    });
+    }, (route, linkName) => isPlumbingRoute(this.config, route, linkName));
     this.converger = new Converger(config, this.client, this.watcher, log, metrics);
+    this.converger.requestPass = () => this.scheduler.request('retry');
     this.scheduler = new PassScheduler(
       (trigger) => this.converger.pass(trigger),
       (error) => log.error({ err: error }, `reconcile pass failed: ${error.message}`),
@@ -82,6 +86,9 @@ export class Daemon {
   /** Subscribes, dumps, and runs passes until the first one that needs nothing more. */
   async start(): Promise<void> {
     await this.watcher.start();
+    // Up front: rules beside someone else's at the same priority would interleave with them.
+    const collision = priorityCollision(this.config, this.watcher.mirror);
+    if (collision) throw new ConfigError([collision]);
     this.started = true;
     this.converger.observe(process.hrtime.bigint(), null);
     this.scheduler.request('startup');
@@ -117,8 +124,14 @@ export class Daemon {
           'stop symroute with on_exit: remove, then start it with the new protocol',
       );
     }
+    const collision = priorityCollision(config, this.watcher.mirror);
+    if (collision) throw new ConfigError([collision]);
+    // The mirror keeps main's routes through plumbing: a new idea of plumbing needs a re-dump.
+    const mirrored = (c: Config) => JSON.stringify([c.containerRoutes, c.interfaces.exclude]);
+    const remirror = mirrored(config) !== mirrored(this.config);
     this.config = config;
     this.converger.config = config;
+    if (remirror) this.watcher.requestResync('reload');
     this.scheduler.request('reload');
     await this.scheduler.idle();
   }
@@ -135,6 +148,11 @@ export class Daemon {
   /** True once a pass found the kernel matching the plan, until something is known to differ. */
   get inSync(): boolean {
     return this.converger.inSync;
+  }
+
+  /** Rules and routes something else keeps removing, described (for /healthz). */
+  get conflictList(): string[] {
+    return this.converger.conflictList;
   }
 
   set onConverged(callback: () => void) {
@@ -178,6 +196,7 @@ export class Daemon {
   /** Call once start() or converge() has returned. */
   async stop(removeOwned: boolean): Promise<void> {
     this.interrupt();
+    this.converger.stop();
     await this.scheduler.idle();
     if (removeOwned) await this.converger.removeOwned();
     this.watcher.stop();
