@@ -1,12 +1,13 @@
 // Fights with other managers. Something that keeps removing a symroute rule or route (a
 // network manager that deletes what it did not make, a cloud agent) must not be fought at the
 // speed of netlink: after REPEATS removals of one object within WINDOW_MS, repairs of that
-// object wait, twice as long each time, up to MAX_BACKOFF_MS. Everything else converges as
+// object wait, twice as long each time, up to MAX_BACKOFF_MS. (An admin deleting a rule now
+// and then, or an agent doing so on a timer, is just drift: one repair each time.) Everything else converges as
 // usual. When the object stays put for WINDOW_MS after a repair, the conflict is over.
 // Pure: the caller passes the time in.
 
-export const REPEATS = 3;
-export const WINDOW_MS = 30_000;
+export const REPEATS = 10;
+export const WINDOW_MS = 10_000;
 const FIRST_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 300_000;
 

@@ -122,7 +122,7 @@ export class Metrics {
   });
   readonly conflicts = new Counter({
     name: 'symroute_conflicts_total',
-    help: 'Removals of a symroute rule or route by something else that keeps removing it (3 or more within 30 s); repairs of it then back off.',
+    help: 'Removals of a symroute rule or route by something else that keeps removing it (10 or more within 10 s); repairs of it then back off.',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

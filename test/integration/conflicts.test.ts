@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { REPEATS } from '../../src/control/conflicts.js';
 import { eventually, Lab } from '../support/lab.js';
 import { buildSharedSubnet } from '../support/topologies.js';
 
@@ -33,9 +34,9 @@ describe('a manager that keeps deleting a symroute rule', () => {
     while (Date.now() < deadline) {
       await run('ip', ['-n', t.serverNs, 'rule', 'del', 'from', t.serverAddresses[0]!, 'lookup', String(table), 'pref', '30000'])
         .then(() => deletes++, () => undefined);
-      if (deletes === 5 && !checkedDuringFight) {
+      if (deletes === REPEATS + 1 && !checkedDuringFight) {
         checkedDuringFight = true;
-        // Held back after the fifth removal: out of sync, and /healthz names the fight.
+        // Held back after the removal that made it a conflict: out of sync, /healthz names it.
         await eventually(async () => expect(await curl('/healthz')).toBe(`not in sync\nconflict: ${rule} keeps being removed by something else\n\n503`), 3000);
         // Meanwhile everything else converges as usual.
         await lab.ip(t.serverNs, 'addr', 'add', '198.18.1.60/20', 'dev', 'b1');
@@ -45,29 +46,29 @@ describe('a manager that keeps deleting a symroute rule', () => {
     }
     const readds = daemon.lines.slice(from).filter((line) => line.includes(`"msg":"${readd}"`)).length;
     // Fought at netlink speed this would be one re-add per delete (~50); backed off (1 s,
-    // 2 s, 4 s after the first three) it is a handful.
+    // 2 s, 4 s after the first REPEATS) it is a few more than REPEATS.
     expect(checkedDuringFight).toBe(true);
     expect(readds).toBeGreaterThanOrEqual(deletes - 1); // the last delete's turn may still be ahead
     expect(readds).toBeLessThanOrEqual(deletes);
-    expect(readds).toBeGreaterThanOrEqual(3);
-    expect(readds).toBeLessThanOrEqual(8);
+    expect(readds).toBeGreaterThanOrEqual(REPEATS);
+    expect(readds).toBeLessThanOrEqual(REPEATS + 4);
 
     const warnings = daemon.records.filter((r) => r.level === 40 && r.msg.includes('keeps being removed'));
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]!.msg).toMatch(new RegExp(`^${rule} keeps being removed by something else \\(3 times within 30 s\\): putting it back less and less often`));
+    expect(warnings[0]!.msg).toMatch(new RegExp(`^${rule} keeps being removed by something else \\(${REPEATS} times within 10 s\\): putting it back less and less often`));
     expect(warnings[0]!.msg).toContain('ManageForeignRoutingPolicyRules=no and ManageForeignRoutes=no');
     const status = await lab.runCli(t.serverNs, ['status']);
     expect(status.stdout).toContain(`problems:\n  ${rule}`);
     const metrics = await curl('/metrics');
     const conflicts = Number(/^symroute_conflicts_total\{kind="rule"\} (\d+)$/m.exec(metrics)?.[1]);
-    expect(conflicts).toBe(deletes - 2); // every removal from the third on, each counted once
+    expect(conflicts).toBe(deletes - (REPEATS - 1)); // every removal from the REPEATS-th on, each once
     expect(metrics).toMatch(/^symroute_conflicts 1$/m);
 
     // The deleting stopped: the rule comes back at its next turn, and stays.
     await eventually(async () => expect(await lab.ownedRuleLines(t.serverNs)).toContain(`from ${t.serverAddresses[0]} lookup ${table} pref 30000`), 20_000);
     // In sync again, the recent conflict still named until the rule has stayed for a window.
     await eventually(async () => expect(await curl('/healthz')).toBe(`ok\nconflict: ${rule} keeps being removed by something else\n\n200`), 20_000);
-    await eventually(() => expect(daemon.messages()).toContain(`${rule} has stayed in place for 30 s: conflict over`), 45_000);
+    await eventually(() => expect(daemon.messages()).toContain(`${rule} has stayed in place for 10 s: conflict over`), 30_000);
     expect(await curl('/healthz')).toBe('ok\n\n200');
     expect(await curl('/metrics')).toMatch(/^symroute_conflicts 0$/m);
     expect(daemon.errors()).toEqual([]);

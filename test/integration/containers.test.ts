@@ -66,7 +66,7 @@ async function issueTable(lab: Lab, t: RoutedSubnets & Plumbing) {
 }
 
 const destinationRules = async (lab: Lab, ns: string) =>
-  (await lab.ownedRules(ns)).filter((r) => r.src === 'all').map((r) => `to ${r.dst}${r.dstlen !== undefined ? `/${r.dstlen}` : ''} lookup ${r.table} pref ${r.priority}`).sort();
+  (await lab.ownedRules(ns)).filter((r) => r.src === 'all').map((r) => `to ${r.dst}${r.dstlen !== undefined ? `/${r.dstlen}` : ''} lookup ${r.table === '254' ? 'main' : r.table} pref ${r.priority}`).sort();
 
 describe('containers and pods next to symroute', () => {
   let lab: Lab;
@@ -146,6 +146,12 @@ describe('containers and pods next to symroute', () => {
     expect(toContainer.stdout).toContain('  rule   from all to 203.0.113.0/24 lookup main pref 29999 (symroute)\n');
     expect(toContainer.stdout).toContain('  dev    docker0\n');
     expect(toContainer.stdout).toContain('203.0.113.2 is behind docker0 (excluded plumbing: containers, VMs, tunnels): the reply stays on this host');
+    const status = await lab.runCli(t.serverNs, ['status', '--config', config]);
+    expect(status.stdout).toContain(
+      'kept on the main table (containers, plumbing, exceptions):\n' +
+        '  rule   from all to 198.19.7.5 lookup main pref 29999\n' +
+        '  rule   from all to 203.0.113.0/24 lookup main pref 29999\n',
+    );
     const toClient = await lab.runCli(t.serverNs, ['explain', t.clientAddress, '--from', t.serverAddresses[1]!, '--config', config]);
     expect(toClient.code).toBe(0);
     expect(toClient.stdout).toContain('belongs to s2: the reply leaves through the NIC that owns the address');

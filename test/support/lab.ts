@@ -97,8 +97,9 @@ export class Lab extends NetnsLab {
     return (text.trim() ? JSON.parse(text) : []) as T;
   }
 
+  /** Rules with numbers for tables and protocols (-N), also where rt_tables.d names symroute's. */
   rules(ns: string, family: 4 | 6 = 4): Promise<IpRule[]> {
-    return this.ipJson(ns, `-${family}`, 'rule', 'show');
+    return this.ipJson(ns, '-N', `-${family}`, 'rule', 'show');
   }
 
   /** Rules symroute owns (its default protocol 83). */
