@@ -1,8 +1,10 @@
 // Read-only operator commands: plan, status, explain. Each takes one snapshot of the kernel
 // (the same dumps the daemon starts from) and runs the same pure planner and diff, so what
 // they print is exactly what `symroute run` would do.
+import { get } from 'node:http';
 import { isIPv4 } from 'node:net';
 import { isPlumbingName, type Config } from '../config/config.js';
+import { priorityCollision } from '../domain/collisions.js';
 import { isPlumbingRoute } from '../domain/destinations.js';
 import { computeChanges, type Change } from '../domain/diff.js';
 import { canonicalAddress, familyOf, networkOf } from '../domain/ip.js';
@@ -15,6 +17,7 @@ import type { RouteMessage } from '../netlink/messages.js';
 import { routeFromMessage } from '../kernel/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
 import { describeChange } from '../kernel/reconciler.js';
+import { checkSysctls, ConfFiles, sharedSubnetInterfaces } from '../kernel/sysctl.js';
 import { dumpMirror } from '../kernel/watcher.js';
 
 interface Snapshot {
@@ -148,7 +151,8 @@ export async function planCommand(config: Config, json: boolean, io: Output): Pr
       });
       return changes.length === 0 ? 0 : 1;
     }
-    for (const problem of s.plan.problems) io.err(`warning: ${problem}`);
+    const collision = priorityCollision(config, s.mirror);
+    for (const problem of collision ? [collision, ...s.plan.problems] : s.plan.problems) io.err(`warning: ${problem}`);
     const lines = s.phases.flat().flatMap((change) => changeLines(change, s.linkName));
     if (lines.length === 0) {
       io.out(`in sync: ${s.plan.interfaces.length} interfaces, ${s.plan.rules.length} rules, ${s.plan.routes.length} routes`);
@@ -183,6 +187,27 @@ export interface StatusJson {
   /** Changes to objects symroute owns outside every managed interface's table. */
   leftovers: ChangeJson[];
   problems: readonly string[];
+  /** The `to <prefix> lookup main` rules (containers, plumbing, exceptions), when there are any. */
+  destinations?: string[];
+}
+
+/**
+ * What only the running daemon knows: objects someone else keeps removing, as its /healthz
+ * lists them. Nothing when no daemon serves metrics here.
+ */
+async function daemonConflicts(config: Config): Promise<string[]> {
+  if (!config.metrics.listen) return [];
+  const { host, port } = config.metrics.listen;
+  const body = await new Promise<string>((resolve) => {
+    // No keep-alive agent: an idle pooled socket would hold the command open after it is done.
+    const request = get({ host, port, path: '/healthz', agent: false, timeout: 1000 }, (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve(text));
+    });
+    // No daemon running, or not serving metrics: nothing to add.
+    request.on('error', () => resolve('')).on('timeout', () => request.destroy());
+  });
+  return body.split('\n').filter((line) => line.startsWith('conflict: ')).map((line) => line.slice('conflict: '.length));
 }
 
 /** `symroute status [--json]`: exit 0 when in sync, 1 when not. */
@@ -193,7 +218,20 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
     const tableOf = (change: Change) => (change.kind === 'route' ? change.route.table : change.rule.table);
     const inTable = (table: number) => changes.filter((c) => tableOf(c) === table);
     const unowned = changes.filter((c) => !s.plan.interfaces.some((i: InterfacePlan) => i.table === tableOf(c)));
-    const inSync = changes.length === 0 && s.plan.problems.length === 0;
+    // The `to <prefix> lookup main` rules: no interface's table, so listed on their own.
+    const destinations = s.plan.rules.filter((r) => r.dstLength > 0).map(describeRule);
+    // Read afresh (the daemon checks them only when interfaces come and go), and what only
+    // the running daemon knows: objects someone keeps removing.
+    const sysctl = checkSysctls(new ConfFiles(), sharedSubnetInterfaces(s.plan), false);
+    const collision = priorityCollision(config, s.mirror);
+    const problems = [
+      ...(collision ? [collision] : []),
+      ...s.plan.problems,
+      ...sysctl.findings.map((f) => f.message),
+      ...sysctl.errors,
+      ...(await daemonConflicts(config)),
+    ];
+    const inSync = changes.length === 0 && problems.length === 0;
     if (json) {
       const interfaces = s.plan.interfaces.map(
         (i): InterfaceStatus => ({
@@ -219,7 +257,8 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
         inSync,
         interfaces,
         leftovers: unowned.map((c) => changeJson(c, s.linkName)),
-        problems: s.plan.problems,
+        problems,
+        ...(destinations.length > 0 ? { destinations } : {}),
       };
       printJson(io, status);
       return inSync ? 0 : 1;
@@ -241,9 +280,11 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
       for (const route of s.plan.routes.filter((r) => r.table === i.table)) io.out(`  route  ${describeRoute(route, s.linkName)}`);
       for (const line of pending) io.out(`  pending ${line}`);
     }
+    if (destinations.length > 0) io.out('kept on the main table (containers, plumbing, exceptions):');
+    for (const rule of destinations) io.out(`  rule   ${rule}`);
     for (const line of unowned.flatMap((c) => changeLines(c, s.linkName))) io.out(`pending ${line}`);
-    if (s.plan.problems.length > 0) io.out('problems:');
-    for (const problem of s.plan.problems) io.out(`  ${problem}`);
+    if (problems.length > 0) io.out('problems:');
+    for (const problem of problems) io.out(`  ${problem}`);
     return inSync ? 0 : 1;
   });
 }
