@@ -140,12 +140,19 @@ table:
   pinned:                   # ifname -> table id (1..2^32-1, not 253/254/255)
     eth1: 101
 rule:
-  priority: 30000           # 1..32765
+  priority: 30000           # 2..32765 (exception rules go one below it)
   match: address            # address: from <addr>/32   prefix: from <subnet>
 gateways:
   eth1:
     ipv4: 198.51.100.1
     ipv6: fe80::1
+exceptions: []             # prefixes always routed by main, whatever the source, e.g.
+                            # ["169.254.169.254/32", "168.63.129.16/32"] (see below)
+container_routes: true      # to <prefix> lookup main for main's routes through excluded devices
+sysctl: report              # report | manage (set arp_ignore=1, arp_announce=2 on shared-subnet NICs)
+iproute2_dir: auto          # where rt_tables.d/ and rt_protos.d/ get symroute's names, or false;
+                            # auto: $RUNTIME_DIRECTORY/iproute2 under systemd, else /etc/iproute2
+                            # but only in the host's network namespace
 protocol: 83                # rtm_protocol / FRA_PROTOCOL marking symroute's objects (5..255)
 on_exit: keep               # keep | remove (delete everything symroute owns on SIGTERM/SIGINT)
 log:

@@ -8,7 +8,7 @@
 // specific route in main (a static route via NIC 1 would steal NIC 2's replies), and NICs
 // sharing a subnet would all answer through the first of them. Pure: no I/O.
 import { isPlumbingName, type Config } from '../config/config.js';
-import { addressToBytes, networkOf, type Family } from './ip.js';
+import { addressToBytes, type Family } from './ip.js';
 import type { MirrorView } from './mirror.js';
 import type { Route, Rule } from './model.js';
 import { FR_ACT_TO_TBL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
@@ -40,11 +40,43 @@ export interface Prefix {
   readonly length: number;
 }
 
-/** Equal, inside or around. */
-const overlaps = (a: Prefix, b: Prefix): boolean => {
-  const common = Math.min(a.length, b.length);
-  return a.family === b.family && networkOf(a.network, common) === networkOf(b.network, common);
-};
+/** A prefix as the range of addresses it holds. */
+function range(prefix: Prefix): { start: bigint; end: bigint } {
+  const bits = prefix.family === 4 ? 32 : 128;
+  const start = addressToBytes(prefix.network).reduce((n, byte) => (n << 8n) | BigInt(byte), 0n);
+  return { start, end: start + (1n << BigInt(bits - prefix.length)) - 1n };
+}
+
+/** Prefixes to test others against (equal, inside or around), by binary search: pods can be many. */
+class PrefixSet {
+  private readonly byFamily = new Map<Family, { starts: bigint[]; maxEnds: bigint[] }>();
+
+  constructor(prefixes: readonly Prefix[]) {
+    for (const family of [4, 6] as const) {
+      const ranges = prefixes.filter((p) => p.family === family).map(range).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+      const maxEnds: bigint[] = [];
+      for (const r of ranges) maxEnds.push(maxEnds.length > 0 && maxEnds.at(-1)! > r.end ? maxEnds.at(-1)! : r.end);
+      this.byFamily.set(family, { starts: ranges.map((r) => r.start), maxEnds });
+    }
+  }
+
+  overlaps(prefix: Prefix): boolean {
+    const { starts, maxEnds } = this.byFamily.get(prefix.family)!;
+    const { start, end } = range(prefix);
+    // The last range starting at or before this one's end; some range up to it reaching this one's start overlaps.
+    let low = 0;
+    let high = starts.length - 1;
+    let last = -1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      if (starts[middle]! <= end) {
+        last = middle;
+        low = middle + 1;
+      } else high = middle - 1;
+    }
+    return last >= 0 && maxEnds[last]! >= start;
+  }
+}
 
 const isLinkLocalPrefix = (dst: string): boolean => {
   const bytes = addressToBytes(dst);
@@ -69,12 +101,13 @@ export function destinationRules(
     const [network = '', length] = exception.split('/');
     add({ family: network.includes(':') ? 6 : 4, network, length: Number(length) });
   }
+  const managed = new PrefixSet(managedPrefixes);
   for (const route of mirror.routes.values()) {
     if (route.oif === undefined || !isPlumbingRoute(config, route, mirror.links.get(route.oif)?.name)) continue;
     const prefix = { family: route.family, network: route.dst, length: route.dstLength };
     // An excluded NIC in a managed NIC's subnet (Case 2 with one NIC left out) must not take
     // that subnet's replies away from the managed NICs.
-    if (!managedPrefixes.some((managed) => overlaps(managed, prefix))) add(prefix);
+    if (!managed.overlaps(prefix)) add(prefix);
   }
   return [...prefixes.keys()].sort().map((key) => {
     const { family, network: dst, length: dstLength } = prefixes.get(key)!;

@@ -10,7 +10,6 @@
 // of `all` and the interface's own value for all three settings.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { networkOf } from '../domain/ip.js';
 import type { Plan } from '../domain/planner.js';
 
 export const CONF_DIR = '/proc/sys/net/ipv4/conf';
@@ -37,21 +36,35 @@ export interface SysctlFinding {
   readonly message: string;
 }
 
-/** Managed interfaces with an IPv4 prefix equal to, inside or around another's: sorted names. */
+/**
+ * Managed interfaces with an IPv4 prefix equal to, inside or around another's: sorted names.
+ * Prefixes as address ranges, swept in order: O(n log n), since it runs on every pass.
+ */
 export function sharedSubnetInterfaces(plan: Plan): string[] {
-  const prefixes = plan.interfaces.flatMap((i) =>
-    i.families.filter((f) => f.family === 4).flatMap((f) => f.prefixes.map((p) => ({ ifname: i.link.name, ...p }))),
-  );
+  const ranges = plan.interfaces
+    .flatMap((i) =>
+      i.families.filter((f) => f.family === 4).flatMap((f) =>
+        f.prefixes.map((p) => {
+          const start = ipv4Number(p.network);
+          return { ifname: i.link.name, start, end: start + 2 ** (32 - p.length) - 1 };
+        }),
+      ),
+    )
+    .sort((a, b) => a.start - b.start || b.end - a.end);
   const shared = new Set<string>();
-  for (const a of prefixes) {
-    for (const b of prefixes) {
-      if (a.ifname === b.ifname) continue;
-      const common = Math.min(a.length, b.length);
-      if (networkOf(a.network, common) === networkOf(b.network, common)) shared.add(a.ifname);
-    }
+  // Prefixes either nest or are disjoint, so overlapping ones form runs in start order.
+  for (let i = 0; i < ranges.length; ) {
+    let end = ranges[i]!.end;
+    let j = i + 1;
+    while (j < ranges.length && ranges[j]!.start <= end) end = Math.max(end, ranges[j++]!.end);
+    const owners = new Set(ranges.slice(i, j).map((r) => r.ifname));
+    if (owners.size > 1) for (const owner of owners) shared.add(owner);
+    i = j;
   }
   return [...shared].sort();
 }
+
+const ipv4Number = (address: string): number => address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 
 /** What is wrong with one interface's settings (pure). */
 export function findings(ifname: string, all: ConfValues, own: ConfValues): SysctlFinding[] {

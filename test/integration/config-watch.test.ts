@@ -68,7 +68,7 @@ describe('--watch-config', () => {
     volume.write('symroute.yaml', 'rule:\n  priority: high\n');
     await eventually(() =>
       expect(rejections(daemon)).toEqual([
-        `config reload rejected, keeping the running config: ${path}:2: rule.priority: expected an integer 1..32765, got "high"`,
+        `config reload rejected, keeping the running config: ${path}:2: rule.priority: expected an integer 2..32765, got "high"`,
       ]),
     );
     expect(await lab.ownedRuleLines(host.ns)).toEqual(rulesAt(host, 31000));
@@ -95,7 +95,7 @@ describe('--watch-config', () => {
     await eventually(async () => expect(await l.ownedRuleLines(host.ns)).toEqual(rulesAt(host, 31000)));
 
     // The same inode, truncated and rewritten.
-    writeFileSync(path, 'rule:\n  priority: 31000\ninterfaces:\n  exclude: [b1]\n');
+    writeFileSync(path, 'rule:\n  priority: 31000\ninterfaces:\n  include: [b0]\n');
     await eventually(async () =>
       expect(await l.ownedRuleLines(host.ns)).toEqual([`from ${host.v4[0]} lookup ${host.tables[0]} pref 31000`]),
     );
