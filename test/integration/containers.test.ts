@@ -97,7 +97,7 @@ describe('containers and pods next to symroute', () => {
       clientToNics: all,
     });
     expect(daemon.records.filter((r) => r.level >= 40)).toEqual([]);
-  });
+  }, 180_000); // two rounds of probes, each failed one waiting out its 3 s timeout
 
   it('fails the way the issue measured with container_routes: false (the rules are what fixes it)', async () => {
     lab = new Lab();
