@@ -16,7 +16,7 @@ const RUNS = Number(process.env.CHURN_RUNS ?? (LONG ? 12 : 1));
 const OPS = Number(process.env.CHURN_OPS ?? (LONG ? 100 : 15));
 const SEED = process.env.CHURN_SEED === undefined ? undefined : Number(process.env.CHURN_SEED);
 // Shrinking a failure re-runs the daemon many times: bounded, and reported as a failure.
-const TIME_LIMIT_MS = Number(process.env.CHURN_TIME_LIMIT_MS ?? (LONG ? 3 * 3600_000 : 8 * 60_000));
+const TIME_LIMIT_MS = Number(process.env.CHURN_TIME_LIMIT_MS ?? (LONG ? 90 * 60_000 : 8 * 60_000));
 
 // OPS slots, each an operation or nothing: every run is long, and shrinking empties slots
 // (fast-check would otherwise mostly try short sequences when it makes only a few runs).
@@ -47,10 +47,11 @@ describe('churn against an independent model', () => {
             for (const op of ops) await run.apply(op);
             if (process.env.CHURN_DEBUG) console.log(run.log.join('\n'));
           } catch (error) {
+            const report = `${(error as Error).message}\n\noperations (and the ip commands they ran):\n${run.log.join('\n')}\n\ndaemon log (last lines):\n${run.daemonLog()}`;
+            // Shrinking can take long: say at once what failed, before fast-check starts on it.
+            if (!failed) console.error(`churn: first failure (${match} mode), shrinking it now:\n${report}`);
             failed = true;
-            throw new Error(
-              `${(error as Error).message}\n\noperations (and the ip commands they ran):\n${run.log.join('\n')}\n\ndaemon log (last lines):\n${run.daemonLog()}`,
-            );
+            throw new Error(report);
           } finally {
             await run.stop().catch(() => undefined);
             await lab.cleanup();
