@@ -140,10 +140,11 @@ export class Lab extends NetnsLab {
    * Starts the daemon and waits for the end of its start-up convergence: it logs "running…"
    * only after its first pass that found nothing more to do. (Waiting for a state instead
    * would not do: after a restart the right state may be there before the daemon looked.)
+   * Node's own start alone has taken over 10 s on a loaded 2-core machine: give it a minute.
    */
-  async startConverged(ns: string, configPath = this.writeConfig('')): Promise<DaemonProcess> {
+  async startConverged(ns: string, configPath = this.writeConfig(''), timeoutMs = 60_000): Promise<DaemonProcess> {
     const daemon = this.startDaemon(ns, ['--config', configPath]);
-    await eventually(() => expect(daemon.messages(), daemon.stderr).toContainEqual(expect.stringMatching(/^running\b/)));
+    await eventually(() => expect(daemon.messages(), daemon.stderr).toContainEqual(expect.stringMatching(/^running\b/)), timeoutMs);
     return daemon;
   }
 
