@@ -34,8 +34,11 @@ async function series(l: Lab, ns: string, prefix: string): Promise<Record<string
 async function expectQuiet(l: Lab, ns: string, daemon: DaemonProcess): Promise<void> {
   const loud = daemon.records.filter((r) => r.level >= 40).map((r) => r.msg);
   expect(loud, daemon.log().slice(-5000)).toEqual([]);
+  // A dump the kernel flags interrupted (links still settling, e.g. IPv6 link-local addresses
+  // arriving) is taken again; that is the kernel's doing. Every other reason is a re-dump.
   const resyncs = await series(l, ns, 'symroute_resyncs_total');
-  expect(Object.values(resyncs).every((v) => v === 0), JSON.stringify(resyncs)).toBe(true);
+  const redumps = Object.entries(resyncs).filter(([s, v]) => !s.includes('dump_interrupted') && v !== 0);
+  expect(redumps, JSON.stringify(resyncs)).toEqual([]);
   const drift = await series(l, ns, 'symroute_drift_repairs_total');
   expect(Object.values(drift).every((v) => v === 0), JSON.stringify(drift)).toBe(true);
   // A flap can overtake a request (ENETDOWN); symroute's own objects never answer back.
