@@ -113,7 +113,9 @@ export function configYaml(config: ChurnConfig): string {
       if (gw.ipv6) lines.push(`    ipv6: "${gw.ipv6}"`);
     }
   }
-  lines.push(`protocol: ${PROTO}`, 'metrics:', '  listen: false', '');
+  // The model covers the per-NIC tables and `from` rules; the `to <prefix> lookup main` rules
+  // for container plumbing are judged with real traffic in containers.test.ts.
+  lines.push(`protocol: ${PROTO}`, 'container_routes: false', 'metrics:', '  listen: false', '');
   return lines.join('\n');
 }
 
