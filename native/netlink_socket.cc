@@ -363,9 +363,27 @@ bool AbstractAddress(Napi::Env env, const Napi::CallbackInfo& info, struct socka
   return true;
 }
 
-// listenAbstract(name: string): fd of a non-blocking AF_UNIX stream socket bound to the
-// abstract name and listening, for net.Server.listen({ fd }). EADDRINUSE: someone has it.
-Napi::Value ListenAbstract(const Napi::CallbackInfo& info) {
+// Binds a stream socket to an abstract address and listens on it. 0, or -1 with errno set.
+int BindAndListen(int fd, const sockaddr* address, socklen_t length) {
+  if (bind(fd, address, length) < 0) return -1;
+  return listen(fd, 16);
+}
+
+// Connects a stream socket to an abstract address, again after a signal. 0, or -1 with errno
+// set. A local connect completes at once, so a non-blocking socket needs no EINPROGRESS path.
+int ConnectRetryingSignals(int fd, const sockaddr* address, socklen_t length) {
+  int result;
+  do {
+    result = connect(fd, address, length);
+  } while (result < 0 && errno == EINTR);
+  return result;
+}
+
+// The fd of a non-blocking AF_UNIX stream socket that `attach` (BindAndListen or
+// ConnectRetryingSignals) has put at the abstract name in info[0]. On failure the socket is
+// closed and the error, named "<call>(@name)", is thrown with the errno's reason.
+Napi::Value AbstractStreamSocket(const Napi::CallbackInfo& info, const char* call,
+                                 int (*attach)(int fd, const sockaddr* address, socklen_t length)) {
   Napi::Env env = info.Env();
   struct sockaddr_un address;
   socklen_t length;
@@ -375,39 +393,26 @@ Napi::Value ListenAbstract(const Napi::CallbackInfo& info) {
     ErrnoError(env, "socket(AF_UNIX)", errno).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) < 0 || listen(fd, 16) < 0) {
+  if (attach(fd, reinterpret_cast<sockaddr*>(&address), length) < 0) {
     int err = errno;
     close(fd);
-    ErrnoError(env, "bind(@" + std::string(address.sun_path + 1) + ")", err).ThrowAsJavaScriptException();
+    ErrnoError(env, std::string(call) + "(@" + std::string(address.sun_path + 1) + ")", err).ThrowAsJavaScriptException();
     return env.Undefined();
   }
   return Napi::Number::New(env, fd);
 }
 
+// listenAbstract(name: string): fd of a non-blocking AF_UNIX stream socket bound to the
+// abstract name and listening, for net.Server.listen({ fd }). EADDRINUSE: someone has it.
+Napi::Value ListenAbstract(const Napi::CallbackInfo& info) {
+  return AbstractStreamSocket(info, "bind", BindAndListen);
+}
+
 // connectAbstract(name: string): fd of a non-blocking AF_UNIX stream socket connected to the
-// abstract name, for new net.Socket({ fd }). A local connect completes at once; ECONNREFUSED:
-// nobody listens; EAGAIN: the listener's backlog is full.
+// abstract name, for new net.Socket({ fd }). ECONNREFUSED: nobody listens; EAGAIN: the
+// listener's backlog is full.
 Napi::Value ConnectAbstract(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  struct sockaddr_un address;
-  socklen_t length;
-  if (!AbstractAddress(env, info, &address, &length)) return env.Undefined();
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    ErrnoError(env, "socket(AF_UNIX)", errno).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int result;
-  do {
-    result = connect(fd, reinterpret_cast<sockaddr*>(&address), length);
-  } while (result < 0 && errno == EINTR);
-  if (result < 0) {
-    int err = errno;
-    close(fd);
-    ErrnoError(env, "connect(@" + std::string(address.sun_path + 1) + ")", err).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  return Napi::Number::New(env, fd);
+  return AbstractStreamSocket(info, "connect", ConnectRetryingSignals);
 }
 
 // peerCredentials(fd: number): { pid, uid, gid } of the process at the other end of a
