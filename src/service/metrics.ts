@@ -47,128 +47,115 @@ export class Metrics {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  readonly reconciles = new Counter({
-    name: 'symroute_reconciles_total',
-    help: 'Reconcile passes, by what triggered them.',
-    labelNames: ['trigger'] as const,
-    registers: [this.registry],
-  });
-  readonly netlinkRequests = new Counter({
-    name: 'symroute_netlink_requests_total',
-    help: 'Netlink requests sent, by operation and result.',
-    labelNames: ['op', 'result'] as const,
-    registers: [this.registry],
-  });
-  readonly netlinkErrors = new Counter({
-    name: 'symroute_netlink_errors_total',
-    help: 'Netlink requests the kernel refused, by operation and errno.',
-    labelNames: ['op', 'errno'] as const,
-    registers: [this.registry],
-  });
-  readonly driftRepairs = new Counter({
-    name: 'symroute_drift_repairs_total',
-    help: 'Rules and routes put back after something else removed or changed them.',
-    labelNames: ['kind'] as const,
-    registers: [this.registry],
-  });
-  readonly resyncs = new Counter({
-    name: 'symroute_resyncs_total',
-    help: 'Full or partial re-dumps of kernel state, by reason.',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly discardedMessages = new Counter({
-    name: 'symroute_netlink_discarded_messages_total',
-    help: 'Netlink messages ignored because they were not from the kernel or answered nothing pending.',
-    registers: [this.registry],
-  });
-  readonly managedInterfaces = new Gauge({
-    name: 'symroute_managed_interfaces',
-    help: 'Interfaces symroute currently manages.',
-    registers: [this.registry],
-  });
-  readonly managedRules = new Gauge({
-    name: 'symroute_managed_rules',
-    help: 'Rules owned by symroute in the kernel.',
-    labelNames: ['family'] as const,
-    registers: [this.registry],
-  });
-  readonly managedRoutes = new Gauge({
-    name: 'symroute_managed_routes',
-    help: 'Routes owned by symroute in the kernel.',
-    labelNames: ['family'] as const,
-    registers: [this.registry],
-  });
-  readonly unusableGateways = new Gauge({
-    name: 'symroute_unusable_gateways',
-    help: 'Interfaces whose gateway (configured or learned) the kernel would refuse in their table, so they get no default route.',
-    labelNames: ['family'] as const,
-    registers: [this.registry],
-  });
-  readonly inSync = new Gauge({
-    name: 'symroute_in_sync',
-    help: '1 when the kernel matches the desired state, 0 while it is known not to.',
-    registers: [this.registry],
-  });
-  readonly lastConvergence = new Gauge({
-    name: 'symroute_last_convergence_timestamp_seconds',
-    help: 'When the kernel last matched the desired state after a change.',
-    registers: [this.registry],
-  });
-  readonly sysctlProblems = new Gauge({
-    name: 'symroute_sysctl_problems',
-    help: 'ARP settings of NICs sharing a subnet that break symmetric replies (arp_ignore not 1 or 2, arp_announce not 2).',
-    registers: [this.registry],
-  });
-  readonly conflicts = new Counter({
-    name: 'symroute_conflicts_total',
-    help: 'Removals of a symroute rule or route by something else that keeps removing it (10 or more within 10 s); repairs of it then back off.',
-    labelNames: ['kind'] as const,
-    registers: [this.registry],
-  });
-  readonly conflictsActive = new Gauge({
-    name: 'symroute_conflicts',
-    help: 'Rules and routes symroute currently puts back with backoff because something else keeps removing them.',
-    registers: [this.registry],
-  });
-  readonly nameFileErrors = new Counter({
-    name: 'symroute_name_file_errors_total',
-    help: 'Failed attempts to write the rt_tables.d / rt_protos.d files that name symroute\'s tables for ip(8).',
-    registers: [this.registry],
-  });
-  readonly sysctlErrors = new Counter({
-    name: 'symroute_sysctl_errors_total',
-    help: 'Reads or writes of /proc/sys/net/ipv4/conf that failed.',
-    registers: [this.registry],
-  });
-  readonly configReloads = new Counter({
-    name: 'symroute_config_reloads_total',
-    help: 'Config reloads (SIGHUP or a change of the watched file), by result.',
-    labelNames: ['result'] as const,
-    registers: [this.registry],
-  });
-  readonly configLastReloadSuccessful = new Gauge({
-    name: 'symroute_config_last_reload_successful',
-    help: '1 if the last config reload succeeded (or none was attempted), 0 if it was rejected.',
-    registers: [this.registry],
-  });
-  readonly interfaceInSync = new Gauge({
-    name: 'symroute_interface_in_sync',
-    help: '1 when the rules and routes of this managed interface match the desired state, 0 while they do not.',
-    labelNames: ['ifname'] as const,
-    registers: [this.registry],
-  });
-  readonly interfaceTable = new Gauge({
-    name: 'symroute_interface_table',
-    help: 'The routing table symroute keeps for this managed interface.',
-    labelNames: ['ifname'] as const,
-    registers: [this.registry],
-  });
-  readonly configLastReloadSuccess = new Gauge({
-    name: 'symroute_config_last_reload_success_timestamp_seconds',
-    help: 'When the config was last loaded successfully.',
-    registers: [this.registry],
-  });
+  readonly reconciles = this.counter(
+    'symroute_reconciles_total',
+    'Reconcile passes, by what triggered them.',
+    ['trigger'],
+  );
+  readonly netlinkRequests = this.counter(
+    'symroute_netlink_requests_total',
+    'Netlink requests sent, by operation and result.',
+    ['op', 'result'],
+  );
+  readonly netlinkErrors = this.counter(
+    'symroute_netlink_errors_total',
+    'Netlink requests the kernel refused, by operation and errno.',
+    ['op', 'errno'],
+  );
+  readonly driftRepairs = this.counter(
+    'symroute_drift_repairs_total',
+    'Rules and routes put back after something else removed or changed them.',
+    ['kind'],
+  );
+  readonly resyncs = this.counter(
+    'symroute_resyncs_total',
+    'Full or partial re-dumps of kernel state, by reason.',
+    ['reason'],
+  );
+  readonly discardedMessages = this.counter(
+    'symroute_netlink_discarded_messages_total',
+    'Netlink messages ignored because they were not from the kernel or answered nothing pending.',
+  );
+  readonly managedInterfaces = this.gauge(
+    'symroute_managed_interfaces',
+    'Interfaces symroute currently manages.',
+  );
+  readonly managedRules = this.gauge(
+    'symroute_managed_rules',
+    'Rules owned by symroute in the kernel.',
+    ['family'],
+  );
+  readonly managedRoutes = this.gauge(
+    'symroute_managed_routes',
+    'Routes owned by symroute in the kernel.',
+    ['family'],
+  );
+  readonly unusableGateways = this.gauge(
+    'symroute_unusable_gateways',
+    'Interfaces whose gateway (configured or learned) the kernel would refuse in their table, so they get no default route.',
+    ['family'],
+  );
+  readonly inSync = this.gauge(
+    'symroute_in_sync',
+    '1 when the kernel matches the desired state, 0 while it is known not to.',
+  );
+  readonly lastConvergence = this.gauge(
+    'symroute_last_convergence_timestamp_seconds',
+    'When the kernel last matched the desired state after a change.',
+  );
+  readonly sysctlProblems = this.gauge(
+    'symroute_sysctl_problems',
+    'ARP settings of NICs sharing a subnet that break symmetric replies (arp_ignore not 1 or 2, arp_announce not 2).',
+  );
+  readonly conflicts = this.counter(
+    'symroute_conflicts_total',
+    'Removals of a symroute rule or route by something else that keeps removing it (10 or more within 10 s); repairs of it then back off.',
+    ['kind'],
+  );
+  readonly conflictsActive = this.gauge(
+    'symroute_conflicts',
+    'Rules and routes symroute currently puts back with backoff because something else keeps removing them.',
+  );
+  readonly nameFileErrors = this.counter(
+    'symroute_name_file_errors_total',
+    'Failed attempts to write the rt_tables.d / rt_protos.d files that name symroute\'s tables for ip(8).',
+  );
+  readonly sysctlErrors = this.counter(
+    'symroute_sysctl_errors_total',
+    'Reads or writes of /proc/sys/net/ipv4/conf that failed.',
+  );
+  readonly configReloads = this.counter(
+    'symroute_config_reloads_total',
+    'Config reloads (SIGHUP or a change of the watched file), by result.',
+    ['result'],
+  );
+  readonly configLastReloadSuccessful = this.gauge(
+    'symroute_config_last_reload_successful',
+    '1 if the last config reload succeeded (or none was attempted), 0 if it was rejected.',
+  );
+  readonly interfaceInSync = this.gauge(
+    'symroute_interface_in_sync',
+    '1 when the rules and routes of this managed interface match the desired state, 0 while they do not.',
+    ['ifname'],
+  );
+  readonly interfaceTable = this.gauge(
+    'symroute_interface_table',
+    'The routing table symroute keeps for this managed interface.',
+    ['ifname'],
+  );
+  readonly configLastReloadSuccess = this.gauge(
+    'symroute_config_last_reload_success_timestamp_seconds',
+    'When the config was last loaded successfully.',
+  );
+
+  // Every declaration above differs only in name, help and labels; these add the registry. The
+  // label names stay literal types (as `as const` made them), so a misspelt label is a type error.
+  private counter<const L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+  private gauge<const L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
 
   constructor(build: BuildInfo) {
     new Gauge({

@@ -197,8 +197,9 @@ function promtoolCheck(text: string): Promise<{ code: number | null; output: str
 /** Every metric src/service/metrics.ts defines, with the `# TYPE` it must be exposed under. */
 function definedMetrics(): Array<{ name: string; type: string }> {
   const source = readFileSync(join(REPO, 'src/service/metrics.ts'), 'utf8');
-  const found = [...source.matchAll(/new (Histogram|Counter|Gauge)\(\{\s*name: '([a-zA-Z_:][a-zA-Z0-9_:]*)'/g)];
-  return found.map(([, kind, name]) => ({ name: name!, type: kind!.toLowerCase() }));
+  // Declared as `new Counter({ name: '…'` or through the class's helpers, `this.counter('…'`.
+  const found = [...source.matchAll(/(?:new (Histogram|Counter|Gauge)\(\{\s*name: |this\.(counter|gauge)\(\s*)'([a-zA-Z_:][a-zA-Z0-9_:]*)'/g)];
+  return found.map(([, kind, helper, name]) => ({ name: name!, type: (kind ?? helper)!.toLowerCase() }));
 }
 
 // ---------------------------------------------------------------------------------------
