@@ -100,7 +100,7 @@ describe('kernel quirks', () => {
     await lab.ip(ns, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'e1');
     lab.startDaemon(ns, ['--config', lab.writeConfig('metrics:\n  listen: false\n')]);
     const gateways = async () =>
-      (await lab.ipJson<{ table: string; dst: string; gateway?: string; protocol?: string }[]>(ns, '-6', 'route', 'show', 'table', 'all'))
+      (await lab.ipJsonNumeric<{ table: string; dst: string; gateway?: string; protocol?: string }>(ns, '-6', 'route', 'show', 'table', 'all'))
         .filter((r) => r.protocol === '83' && r.dst === 'default')
         .map((r) => r.gateway)
         .sort();

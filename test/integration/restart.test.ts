@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Lab, REPO, type DaemonProcess, type IpRule } from '../support/lab.js';
 import { addSharedSubnetNic, buildSharedSubnet } from '../support/topologies.js';
 
-const OWNED = '83'; // symroute's default protocol number, as `ip -json` prints it
+const OWNED = '83'; // symroute's default protocol number, as `ip -N -json` prints it
 const PRIORITY = 30000;
 
 
@@ -40,7 +40,7 @@ async function ownedRuleTexts(lab: Lab, ns: string): Promise<string[]> {
   return (await lab.ownedRules(ns)).map(ruleText).sort();
 }
 
-/** Every rule (both families) and every IPv4 route in every table, as `ip -json` prints each. */
+/** Every rule (both families) and every IPv4 route in every table, as `ip -N -json` prints each. */
 interface KernelState {
   rules: Array<Record<string, unknown>>;
   routes: Array<Record<string, unknown>>;
@@ -48,12 +48,12 @@ interface KernelState {
 
 async function kernelState(lab: Lab, ns: string): Promise<KernelState> {
   const rules = [
-    ...(await lab.ipJson<Array<Record<string, unknown>>>(ns, '-4', 'rule', 'show')),
-    ...(await lab.ipJson<Array<Record<string, unknown>>>(ns, '-6', 'rule', 'show')),
+    ...(await lab.ipJsonNumeric<Record<string, unknown>>(ns, '-4', 'rule', 'show')),
+    ...(await lab.ipJsonNumeric<Record<string, unknown>>(ns, '-6', 'rule', 'show')),
   ];
   // IPv6 routes are left out: the kernel's link-local routes come and go with DAD on their
   // own schedule, and these tests give the server no IPv6 address for symroute to manage.
-  const routes = await lab.ipJson<Array<Record<string, unknown>>>(ns, '-4', 'route', 'show', 'table', 'all');
+  const routes = await lab.ipJsonNumeric<Record<string, unknown>>(ns, '-4', 'route', 'show', 'table', 'all');
   return { rules, routes };
 }
 
@@ -69,10 +69,10 @@ function foreign(state: KernelState): { rules: string[]; routes: string[] } {
 /** Owned objects anywhere: rules and routes of both families, in every table. */
 async function ownedAnywhere(lab: Lab, ns: string): Promise<unknown[]> {
   const all = await Promise.all([
-    lab.ipJson<Array<{ protocol?: string }>>(ns, '-4', 'rule', 'show'),
-    lab.ipJson<Array<{ protocol?: string }>>(ns, '-6', 'rule', 'show'),
-    lab.ipJson<Array<{ protocol?: string }>>(ns, '-4', 'route', 'show', 'table', 'all'),
-    lab.ipJson<Array<{ protocol?: string }>>(ns, '-6', 'route', 'show', 'table', 'all'),
+    lab.ipJsonNumeric<{ protocol?: string }>(ns, '-4', 'rule', 'show'),
+    lab.ipJsonNumeric<{ protocol?: string }>(ns, '-6', 'rule', 'show'),
+    lab.ipJsonNumeric<{ protocol?: string }>(ns, '-4', 'route', 'show', 'table', 'all'),
+    lab.ipJsonNumeric<{ protocol?: string }>(ns, '-6', 'route', 'show', 'table', 'all'),
   ]);
   return all.flat().filter((o) => o.protocol === OWNED);
 }

@@ -107,15 +107,15 @@ async function ownedRuleLines(l: Lab, ns: string, family: 4 | 6 = 4): Promise<st
 
 /** Every route of a family with protocol 83, in any table. */
 async function ownedRoutes(l: Lab, ns: string, family: 4 | 6): Promise<IpRoute[]> {
-  const routes = await l.ipJson<IpRoute[]>(ns, `-${family}`, 'route', 'show', 'table', 'all');
+  const routes = await l.ipJsonNumeric<IpRoute>(ns, `-${family}`, 'route', 'show', 'table', 'all');
   return routes.filter((r) => r.protocol === '83');
 }
 
 /** Rules and IPv4 routes of every table, as text, to compare before and after. */
 async function kernelState(l: Lab, ns: string): Promise<string> {
   const parts = await Promise.all([
-    l.ip(ns, '-json', '-4', 'rule', 'show'),
-    l.ip(ns, '-json', '-4', 'route', 'show', 'table', 'all'),
+    l.ip(ns, '-N', '-json', '-4', 'rule', 'show'),
+    l.ip(ns, '-N', '-json', '-4', 'route', 'show', 'table', 'all'),
   ]);
   return parts.join('\n');
 }

@@ -30,8 +30,8 @@ async function manyNics(l: Lab, ns: string, count: number): Promise<void> {
 }
 
 async function ownedCount(l: Lab, ns: string): Promise<{ rules: number; routes: number }> {
-  const rules = (await l.ipJson<Array<{ protocol?: string }>>(ns, 'rule', 'show')).filter((r) => r.protocol === '83');
-  const routes = (await l.ipJson<Array<{ protocol?: string }>>(ns, 'route', 'show', 'table', 'all')).filter(
+  const rules = (await l.ipJsonNumeric<{ protocol?: string }>(ns, 'rule', 'show')).filter((r) => r.protocol === '83');
+  const routes = (await l.ipJsonNumeric<{ protocol?: string }>(ns, 'route', 'show', 'table', 'all')).filter(
     (r) => r.protocol === '83',
   );
   return { rules: rules.length, routes: routes.length };

@@ -1,5 +1,5 @@
 // The integration tests' lab: src/lab/netns.ts's namespaces, veth pairs, bridges and probe, plus
-// the real daemon running inside them and `ip -json` as the independent judge of what the
+// the real daemon running inside them and `ip -N -json` as the independent judge of what the
 // kernel holds. Everything a Lab creates is removed by cleanup(), which tests call from
 // afterEach so it also runs when a test fails.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -97,9 +97,18 @@ export class Lab extends NetnsLab {
     return (text.trim() ? JSON.parse(text) : []) as T;
   }
 
-  /** Rules with numbers for tables and protocols (-N), also where rt_tables.d names symroute's. */
+  /**
+   * Rules or routes as `ip -N -json` prints them: tables and protocols as numbers, also where
+   * rt_tables.d / rt_protos.d name them (symroute writes such names itself). -N numbers scopes
+   * and route types too; those are named again, so each object reads as plain `ip -json` would.
+   */
+  async ipJsonNumeric<T extends object>(ns: string, ...args: string[]): Promise<T[]> {
+    return (await this.ipJson<Array<Record<string, unknown>>>(ns, '-N', ...args)).map(namedScopeAndType) as T[];
+  }
+
+  /** Rules with numbers for tables and protocols, also where rt_tables.d names symroute's. */
   rules(ns: string, family: 4 | 6 = 4): Promise<IpRule[]> {
-    return this.ipJson(ns, '-N', `-${family}`, 'rule', 'show');
+    return this.ipJsonNumeric(ns, `-${family}`, 'rule', 'show');
   }
 
   /** Rules symroute owns (its default protocol 83). */
@@ -109,14 +118,14 @@ export class Lab extends NetnsLab {
 
   async routes(ns: string, table: number | string, family: 4 | 6 = 4): Promise<IpRoute[]> {
     try {
-      return await this.ipJson(ns, `-${family}`, 'route', 'show', 'table', String(table));
+      return await this.ipJsonNumeric(ns, `-${family}`, 'route', 'show', 'table', String(table));
     } catch {
       return []; // a table that does not exist
     }
   }
 
   async routeGet(ns: string, dst: string, from: string): Promise<IpRoute> {
-    const [route] = await this.ipJson<IpRoute[]>(ns, 'route', 'get', dst, 'from', from);
+    const [route] = await this.ipJsonNumeric<IpRoute>(ns, 'route', 'get', dst, 'from', from);
     return route!;
   }
 
@@ -160,12 +169,12 @@ export class Lab extends NetnsLab {
     await eventually(async () => expect(await this.ownedRuleLines(ns)).toContain(line));
   }
 
-  /** All rules and IPv4 routes as `ip -json` text; IPv6 link-local routes move with DAD on their own. */
+  /** All rules and IPv4 routes as `ip -N -json` text; IPv6 link-local routes move with DAD on their own. */
   async kernelState(ns: string): Promise<string> {
     const parts = await Promise.all([
-      this.ip(ns, '-json', '-4', 'rule', 'show'),
-      this.ip(ns, '-json', '-6', 'rule', 'show'),
-      this.ip(ns, '-json', '-4', 'route', 'show', 'table', 'all'),
+      this.ip(ns, '-N', '-json', '-4', 'rule', 'show'),
+      this.ip(ns, '-N', '-json', '-6', 'rule', 'show'),
+      this.ip(ns, '-N', '-json', '-4', 'route', 'show', 'table', 'all'),
     ]);
     return parts.join('\n');
   }
@@ -224,6 +233,28 @@ export class Lab extends NetnsLab {
 }
 
 /** `from <src> lookup <table> pref <n>`, as ip(8) prints a rule. */
+// The names plain `ip -json` prints for the scopes and route types `ip -N` prints as numbers.
+const SCOPE_NAMES: Record<string, string> = { '0': 'global', '200': 'site', '253': 'link', '254': 'host', '255': 'nowhere' };
+const TYPE_NAMES: Record<string, string> = {
+  '1': 'unicast',
+  '2': 'local',
+  '3': 'broadcast',
+  '4': 'anycast',
+  '5': 'multicast',
+  '6': 'blackhole',
+  '7': 'unreachable',
+  '8': 'prohibit',
+  '9': 'throw',
+  '10': 'nat',
+  '11': 'xresolve',
+};
+function namedScopeAndType(o: Record<string, unknown>): Record<string, unknown> {
+  const named = { ...o };
+  if (typeof o.scope === 'string') named.scope = SCOPE_NAMES[o.scope] ?? o.scope;
+  if (typeof o.type === 'string') named.type = TYPE_NAMES[o.type] ?? o.type;
+  return named;
+}
+
 export const ruleLine = (r: Pick<IpRule, 'src' | 'table' | 'priority'>): string =>
   `from ${r.src} lookup ${r.table} pref ${r.priority}`;
 
