@@ -1,7 +1,9 @@
 // deploy/kubernetes/ against the official Kubernetes OpenAPI schemas (kubernetes-models
 // ships validators generated from them, and from the prometheus-operator's CRDs), offline;
-// then held to what the daemon and the image actually do: the probes' paths and port, the
-// config file's place and contents, the capabilities, and the rollout rules.
+// the validators ignore fields they do not know, so tsc checks the manifests against the
+// models' generated types for those; then held to what the daemon and the image actually do:
+// the probes' paths and port, the config file's place and contents, the capabilities, and the
+// rollout rules.
 import { basename, dirname, join } from 'node:path';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
@@ -11,13 +13,25 @@ import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.co
 import type { IPodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
-import { dockerfileExec, findManifest, KUBERNETES, kustomize, parseYaml, type Manifest } from '../support/deploy.js';
+import { dockerfileExec, findManifest, KUBERNETES, kustomize, manifestTypeErrors, parseYaml, type Manifest, type ModelType } from '../support/deploy.js';
 
-const VALIDATORS: Record<string, (manifest: Manifest) => { validate(): void }> = {
-  'v1/ConfigMap': (m) => new ConfigMap(m as never),
-  'apps/v1/DaemonSet': (m) => new DaemonSet(m as never),
-  'monitoring.coreos.com/v1/PodMonitor': (m) => new PodMonitor(m as never),
+// Each kind's generated validator, and its generated interface for the unknown-field check.
+const MODELS: Record<string, { validator: (manifest: Manifest) => { validate(): void }; type: ModelType }> = {
+  'v1/ConfigMap': {
+    validator: (m) => new ConfigMap(m as never),
+    type: { module: 'kubernetes-models/v1/ConfigMap', name: 'IConfigMap' },
+  },
+  'apps/v1/DaemonSet': {
+    validator: (m) => new DaemonSet(m as never),
+    type: { module: 'kubernetes-models/apps/v1/DaemonSet', name: 'IDaemonSet' },
+  },
+  'monitoring.coreos.com/v1/PodMonitor': {
+    validator: (m) => new PodMonitor(m as never),
+    type: { module: '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor', name: 'IPodMonitor' },
+  },
 };
+const model = (manifest: Manifest) => MODELS[`${manifest.apiVersion}/${manifest.kind}`];
+const typed = (manifests: Manifest[]) => manifests.map((manifest) => ({ manifest, type: model(manifest)!.type }));
 
 const base = kustomize(KUBERNETES);
 const withMonitoring = kustomize(join(KUBERNETES, 'monitoring'));
@@ -33,16 +47,35 @@ describe('deploy/kubernetes', () => {
     expect(base.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'DaemonSet']);
     expect(withMonitoring.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'DaemonSet', 'PodMonitor']);
     for (const manifest of withMonitoring) {
-      const validator = VALIDATORS[`${manifest.apiVersion}/${manifest.kind}`];
-      expect(validator, `${manifest.apiVersion} ${manifest.kind}`).toBeDefined();
-      expect(() => validator!(manifest).validate(), `${manifest.kind} ${manifest.metadata.name}`).not.toThrow();
+      expect(model(manifest), `${manifest.apiVersion} ${manifest.kind}`).toBeDefined();
+      expect(() => model(manifest)!.validator(manifest).validate(), `${manifest.kind} ${manifest.metadata.name}`).not.toThrow();
     }
+  });
+
+  it('holds no field the schemas do not know', () => {
+    expect(manifestTypeErrors(typed(withMonitoring))).toEqual([]);
   });
 
   it('the schema check can fail', () => {
     const broken = structuredClone(daemonSet) as unknown as Manifest & { spec: { template: { spec: { containers: Array<{ ports: unknown[] }> } } } };
     broken.spec.template.spec.containers[0]!.ports = [{ containerPort: 'metrics' }];
     expect(() => new DaemonSet(broken as never).validate()).toThrow(/containerPort must be integer/);
+  });
+
+  it('the unknown-field check can fail, naming the field and the manifest, where the schema check does not', () => {
+    const misspelt = structuredClone(daemonSet) as unknown as Manifest & { spec: { template: { spec: { containers: Array<Record<string, unknown>> } } } };
+    const misspeltContainer = misspelt.spec.template.spec.containers[0]!;
+    misspeltContainer.readinesProbe = misspeltContainer.readinessProbe;
+    delete misspeltContainer.readinessProbe;
+    const monitor = structuredClone(podMonitor) as unknown as Manifest & { spec: { podMetricsEndpoints: Array<Record<string, unknown>> } };
+    monitor.spec.podMetricsEndpoints[0]!.intervall = '30s';
+    expect(() => new DaemonSet(misspelt as never).validate()).not.toThrow();
+    expect(() => new PodMonitor(monitor as never).validate()).not.toThrow();
+    const errors = manifestTypeErrors(typed([configMap as unknown as Manifest, misspelt, monitor]));
+    expect(errors).toEqual([
+      expect.stringMatching(new RegExp(`^DaemonSet ${daemonSet.metadata!.name}, line \\d+: error TS\\d+: .*readinesProbe\\W+ does not exist in type 'IContainer'`)),
+      expect.stringMatching(new RegExp(`^PodMonitor ${podMonitor.metadata!.name}, line \\d+: error TS\\d+: .*intervall\\W+ does not exist`)),
+    ]);
   });
 
   it('kustomizations are well formed and name the namespace', () => {
