@@ -37,7 +37,7 @@ async function withClient<T>(work: (client: RtnlClient) => Promise<T>): Promise<
 }
 
 async function snapshot(config: Config, client: RtnlClient): Promise<Snapshot> {
-  const mirror = await dumpMirror(client, (route, linkName) => isPlumbingRoute(config, route, linkName));
+  const mirror = await dumpMirror(client, config, (route, linkName) => isPlumbingRoute(config, route, linkName));
   const desired = plan(config, mirror);
   return {
     mirror,
@@ -318,7 +318,7 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
   const dst = canonicalAddress(dstText);
   const src = canonicalAddress(srcText);
   return withClient(async (client) => {
-    const mirror = await dumpMirror(client);
+    const mirror = await dumpMirror(client, config);
     const name = (ifindex: number) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
     const owners = [...mirror.addresses.values()].filter((a) => a.address === src).map((a) => a.ifindex);
     if (owners.length === 0) {

@@ -73,7 +73,9 @@ export class Daemon {
         log.warn({ reason, detail }, `dumping kernel state again (${reason})`);
       },
       discarded,
-    }, (route, linkName) => isPlumbingRoute(this.config, route, linkName));
+      skipped: (count) => metrics.routesSkipped.inc(count),
+      fetchingTables: (tables) => log.debug({ tables: tables.length <= 8 ? tables : tables.length }, 'dumping the routes of tables that now matter'),
+    }, () => this.config, (route, linkName) => isPlumbingRoute(this.config, route, linkName));
     this.converger = new Converger(config, this.client, this.watcher, log, metrics);
     this.converger.requestPass = () => this.scheduler.request('retry');
     this.scheduler = new PassScheduler(
@@ -126,8 +128,9 @@ export class Daemon {
     }
     const collision = priorityCollision(config, this.watcher.mirror);
     if (collision) throw new ConfigError([collision]);
-    // The mirror keeps main's routes through plumbing: a new idea of plumbing needs a re-dump.
-    const mirrored = (c: Config) => JSON.stringify([c.containerRoutes, c.interfaces.exclude]);
+    // The mirror keeps main's routes through plumbing, and the routes of the tables symroute
+    // uses or could use: a new idea of either needs a re-dump.
+    const mirrored = (c: Config) => JSON.stringify([c.containerRoutes, c.interfaces.exclude, c.table]);
     const remirror = mirrored(config) !== mirrored(this.config);
     this.config = config;
     this.converger.config = config;

@@ -158,3 +158,13 @@ export const dumpRequests = {
     attributes: {},
   },
 } as const satisfies Record<string, LinkMessage | AddressMessage | RouteMessage | RuleMessage>;
+
+/**
+ * A GET body that dumps the routes of one table only, both families (strict checking reads
+ * the table from RTA_TABLE; with AF_UNSPEC a table that does not exist answers nothing,
+ * where a single family would answer ENOENT). A kernel without strict checking ignores the
+ * filter and dumps every table, so the caller filters what comes back as well.
+ */
+export function routeDumpRequest(table: number): RouteMessage {
+  return { ...dumpRequests.route, attributes: { table } };
+}

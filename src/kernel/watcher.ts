@@ -1,8 +1,11 @@
 // Keeps a Mirror of the kernel current: subscribes to link, address, route and rule
 // notifications first, then dumps everything, then replays what arrived during the dump.
 // A receive overrun (ENOBUFS) means notifications were lost, so everything is dumped again.
+// Routes of tables that do not matter (domain/interest.ts) are passed over before they are
+// decoded, in dumps and notifications alike; when a table starts to matter (a link appears
+// whose table is base + its index) that one table is dumped and merged the same way.
 import type { RtnlClient } from '../netlink/client.js';
-import { encodeMessage } from '../netlink/codec.js';
+import { encodeMessage, type RawMessage } from '../netlink/codec.js';
 import {
   NLM_F_ACK,
   NLM_F_REQUEST,
@@ -19,12 +22,13 @@ import {
   RTNLGRP_IPV6_RULE,
   RTNLGRP_LINK,
 } from '../netlink/constants.js';
-import { isRtnlBody, type RtnlBody } from '../netlink/messages.js';
-import { receiveAll } from '../netlink/receive.js';
+import { isRtnlBody, peekRoute, type RtnlBody } from '../netlink/messages.js';
+import { receiveAll, type KeepFilter } from '../netlink/receive.js';
 import type { KernelEvent } from '../domain/events.js';
+import { RouteInterest, type TableScope } from '../domain/interest.js';
 import { eventFromMessage } from './events.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
-import { dumpRequests } from './objects.js';
+import { dumpRequests, routeDumpRequest } from './objects.js';
 import { Mirror, type MainRouteFilter, type MirrorView } from '../domain/mirror.js';
 
 /**
@@ -42,11 +46,20 @@ export interface WatcherObserver {
   changed(eventTime: bigint, events: readonly KernelEvent[] | null): void;
   resyncStarted(reason: ResyncReason, detail?: string): void;
   discarded(reason: string): void;
+  /** Routes passed over undecoded: their table does not matter. */
+  skipped(count: number): void;
+  /** Tables that just started to matter are being dumped (not a resync: nothing was lost). */
+  fetchingTables(tables: readonly number[]): void;
 }
 
 
 const NOTIFY_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 const DUMP_RETRY_MS = 1000;
+/**
+ * Up to this many tables that start to matter at once are dumped one by one (the kernel
+ * filters each dump by table); more are fetched with one dump of every route, filtered here.
+ */
+const TABLE_DUMPS_MAX = 16;
 
 /** A socket subscribed to every notification the mirror needs. */
 export function openNotificationSocket(): NativeNetlinkSocket {
@@ -66,7 +79,12 @@ export function openNotificationSocket(): NativeNetlinkSocket {
 
 export class Watcher {
   private mirrorState: Mirror;
-  /** Non-null while a dump is under way: notifications wait here to be replayed over it. */
+  /** Which routes are decoded: replaced at each full dump, grown as links appear. */
+  private interest: RouteInterest;
+  /** Tables that started to matter and wait to be dumped. */
+  private pendingTables = new Set<number>();
+  private skippedRoutes = 0;
+  /** Non-null while a dump (full, or of tables) is under way: notifications wait here to be replayed over it. */
   private heldBack: KernelEvent[] | null = null;
   private resyncAgain: ResyncReason | null = null;
   private resyncDone: Promise<void> = Promise.resolve();
@@ -77,14 +95,19 @@ export class Watcher {
   private ping: { readonly seq: number; readonly answered: () => void } | null = null;
   private pingSeq = 0;
 
-  /** `socket` receives notifications: see openNotificationSocket(). */
+  /**
+   * `socket` receives notifications: see openNotificationSocket(). `scope` is read at every
+   * full dump: a config that changes it must ask for one (requestResync('reload')).
+   */
   constructor(
     private readonly client: RtnlClient,
     private readonly socket: NativeNetlinkSocket,
     private readonly observer: WatcherObserver,
+    private readonly scope: () => TableScope,
     private readonly keepMainRoute: MainRouteFilter = () => false,
   ) {
     this.mirrorState = new Mirror(keepMainRoute);
+    this.interest = new RouteInterest(scope());
   }
 
   get mirror(): MirrorView {
@@ -111,17 +134,21 @@ export class Watcher {
   drain(): void {
     let received;
     try {
-      received = receiveAll(this.socket, () => this.observer.discarded('notification not from the kernel'));
+      received = receiveAll(this.socket, () => this.observer.discarded('notification not from the kernel'), this.keepRoute);
     } catch (error) {
       this.requestResync('read_error', (error as Error).message);
       return;
     }
+    this.reportSkipped();
     const eventTime = process.hrtime.bigint();
     const events: KernelEvent[] = [];
     for (const message of received.messages) {
       if (isRtnlBody(message.body)) {
         const event = eventFromMessage(message.type, message.flags, message.body);
         if (event) events.push(event);
+        // From now on the routes of its table are read; those passed over so far (in this
+        // very batch too) are older than the dump of that table about to be taken.
+        if (event?.kind === 'link' && event.op === 'set') this.cover(event.link.index);
       } else if (message.body.kind === 'ack' && message.portId === this.socket.portId) {
         this.answered(message.seq);
       }
@@ -139,9 +166,31 @@ export class Watcher {
       return;
     }
     const changed = events.filter((event) => this.mirrorState.apply(event));
-    if (changed.length === 0) return;
-    this.generation++;
-    this.observer.changed(eventTime, changed);
+    if (changed.length > 0) {
+      this.generation++;
+      this.observer.changed(eventTime, changed);
+    }
+    if (this.pendingTables.size > 0) this.fetchTables();
+  }
+
+  /** Decodes a notification or dump part unless it is a route of a table that does not matter. */
+  private readonly keepRoute: KeepFilter = (raw: RawMessage) => {
+    const tag = peekRoute(raw);
+    if (!tag || this.interest.matters(tag.table, tag.protocol)) return true;
+    this.skippedRoutes++;
+    return false;
+  };
+
+  private reportSkipped(): void {
+    if (this.skippedRoutes === 0) return;
+    this.observer.skipped(this.skippedRoutes);
+    this.skippedRoutes = 0;
+  }
+
+  /** A link is known: if its table did not matter before, it is to be dumped. */
+  private cover(ifindex: number): void {
+    const table = this.interest.cover(ifindex);
+    if (table !== undefined) this.pendingTables.add(table);
   }
 
   /**
@@ -192,11 +241,18 @@ export class Watcher {
   private resync(reason: ResyncReason, detail?: string): Promise<void> {
     this.observer.resyncStarted(reason, detail);
     this.heldBack = [];
-    this.resyncDone = dumpMirror(this.client, this.keepMainRoute).then(
+    this.pendingTables.clear(); // the full dump takes every table that matters
+    const previous = this.interest;
+    // Once the links are dumped, the routes of their tables are what matters, in the route
+    // dump and in the notifications from then on (those before are older than that dump).
+    const adopt = (fresh: RouteInterest): KeepFilter => ((this.interest = fresh), this.keepRoute);
+    this.resyncDone = dumpMirror(this.client, this.scope(), this.keepMainRoute, adopt).then(
       (fresh) => this.finishResync(fresh),
       (error: Error) => {
-        // The dump itself failed: keep the old mirror, replay what came in, and try again
-        // shortly (right away would spin, and log, as fast as the kernel can refuse).
+        // The dump itself failed: keep the old mirror (and what it reads), replay what came
+        // in, and try again shortly (right away would spin, and log, as fast as the kernel
+        // can refuse).
+        this.interest = previous;
         this.finishResync(null);
         setTimeout(() => this.requestResync('dump_failed', error.message), DUMP_RETRY_MS).unref();
         throw error;
@@ -206,33 +262,124 @@ export class Watcher {
   }
 
   private finishResync(fresh: Mirror | null): void {
+    this.reportSkipped();
     if (fresh) this.mirrorState = fresh;
     const heldBack = this.heldBack ?? [];
     this.heldBack = null;
-    for (const event of heldBack) this.mirrorState.apply(event, true);
+    for (const event of heldBack) {
+      // Held back under what mattered before the dump: judged again by what matters now.
+      if (event.kind === 'route' && !this.interest.matters(event.route.table, event.route.protocol)) continue;
+      if (event.kind === 'link' && event.op === 'set') this.cover(event.link.index);
+      this.mirrorState.apply(event, true);
+    }
     this.generation++;
     this.observer.changed(process.hrtime.bigint(), null);
+    this.next();
+  }
+
+  /** After a dump: a resync asked for meanwhile, else the tables that started to matter. */
+  private next(): void {
     const again = this.resyncAgain;
     this.resyncAgain = null;
     if (again) this.requestResync(again);
+    else if (this.pendingTables.size > 0) this.fetchTables();
+  }
+
+  /**
+   * Dumps the tables that started to matter and merges their routes into the mirror; like a
+   * full resync, notifications wait meanwhile and are replayed over it, so no pass plans from
+   * a table half known. The mirror holds none of their foreign routes yet (they were passed
+   * over, and tables never stop mattering), so the dump is merged as plain additions.
+   */
+  private fetchTables(): void {
+    const tables = [...this.pendingTables];
+    this.pendingTables.clear();
+    this.heldBack = [];
+    this.observer.fetchingTables(tables);
+    this.resyncDone = this.dumpTables(tables).then(
+      (routes) => this.finishTables(routes),
+      (error: Error) => {
+        this.finishTables([]);
+        this.requestResync('dump_failed', error.message);
+      },
+    );
+  }
+
+  private finishTables(routes: readonly RtnlBody[]): void {
+    this.reportSkipped();
+    const changed: KernelEvent[] = [];
+    for (const body of routes) {
+      const event = eventFromMessage(RTM_GETROUTE - 2, 0, body);
+      if (event && this.mirrorState.apply(event)) changed.push(event);
+    }
+    const heldBack = this.heldBack ?? [];
+    this.heldBack = null;
+    // Nothing but these tables was dumped: the rest of what came in is applied as it would
+    // have been (a rule added twice counts twice).
+    for (const event of heldBack) if (this.mirrorState.apply(event)) changed.push(event);
+    if (changed.length > 0) {
+      this.generation++;
+      // Routes found in the dump are events like any other: they are not drift.
+      this.observer.changed(process.hrtime.bigint(), changed);
+    }
+    this.next();
+  }
+
+  /**
+   * The routes of these tables: one dump per table, which the kernel filters, or for many
+   * tables one dump of everything. Either way only these tables are decoded: a kernel
+   * without strict checking answers every table to a filtered dump too.
+   */
+  private async dumpTables(tables: readonly number[]): Promise<RtnlBody[]> {
+    const wanted = new Set(tables);
+    const inTables: KeepFilter = (raw) => {
+      const tag = peekRoute(raw);
+      if (tag === undefined || wanted.has(tag.table)) return true;
+      this.skippedRoutes++;
+      return false;
+    };
+    if (tables.length > TABLE_DUMPS_MAX) {
+      return this.client.dump(RTM_GETROUTE, dumpRequests.route, 'dump_route', `dumping routes of ${tables.length} tables`, inTables);
+    }
+    const routes: RtnlBody[] = [];
+    for (const table of tables) {
+      routes.push(...(await this.client.dump(RTM_GETROUTE, routeDumpRequest(table), 'dump_route', `dumping routes of table ${table}`, inTables)));
+    }
+    return routes;
   }
 }
 
-/** One consistent-enough copy of everything symroute reasons about (each dump retried if interrupted). */
-export async function dumpMirror(client: RtnlClient, keepMainRoute?: MainRouteFilter): Promise<Mirror> {
+/**
+ * One consistent-enough copy of everything symroute reasons about (each dump retried if
+ * interrupted), routes only of the tables that matter given `scope` and the links dumped
+ * first. `adopt` is told what matters before the routes are dumped and returns the filter
+ * to dump them with (by default, that interest as it is).
+ */
+export async function dumpMirror(
+  client: RtnlClient,
+  scope: TableScope,
+  keepMainRoute?: MainRouteFilter,
+  adopt: (interest: RouteInterest) => KeepFilter = keepOf,
+): Promise<Mirror> {
   const mirror = new Mirror(keepMainRoute);
-  const dumps: [number, RtnlBody, string][] = [
-    [RTM_GETLINK, dumpRequests.link, 'link'],
-    [RTM_GETADDR, dumpRequests.address, 'address'],
-    [RTM_GETROUTE, dumpRequests.route, 'route'],
-    [RTM_GETRULE, dumpRequests.rule, 'rule'],
-  ];
-  for (const [type, request, kind] of dumps) {
+  const dump = async (type: number, request: RtnlBody, kind: string, keep?: KeepFilter) => {
     // GET and NEW differ by 2 in every rtnetlink family of messages.
-    for (const body of await client.dump(type, request, `dump_${kind}`, `dumping ${kind}s`)) {
+    for (const body of await client.dump(type, request, `dump_${kind}`, `dumping ${kind}s`, keep)) {
       const event = eventFromMessage(type - 2, 0, body);
       if (event) mirror.apply(event);
     }
-  }
+  };
+  await dump(RTM_GETLINK, dumpRequests.link, 'link');
+  await dump(RTM_GETADDR, dumpRequests.address, 'address');
+  await dump(RTM_GETROUTE, dumpRequests.route, 'route', adopt(new RouteInterest(scope, mirror.links.keys())));
+  await dump(RTM_GETRULE, dumpRequests.rule, 'rule');
   return mirror;
+}
+
+/** Decodes what matters to `interest`, and every message that is not a route. */
+function keepOf(interest: RouteInterest): KeepFilter {
+  return (raw) => {
+    const tag = peekRoute(raw);
+    return tag === undefined || interest.matters(tag.table, tag.protocol);
+  };
 }

@@ -2,12 +2,13 @@
 // ACKs, and multipart dumps (retried when the kernel flags them NLM_F_DUMP_INTR). Like
 // libmnl's receive loop it accepts only messages from the kernel, addressed to this socket,
 // carrying a sequence number it is waiting for.
-import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_NOOP } from './constants.js';
+import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP } from './constants.js';
 import { encodeMessage } from './codec.js';
 import { NetlinkError } from './errors.js';
 import { encodeRequest, isRtnlBody, type DecodedMessage, type RtnlBody } from './messages.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from './native.js';
-import { receiveAll } from './receive.js';
+import { receiveAll, type KeepFilter } from './receive.js';
+import type { RawMessage } from './codec.js';
 
 export interface Request {
   readonly op: string; // short, fixed label for metrics: add_route, delete_rule, …
@@ -33,6 +34,8 @@ type Pending =
       readonly kind: 'dump'; // a dump, or a GET answered with an object
       readonly action: string;
       readonly parts: RtnlBody[];
+      /** Which of its parts to decode; the others are passed over unread. */
+      readonly keep: KeepFilter | undefined;
       interrupted: boolean;
       readonly settle: (outcome: { parts: RtnlBody[]; interrupted: boolean } | Error) => void;
     };
@@ -135,11 +138,12 @@ export class RtnlClient {
 
   /**
    * Dumps objects matching `body` (a GET request's filter). A dump the kernel marks as
-   * interrupted (the table changed under it) is thrown away and taken again.
+   * interrupted (the table changed under it) is thrown away and taken again. Parts `keep`
+   * turns down are never decoded (it sees every message of the answer, raw).
    */
-  dump(type: number, body: RtnlBody, op: string, action: string): Promise<RtnlBody[]> {
+  dump(type: number, body: RtnlBody, op: string, action: string, keep?: KeepFilter): Promise<RtnlBody[]> {
     // One dump at a time per socket: the kernel answers EBUSY to a second concurrent one.
-    const result = this.dumpQueue.then(() => this.dumpWithRetry(type, body, action));
+    const result = this.dumpQueue.then(() => this.dumpWithRetry(type, body, action, keep));
     this.dumpQueue = result.catch(() => undefined);
     result.then(
       () => this.observer.completed?.(op),
@@ -148,9 +152,9 @@ export class RtnlClient {
     return result;
   }
 
-  private async dumpWithRetry(type: number, body: RtnlBody, action: string): Promise<RtnlBody[]> {
+  private async dumpWithRetry(type: number, body: RtnlBody, action: string, keep: KeepFilter | undefined): Promise<RtnlBody[]> {
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.collect(type, NLM_F_REQUEST | NLM_F_DUMP, body, action);
+      const outcome = await this.collect(type, NLM_F_REQUEST | NLM_F_DUMP, body, action, keep);
       if (!outcome.interrupted) return outcome.parts;
       this.observer.dumpInterrupted?.(action);
       if (attempt === DUMP_ATTEMPTS) {
@@ -172,6 +176,7 @@ export class RtnlClient {
     flags: number,
     body: RtnlBody,
     action: string,
+    keep?: KeepFilter,
   ): Promise<{ parts: RtnlBody[]; interrupted: boolean }> {
     return new Promise((resolve, reject) => {
       const seq = this.allocateSeq();
@@ -179,6 +184,7 @@ export class RtnlClient {
         kind: 'dump',
         action,
         parts: [],
+        keep,
         interrupted: false,
         settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)),
       });
@@ -200,7 +206,7 @@ export class RtnlClient {
   private onReadable(): void {
     let received;
     try {
-      received = receiveAll(this.socket, () => this.observer.discarded?.('not from the kernel'));
+      received = receiveAll(this.socket, () => this.observer.discarded?.('not from the kernel'), (raw) => this.keeps(raw));
     } catch (error) {
       this.failAll(error as Error);
       return;
@@ -210,6 +216,16 @@ export class RtnlClient {
     if (received.lost) this.failAll(new Error(`request socket ${received.lost}`));
     else if (received.undecodable) this.failAll(received.undecodable);
     for (const message of received.messages) this.dispatch(message);
+  }
+
+  /** Whether to decode a reply: always, unless the dump it belongs to turns the object down. */
+  private keeps(raw: RawMessage): boolean {
+    if (raw.type === NLMSG_DONE || raw.type === NLMSG_ERROR) return true; // what ends the dump
+    const pending = raw.portId === this.socket.portId ? this.pending.get(raw.seq) : undefined;
+    if (pending?.kind !== 'dump' || !pending.keep || pending.keep(raw)) return true;
+    // Passed over, but the dump it belongs to may still have been interrupted.
+    if (raw.flags & NLM_F_DUMP_INTR) pending.interrupted = true;
+    return false;
   }
 
   private dispatch(message: DecodedMessage): void {

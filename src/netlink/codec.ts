@@ -8,7 +8,7 @@ import { AF_INET, AF_INET6 } from './constants.js';
 export const HOST_LITTLE_ENDIAN = endianness() === 'LE';
 export const NLMSG_HDRLEN = 16;
 const NLA_HDRLEN = 4;
-const NLA_TYPE_MASK = 0x3fff; // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+export const NLA_TYPE_MASK = 0x3fff; // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 export const align4 = (n: number): number => (n + 3) & ~3;
 

@@ -2,8 +2,10 @@
 // alike): everything queued is read at once; a datagram not sent by the kernel is discarded
 // (a local process can send to a netlink socket too); each message is decoded, and a datagram
 // that cannot be decoded is reported rather than half-read. The caller decides what its
-// messages mean: replies for the request socket, notifications for the other.
-import { splitDatagram } from './codec.js';
+// messages mean: replies for the request socket, notifications for the other — and, through
+// `keep`, which messages are worth decoding at all (it sees each one raw; what it turns down
+// is never decoded).
+import { splitDatagram, type RawMessage } from './codec.js';
 import { decodeMessage, type DecodedMessage } from './messages.js';
 import type { NativeNetlinkSocket } from './native.js';
 
@@ -15,15 +17,26 @@ export interface Received {
   readonly undecodable: Error | null;
 }
 
+/** Which raw messages to decode; the others are passed over. */
+export type KeepFilter = (raw: RawMessage) => boolean;
+
+const keepAll: KeepFilter = () => true;
+
 /** Reads every datagram queued on `socket`. Throws only when the read itself fails. */
-export function receiveAll(socket: NativeNetlinkSocket, notFromKernel: (senderPortId: number) => void): Received {
+export function receiveAll(
+  socket: NativeNetlinkSocket,
+  notFromKernel: (senderPortId: number) => void,
+  keep: KeepFilter = keepAll,
+): Received {
   const read = socket.readAll();
   const messages: DecodedMessage[] = [];
   let undecodable: Error | null = null;
   read.datagrams.forEach((datagram, i) => {
     if (read.senderPortIds[i] !== 0) return notFromKernel(read.senderPortIds[i]!);
     try {
-      messages.push(...splitDatagram(datagram).map(decodeMessage));
+      const decoded: DecodedMessage[] = [];
+      for (const raw of splitDatagram(datagram)) if (keep(raw)) decoded.push(decodeMessage(raw));
+      messages.push(...decoded);
     } catch (error) {
       undecodable ??= error as Error;
     }

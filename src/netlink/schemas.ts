@@ -95,6 +95,11 @@ export const RTA_TABLE = 15;
 export const RTA_PREF = 20;
 export const RTA_NH_ID = 30;
 
+/** Offsets of rtm_table and rtm_protocol in struct rtmsg: read before anything else is decoded. */
+export const RTMSG_TABLE_OFFSET = 4;
+export const RTMSG_PROTOCOL_OFFSET = 5;
+/** rtm_table of a route whose table (>= 256) only RTA_TABLE can hold. */
+export const RT_TABLE_COMPAT = 252;
 const routeHeader = {
   size: 12,
   fields: [
@@ -102,15 +107,13 @@ const routeHeader = {
     ['dstLen', 'u8', 1],
     ['srcLen', 'u8', 2],
     ['tos', 'u8', 3],
-    ['table', 'u8', 4],
-    ['protocol', 'u8', 5],
+    ['table', 'u8', RTMSG_TABLE_OFFSET],
+    ['protocol', 'u8', RTMSG_PROTOCOL_OFFSET],
     ['scope', 'u8', 6],
     ['type', 'u8', 7],
     ['flags', 'u32', 8],
   ],
 } as const satisfies StructSchema;
-/** Offset of rtm_table in struct rtmsg: read before anything else is decoded. */
-export const RTMSG_TABLE_OFFSET = 4;
 export interface Nexthop {
   flags: number;
   hops: number;

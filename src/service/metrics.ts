@@ -72,6 +72,10 @@ export class Metrics {
     'Full or partial re-dumps of kernel state, by reason.',
     ['reason'],
   );
+  readonly routesSkipped = this.counter(
+    'symroute_routes_skipped_total',
+    'Routes read no further than their table and protocol: tables symroute does not use or plan.',
+  );
   readonly discardedMessages = this.counter(
     'symroute_netlink_discarded_messages_total',
     'Netlink messages ignored because they were not from the kernel or answered nothing pending.',

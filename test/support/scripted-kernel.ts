@@ -5,7 +5,8 @@
 // and lets a test play "someone else" (ip rule del, an address removed) or hold notifications
 // back to force interleavings. It models only what symroute relies on.
 import { routeKey, routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
-import { concat, encodeMessage, splitDatagram } from '../../src/netlink/codec.js';
+import { concat, decodeAttributes, encodeMessage, splitDatagram } from '../../src/netlink/codec.js';
+import { RTMSG_TABLE_OFFSET, routeSchema } from '../../src/netlink/schemas.js';
 import {
   NLM_F_DUMP,
   NLM_F_EXCL,
@@ -141,6 +142,7 @@ export class ScriptedKernel {
     this.rules.splice(i, 1);
     this.notify(RTM_DELRULE, 0, ruleToMessage(rule));
   }
+  /** Someone else's route; `ip route add` also works in a table no link is behind yet. */
   addRoute(route: Route): void {
     this.routes.set(routeKey(route), route);
     this.notify(RTM_NEWROUTE, 0, routeToMessage(route));
@@ -169,8 +171,12 @@ export class ScriptedKernel {
       const message = decodeMessage(raw);
       const reply = (datagram: Buffer) => this.requests.deliver(datagram);
       if ((raw.type & 3) === 2 && (raw.flags & NLM_F_DUMP) === NLM_F_DUMP) {
-        this.record(`dump_${['link', 'address', 'route', 'rule'][[RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETRULE].indexOf(raw.type)]}`);
-        const parts = this.dumpOf(raw.type).map(([type, body]) => encodeRequest({ type, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, body));
+        // A route dump may ask for one table (strict checking): RTA_TABLE, else rtm_table.
+        // (Its AF_UNSPEC header is not decoded as a route: read the table directly.)
+        const table = raw.type === RTM_GETROUTE ? requestedTable(raw.payload) : undefined;
+        const kind = ['link', 'address', 'route', 'rule'][[RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETRULE].indexOf(raw.type)];
+        this.record(`dump_${kind}${table === undefined ? '' : ` table ${table}`}`);
+        const parts = this.dumpOf(raw.type, table).map(([type, body]) => encodeRequest({ type, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, body));
         reply(concat([...parts, encodeMessage({ type: NLMSG_DONE, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, new Uint8Array(4))]) as Buffer);
         continue;
       }
@@ -212,10 +218,13 @@ export class ScriptedKernel {
     return errno;
   }
 
-  private dumpOf(getType: number): [number, RtnlBody][] {
+  private dumpOf(getType: number, table?: number): [number, RtnlBody][] {
     if (getType === RTM_GETLINK) return [...this.links.values()].map((m) => [RTM_NEWLINK, m]);
     if (getType === RTM_GETADDR) return [...this.addresses.values()].map((m) => [RTM_NEWADDR, m]);
-    if (getType === RTM_GETROUTE) return [...this.routes.values()].map((r) => [RTM_NEWROUTE, routeToMessage(r)]);
+    if (getType === RTM_GETROUTE) {
+      const routes = [...this.routes.values()].filter((r) => table === undefined || r.table === table);
+      return routes.map((r) => [RTM_NEWROUTE, routeToMessage(r)]);
+    }
     return this.rules.map((r) => [RTM_NEWRULE, ruleToMessage(r)]);
   }
 
@@ -230,6 +239,11 @@ export class ScriptedKernel {
   private record(entry: string): void {
     this.log.set(entry, (this.log.get(entry) ?? 0) + 1);
   }
+}
+
+function requestedTable(payload: Uint8Array): number | undefined {
+  const attributes = decodeAttributes<{ table?: number }>(routeSchema.policy, payload.subarray(routeSchema.header.size), { family: 0 }, 'route dump request');
+  return (attributes.table ?? payload[RTMSG_TABLE_OFFSET]) || undefined;
 }
 
 const addressId = (m: AddressMessage): string => `${m.header.index}|${m.attributes.local ?? m.attributes.address}/${m.header.prefixlen}`;

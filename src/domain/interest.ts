@@ -1,0 +1,51 @@
+// Which routes symroute needs to know about, decided from a route's table and protocol
+// alone: the two numbers the kernel adapter can read from a raw message without decoding
+// the rest, so that a full routing table in some other table costs almost nothing.
+//
+// A route matters when it is symroute's own (any table: it may have to be removed), when it
+// is in main (gateways and reachability are learned there), or when it is in a table
+// symroute uses or could use: a pinned table, or base + ifindex of any link the kernel has
+// (a link's table must be free of foreign routes before symroute writes into it, whether or
+// not the link is managed yet). The local table is the kernel's own and never matters.
+// Pure: no I/O.
+import type { Config } from '../config/config.js';
+import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from './constants.js';
+
+/** The part of the config that decides which tables matter. */
+export type TableScope = Pick<Config, 'protocol' | 'table'>;
+
+export class RouteInterest {
+  private readonly wanted: Set<number>;
+
+  /** `ifindexes`: the links known so far; more are added with cover(). */
+  constructor(
+    private readonly scope: TableScope,
+    ifindexes: Iterable<number> = [],
+  ) {
+    this.wanted = new Set(Object.values(scope.table.pinned));
+    for (const ifindex of ifindexes) this.wanted.add(this.tableOf(ifindex));
+  }
+
+  /** Whether a route in `table` (a u32) with `protocol` can matter to symroute. */
+  matters(table: number, protocol: number): boolean {
+    if (table === RT_TABLE_LOCAL) return false;
+    return protocol === this.scope.protocol || table === RT_TABLE_MAIN || this.wanted.has(table);
+  }
+
+  /**
+   * A link with this index is known: its table matters from now on. Returns that table if
+   * it did not matter before (its routes were passed over until now and must be fetched),
+   * else undefined. Tables are never given up: a link's table may hold foreign routes long
+   * after the link is gone, and a table that stops mattering would go stale in the mirror.
+   */
+  cover(ifindex: number): number | undefined {
+    const table = this.tableOf(ifindex);
+    if (this.wanted.has(table)) return undefined;
+    this.wanted.add(table);
+    return table;
+  }
+
+  private tableOf(ifindex: number): number {
+    return this.scope.table.base + ifindex;
+  }
+}

@@ -1,0 +1,195 @@
+// Routes of tables symroute does not use are passed over before they are decoded: the peek
+// at a raw message's table and protocol, the predicate that judges them, and the daemon
+// (against a scripted kernel) fetching a table once a link makes it matter.
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { defaultConfig, type Config } from '../../src/config/config.js';
+import { Daemon } from '../../src/control/daemon.js';
+import { RouteInterest } from '../../src/domain/interest.js';
+import { encodeAttribute, encodeMessage, splitDatagram, type RawMessage } from '../../src/netlink/codec.js';
+import { RTM_DELROUTE, RTM_GETROUTE, RTM_NEWLINK, RTM_NEWROUTE } from '../../src/netlink/constants.js';
+import { decodeMessage, encodeBody, encodeRequest, peekRoute, type RouteMessage } from '../../src/netlink/messages.js';
+import { RTA_OIF, RTA_TABLE } from '../../src/netlink/schemas.js';
+import { routeFromMessage, routeToMessage } from '../../src/kernel/objects.js';
+import { Metrics } from '../../src/service/metrics.js';
+import { fixture, linkMessage, PROTO, PROTO_BOOT, PROTO_STATIC, route } from '../support/builders.js';
+import { ScriptedKernel } from '../support/scripted-kernel.js';
+
+/** A route as the kernel sends it: a table >= 256 says RT_TABLE_COMPAT (252) in the header. */
+function kernelRoute(spec: Parameters<typeof route>[0], type = RTM_NEWROUTE): RawMessage {
+  const r = route(spec);
+  const body = routeToMessage(r);
+  const message: RouteMessage = { ...body, header: { ...body.header, table: r.table < 256 ? r.table : 252 } };
+  return splitDatagram(encodeRequest({ type, flags: 0, seq: 0, portId: 0 }, message))[0]!;
+}
+
+const raw = (type: number, payload: Uint8Array): RawMessage => splitDatagram(encodeMessage({ type, flags: 0, seq: 0, portId: 0 }, payload))[0]!;
+
+describe('peekRoute', () => {
+  it('reads table and protocol from the rtmsg header of an IPv4 or IPv6 route below table 256', () => {
+    expect(peekRoute(kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 254, protocol: PROTO_BOOT }))).toEqual({ table: 254, protocol: PROTO_BOOT });
+    expect(peekRoute(kernelRoute({ dst: '2001:db8::/64', oif: 2, table: 100, protocol: PROTO }, RTM_DELROUTE))).toEqual({ table: 100, protocol: PROTO });
+  });
+
+  it('reads a table >= 256 from RTA_TABLE, also when the header holds 0 (as symroute sends it)', () => {
+    expect(peekRoute(kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 1002, protocol: PROTO_STATIC }))).toEqual({ table: 1002, protocol: PROTO_STATIC });
+    expect(peekRoute(kernelRoute({ dst: '2001:db8::/64', gateway: '2001:db8::1', oif: 2, table: 0xffff_fff0 }))).toEqual({
+      table: 0xffff_fff0,
+      protocol: PROTO_BOOT,
+    });
+    const asSent = splitDatagram(encodeRequest({ type: RTM_NEWROUTE, flags: 0, seq: 0, portId: 0 }, routeToMessage(route({ dst: '198.18.0.0/24', oif: 2, table: 70000 }))))[0]!;
+    expect(peekRoute(asSent)).toEqual({ table: 70000, protocol: PROTO_BOOT });
+  });
+
+  it('takes table 252 itself when RTA_TABLE says so, or is missing', () => {
+    expect(peekRoute(kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 252 }))?.table).toBe(252);
+    const header = encodeBody(routeToMessage(route({ dst: '198.18.0.0/24', table: 252 }))).subarray(0, 12);
+    expect(peekRoute(raw(RTM_NEWROUTE, Buffer.concat([header, encodeAttribute(RTA_OIF, new Uint8Array(4))])))?.table).toBe(252);
+  });
+
+  it('agrees with the full decode on every route of the captured kernel dumps', () => {
+    let routes = 0;
+    for (const name of ['route-dump-0.bin', 'route-dump-1.bin']) {
+      for (const message of splitDatagram(fixture(name))) {
+        const decoded = decodeMessage(message);
+        if (decoded.body.kind !== 'route') continue;
+        const model = routeFromMessage(decoded.body)!;
+        expect(peekRoute(message)).toEqual({ table: model.table, protocol: model.protocol });
+        routes++;
+      }
+    }
+    expect(routes).toBeGreaterThan(5);
+  });
+
+  it('says nothing of other messages, other families, or one too short or malformed to tell', () => {
+    const good = kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 1002 });
+    expect(peekRoute({ ...good, type: RTM_GETROUTE })).toBeUndefined();
+    expect(peekRoute(splitDatagram(encodeRequest({ type: RTM_NEWLINK, flags: 0, seq: 0, portId: 0 }, linkMessage(2, 'eth0')))[0]!)).toBeUndefined();
+    const ipmr = Uint8Array.from(good.payload);
+    ipmr[0] = 128; // RTNL_FAMILY_IPMR: its attributes mean other things
+    expect(peekRoute({ ...good, payload: ipmr })).toBeUndefined();
+    expect(peekRoute({ ...good, payload: good.payload.subarray(0, 11) })).toBeUndefined();
+    expect(peekRoute({ ...good, payload: good.payload.subarray(0, good.payload.length - 2) })).toBeUndefined(); // RTA_TABLE cut short
+    const header = good.payload.subarray(0, 12);
+    const liar = Buffer.concat([header, Buffer.from([200, 0, RTA_TABLE, 0, 1, 2, 3, 4])]); // length past the end
+    expect(peekRoute(raw(RTM_NEWROUTE, liar))).toBeUndefined();
+    const wide = Buffer.concat([header, encodeAttribute(RTA_TABLE, new Uint8Array(2))]); // a u16 where a u32 belongs
+    expect(peekRoute(raw(RTM_NEWROUTE, wide))).toBeUndefined();
+  });
+});
+
+describe('RouteInterest', () => {
+  const config = (): Config => ({ ...defaultConfig(), table: { base: 1000, pinned: { wan: 77, lan: 4_000_000_000 } } });
+
+  it('keeps symroute\'s own routes, main, pinned tables and base + ifindex of known links; never local', () => {
+    const interest = new RouteInterest(config(), [2, 3]);
+    expect(interest.matters(254, PROTO_BOOT)).toBe(true);
+    expect(interest.matters(1002, PROTO_STATIC)).toBe(true);
+    expect(interest.matters(1003, PROTO_BOOT)).toBe(true);
+    expect(interest.matters(77, PROTO_STATIC)).toBe(true);
+    expect(interest.matters(4_000_000_000, PROTO_STATIC)).toBe(true);
+    expect(interest.matters(500, PROTO)).toBe(true); // its own, wherever: it may have to remove them
+    expect(interest.matters(500, PROTO_STATIC)).toBe(false);
+    expect(interest.matters(1004, PROTO_STATIC)).toBe(false);
+    expect(interest.matters(1000, PROTO_STATIC)).toBe(false);
+    expect(interest.matters(253, PROTO_BOOT)).toBe(false);
+    expect(interest.matters(0xffff_ffff, PROTO_BOOT)).toBe(false);
+    expect(interest.matters(255, PROTO_BOOT)).toBe(false);
+    expect(interest.matters(255, PROTO)).toBe(false);
+  });
+
+  it('adds the table of a link that appears, and says so only the first time', () => {
+    const interest = new RouteInterest(config(), [2]);
+    expect(interest.cover(2)).toBeUndefined();
+    expect(interest.matters(1005, PROTO_STATIC)).toBe(false);
+    expect(interest.cover(5)).toBe(1005);
+    expect(interest.matters(1005, PROTO_STATIC)).toBe(true);
+    expect(interest.cover(5)).toBeUndefined();
+  });
+});
+
+describe('the daemon against a scripted kernel: tables that start to matter', () => {
+  let running: Daemon[] = [];
+  afterEach(async () => {
+    for (const daemon of running) await daemon.stop(false);
+    running = [];
+  });
+
+  async function start(kernel: ScriptedKernel) {
+    const lines: { level: number; msg: string }[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const metrics = new Metrics({ version: 'test', commit: 'test' });
+    const daemon = new Daemon(defaultConfig(), pino({ level: 'debug' }, sink), metrics, kernel, { backoffStartMs: 5, backoffMaxMs: 20 });
+    running.push(daemon);
+    await daemon.start();
+    return { daemon, metrics, lines };
+  }
+  const settle = async (daemon: Daemon, kernel: ScriptedKernel) => {
+    for (let i = 0; i < 50; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      await daemon.idle();
+      if (kernel.notifications.queued === 0 && kernel.requests.queued === 0) return;
+    }
+  };
+  const value = async (metric: { get(): Promise<{ values: { value: number }[] }> }) =>
+    (await metric.get()).values.reduce((n, v) => n + v.value, 0);
+
+  it('passes over foreign tables, then fetches a NIC\'s table when the NIC appears and leaves it alone for its foreign route', async () => {
+    const kernel = new ScriptedKernel();
+    kernel.link(2, 'eth0');
+    kernel.address({ ifindex: 2, cidr: '198.18.0.10/24' });
+    kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 500, protocol: PROTO_STATIC }));
+    kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 1003, protocol: PROTO_STATIC }));
+    const { daemon, metrics, lines } = await start(kernel);
+    expect(await value(metrics.routesSkipped)).toBe(2);
+    expect(kernel.ownedRules(PROTO)).toHaveLength(1);
+
+    // Routes into table 500 keep being passed over; eth1 (index 3) makes table 1003 matter.
+    kernel.addRoute(route({ dst: '203.0.113.128/25', oif: 2, table: 500, protocol: PROTO_STATIC }));
+    kernel.link(3, 'eth1');
+    kernel.address({ ifindex: 3, cidr: '198.18.1.10/24' });
+    await settle(daemon, kernel);
+    expect(kernel.count('dump_route table 1003')).toBe(1);
+    expect(kernel.count('dump_route')).toBe(1); // no full re-dump
+    expect(await value(metrics.routesSkipped)).toBe(3);
+    expect(await value(metrics.resyncs)).toBe(0);
+    expect(kernel.ownedRules(PROTO).map((r) => r.table)).toEqual([1002]);
+    const warnings = lines.filter((l) => l.level >= 40).map((l) => l.msg);
+    expect(warnings).toEqual([expect.stringMatching(/^eth1: table 1003 holds a route symroute does not own \(203\.0\.113\.0\/24 dev eth0 table 1003/)]);
+    expect(lines.some((l) => l.msg === 'dumping the routes of tables that now matter')).toBe(true);
+    expect(kernel.errors()).toEqual([]);
+
+    // A route added to the table once it matters is seen: eth2's table gets one too.
+    kernel.link(4, 'eth2');
+    kernel.address({ ifindex: 4, cidr: '198.18.2.10/24' });
+    await settle(daemon, kernel);
+    expect(kernel.ownedRules(PROTO).map((r) => r.table).sort()).toEqual([1002, 1004]);
+    kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 1004, protocol: PROTO_STATIC }));
+    await settle(daemon, kernel);
+    expect(lines.some((l) => l.level >= 40 && l.msg.startsWith('eth2: table 1004 holds a route symroute does not own'))).toBe(true);
+  });
+
+  it('fetches many tables that start to matter at once with one dump', async () => {
+    const kernel = new ScriptedKernel();
+    kernel.link(2, 'eth0');
+    kernel.address({ ifindex: 2, cidr: '198.18.0.10/24' });
+    kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 1050, protocol: PROTO_STATIC }));
+    const { daemon, metrics } = await start(kernel);
+    for (let i = 0; i < 100; i++) kernel.link(3 + i, `eth${1 + i}`);
+    for (let i = 0; i < 100; i++) kernel.address({ ifindex: 3 + i, cidr: `198.18.${1 + i}.10/24` });
+    await settle(daemon, kernel);
+    // 100 tables: not 100 round trips, but one dump of every route, read for those tables.
+    expect([...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route'))).toEqual(['dump_route']);
+    expect(kernel.count('dump_route')).toBe(2);
+    expect(await value(metrics.resyncs)).toBe(0);
+    // eth48 (index 50) sits behind table 1050, which holds a foreign route: left alone.
+    expect(kernel.ownedRules(PROTO).map((r) => r.table)).not.toContain(1050);
+    expect(kernel.ownedRules(PROTO)).toHaveLength(100);
+  });
+});
