@@ -26,6 +26,16 @@ export class RouteInterest {
     for (const ifindex of ifindexes) this.wanted.add(this.tableOf(ifindex));
   }
 
+  /** The tables besides main whose routes matter, whoever's they are. */
+  get tables(): ReadonlySet<number> {
+    return this.wanted;
+  }
+
+  /** symroute's own protocol: its routes matter in every table. */
+  get protocol(): number {
+    return this.scope.protocol;
+  }
+
   /** Whether a route in `table` (a u32) with `protocol` can matter to symroute. */
   matters(table: number, protocol: number): boolean {
     if (table === RT_TABLE_LOCAL) return false;

@@ -160,11 +160,13 @@ export const dumpRequests = {
 } as const satisfies Record<string, LinkMessage | AddressMessage | RouteMessage | RuleMessage>;
 
 /**
- * A GET body that dumps the routes of one table only, both families (strict checking reads
- * the table from RTA_TABLE; with AF_UNSPEC a table that does not exist answers nothing,
- * where a single family would answer ENOENT). A kernel without strict checking ignores the
- * filter and dumps every table, so the caller filters what comes back as well.
+ * A GET body that dumps only the routes of one table, or of one protocol (in every table),
+ * both families. Strict checking (which symroute's sockets turn on) makes the kernel honour
+ * the filter; with AF_UNSPEC a table that does not exist answers nothing, where a single
+ * family would answer ENOENT.
  */
-export function routeDumpRequest(table: number): RouteMessage {
-  return { ...dumpRequests.route, attributes: { table } };
+export function routeDumpRequest(filter: { readonly table: number } | { readonly protocol: number }): RouteMessage {
+  const request = dumpRequests.route;
+  if ('table' in filter) return { ...request, attributes: { table: filter.table } };
+  return { ...request, header: { ...request.header, protocol: filter.protocol } };
 }

@@ -6,7 +6,7 @@
 // back to force interleavings. It models only what symroute relies on.
 import { routeKey, routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
 import { concat, decodeAttributes, encodeMessage, splitDatagram } from '../../src/netlink/codec.js';
-import { RTMSG_TABLE_OFFSET, routeSchema } from '../../src/netlink/schemas.js';
+import { RTMSG_PROTOCOL_OFFSET, RTMSG_TABLE_OFFSET, routeSchema } from '../../src/netlink/schemas.js';
 import {
   NLM_F_DUMP,
   NLM_F_EXCL,
@@ -171,12 +171,13 @@ export class ScriptedKernel {
       const message = decodeMessage(raw);
       const reply = (datagram: Buffer) => this.requests.deliver(datagram);
       if ((raw.type & 3) === 2 && (raw.flags & NLM_F_DUMP) === NLM_F_DUMP) {
-        // A route dump may ask for one table (strict checking): RTA_TABLE, else rtm_table.
-        // (Its AF_UNSPEC header is not decoded as a route: read the table directly.)
-        const table = raw.type === RTM_GETROUTE ? requestedTable(raw.payload) : undefined;
+        // A route dump may ask for one table or one protocol (strict checking). Logged as
+        // plain `dump_route`: a dump of everything, or of main (one per picture of the routes).
+        const filter = raw.type === RTM_GETROUTE ? routeFilter(raw.payload) : {};
         const kind = ['link', 'address', 'route', 'rule'][[RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETRULE].indexOf(raw.type)];
-        this.record(`dump_${kind}${table === undefined ? '' : ` table ${table}`}`);
-        const parts = this.dumpOf(raw.type, table).map(([type, body]) => encodeRequest({ type, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, body));
+        const detail = filter.protocol ? ` protocol ${filter.protocol}` : filter.table && filter.table !== 254 ? ` table ${filter.table}` : '';
+        this.record(`dump_${kind}${detail}`);
+        const parts = this.dumpOf(raw.type, filter).map(([type, body]) => encodeRequest({ type, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, body));
         reply(concat([...parts, encodeMessage({ type: NLMSG_DONE, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, new Uint8Array(4))]) as Buffer);
         continue;
       }
@@ -218,11 +219,13 @@ export class ScriptedKernel {
     return errno;
   }
 
-  private dumpOf(getType: number, table?: number): [number, RtnlBody][] {
+  private dumpOf(getType: number, filter: RouteFilter): [number, RtnlBody][] {
     if (getType === RTM_GETLINK) return [...this.links.values()].map((m) => [RTM_NEWLINK, m]);
     if (getType === RTM_GETADDR) return [...this.addresses.values()].map((m) => [RTM_NEWADDR, m]);
     if (getType === RTM_GETROUTE) {
-      const routes = [...this.routes.values()].filter((r) => table === undefined || r.table === table);
+      const routes = [...this.routes.values()].filter(
+        (r) => (!filter.table || r.table === filter.table) && (!filter.protocol || r.protocol === filter.protocol),
+      );
       return routes.map((r) => [RTM_NEWROUTE, routeToMessage(r)]);
     }
     return this.rules.map((r) => [RTM_NEWRULE, ruleToMessage(r)]);
@@ -241,9 +244,16 @@ export class ScriptedKernel {
   }
 }
 
-function requestedTable(payload: Uint8Array): number | undefined {
+interface RouteFilter {
+  readonly table?: number;
+  readonly protocol?: number;
+}
+
+/** What a route dump request asks for: RTA_TABLE, else rtm_table; rtm_protocol (0: any). */
+function routeFilter(payload: Uint8Array): RouteFilter {
+  // Its AF_UNSPEC header is not decoded as a route's: read the fields directly.
   const attributes = decodeAttributes<{ table?: number }>(routeSchema.policy, payload.subarray(routeSchema.header.size), { family: 0 }, 'route dump request');
-  return (attributes.table ?? payload[RTMSG_TABLE_OFFSET]) || undefined;
+  return { table: attributes.table ?? payload[RTMSG_TABLE_OFFSET], protocol: payload[RTMSG_PROTOCOL_OFFSET] };
 }
 
 const addressId = (m: AddressMessage): string => `${m.header.index}|${m.attributes.local ?? m.attributes.address}/${m.header.prefixlen}`;
