@@ -177,6 +177,28 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     expect(lines.some((l) => l.level >= 40 && l.msg.startsWith('eth2: table 1004 holds a route symroute does not own'))).toBe(true);
   });
 
+  it('reads the new table\'s notifications while its dump is under way, and replays them over it', async () => {
+    const kernel = new ScriptedKernel();
+    kernel.link(2, 'eth0');
+    kernel.address({ ifindex: 2, cidr: '198.18.0.10/24' });
+    const { daemon, metrics, lines } = await start(kernel);
+    // The dump of table 1003 is answered (empty) but the answer waits; meanwhile someone
+    // puts a route into 1003. Its notification must be read, held back, and replayed.
+    kernel.requests.held = true;
+    kernel.link(3, 'eth1');
+    kernel.address({ ifindex: 3, cidr: '198.18.1.10/24' });
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(kernel.count('dump_route table 1003')).toBe(1);
+    kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 1003, protocol: PROTO_STATIC }));
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    kernel.requests.release();
+    await settle(daemon, kernel);
+    expect(kernel.ownedRules(PROTO).map((r) => r.table)).toEqual([1002]);
+    expect(lines.some((l) => l.level >= 40 && l.msg.startsWith('eth1: table 1003 holds a route symroute does not own'))).toBe(true);
+    expect(await value(metrics.resyncs)).toBe(0);
+    expect(kernel.errors()).toEqual([]);
+  });
+
   it('fetches many tables that start to matter at once with one dump', async () => {
     const kernel = new ScriptedKernel();
     kernel.link(2, 'eth0');
