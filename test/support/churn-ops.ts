@@ -11,6 +11,7 @@ import {
   canonicalIp,
   configYaml,
   expectedState,
+  networkOf,
   PROTO,
   readKernelObjects,
   readWorld,
@@ -29,6 +30,12 @@ import {
 // Vocabulary
 
 export const NAMES = ['eth0', 'eth1', 'ens3', 'ens4', 'n1', 'n2', 'wan0', 'x9'] as const;
+/**
+ * The NIC the barrier puts its markers on (198.19.0.0/16, used by nothing else): matched by
+ * every include and no exclude of CONFIG_CHOICES, never pinned, no gateway, no operation
+ * touches it, and without a marker it has no usable address, so the model wants nothing for it.
+ */
+const SYNC_NIC = 'esync';
 const V4_SUBNETS = [
   { base: '198.18.1', len: 24, gateway: '198.18.1.1' },
   { base: '198.18.2', len: 24, gateway: '198.18.2.1' },
@@ -180,6 +187,8 @@ export class ChurnRun {
   private readonly foreignRules: Array<{ text: string; del: string[] }> = [];
   private readonly foreignRoutes: Array<{ table: number; text: string; del: string[] }> = [];
   private peerCounter = 0;
+  /** Sync markers used so far (each barrier a new address). */
+  private markers = 0;
 
   constructor(
     private readonly lab: Lab,
@@ -202,6 +211,12 @@ export class ChurnRun {
       await this.perform(op);
       await this.refresh();
     }
+    // The sync NIC (see barrier): managed under every config, addressed only by the barrier.
+    await this.lab.ip(this.ns, 'link', 'add', SYNC_NIC, 'type', 'veth', 'peer', 'name', 'qsync', 'netns', this.peer);
+    await this.lab.ip(this.peer, 'link', 'set', 'qsync', 'up');
+    await this.lab.ip(this.ns, 'link', 'set', SYNC_NIC, 'up');
+    this.log.push(`# sync NIC ${SYNC_NIC} added and up`);
+    await this.refresh();
     this.configPath = this.lab.writeConfig(configYaml(this.config), 'churn.yaml');
     this.log.push(`# config:\n${configYaml(this.config)}`);
     this.daemon = await this.lab.startConverged(this.ns, this.configPath);
@@ -234,9 +249,9 @@ export class ChurnRun {
     return new Set(this.foreignRoutes.map((r) => r.table));
   }
 
-  /** The NICs the test made, in creation order (lo excluded). */
+  /** The NICs the operations act on, in creation order (lo and the sync NIC excluded). */
   private nics() {
-    return this.world.links.filter((l) => l.name !== 'lo');
+    return this.world.links.filter((l) => l.name !== 'lo' && l.name !== SYNC_NIC);
   }
   private nic(k: number) {
     const nics = this.nics();
@@ -516,14 +531,26 @@ export class ChurnRun {
 
   /**
    * Makes sure the daemon has seen everything so far, then compares again: a late wrong
-   * write (a duplicate, a touched foreign object) shows here. It deletes one of symroute's
-   * rules and waits for the repair — a pass that saw the deletion saw every earlier event.
+   * write (a duplicate, a touched foreign object) shows here. It adds a marker address to the
+   * sync NIC and waits until the marker's rule and route are there, then removes it and waits
+   * until they are gone: the daemon reads every notification from one socket, in order, so a
+   * pass that saw the marker saw every earlier event. Each barrier uses a new address, so no
+   * object of symroute's is ever removed twice (removing the same rule after every operation
+   * would look like a fight with another manager and make its repairs back off).
    */
   private async barrier(after: string): Promise<void> {
-    const rule = pick(this.unfrozenRules(), 0);
-    if (!rule) return;
-    await this.ip(...ruleArgs('del', rule));
-    await this.settle(`${after} (and a sync deletion of ${rule.text})`);
+    const k = this.markers++;
+    const marker = `198.19.${(k >> 6) & 255}.${(k & 63) * 4 + 1}`;
+    await this.ip('addr', 'add', `${marker}/30`, 'dev', SYNC_NIC);
+    await this.refresh();
+    // Proves nothing unless the model wants something for it (the sync NIC is always managed).
+    if (!this.expected.rules.some((r) => r.spec.src === marker || r.spec.src === networkOf(marker, 30))) {
+      throw new Error(`the model expects no rule for the sync marker ${marker} on ${SYNC_NIC}: the barrier would prove nothing`);
+    }
+    await this.settle(`${after} (and the sync marker ${marker} added)`);
+    await this.ip('addr', 'del', `${marker}/30`, 'dev', SYNC_NIC);
+    await this.refresh();
+    await this.settle(`${after} (and the sync marker ${marker} removed)`);
   }
 }
 
