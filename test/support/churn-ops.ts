@@ -473,10 +473,17 @@ export class ChurnRun {
         return;
       }
       case 'reload': {
-        this.config = op.config;
         writeFileSync(this.configPath, configYaml(op.config));
         this.log.push(`  config:\n${configYaml(op.config).replace(/^/gm, '    ')}`);
         this.daemon.child.kill('SIGHUP');
+        // README, "Collisions up front": foreign rules at the new rule.priority or the one
+        // below it get the reload rejected, and the running config stays.
+        const taken = this.want().foreignRules.filter((text) => {
+          const priority = Number(/ pref (\d+) /.exec(text)?.[1]);
+          return priority === op.config.priority || priority === op.config.priority - 1;
+        });
+        if (taken.length) this.log.push(`  # rejected: foreign rules at rule.priority ${op.config.priority} or below it: ${taken.join('; ')}`);
+        else this.config = op.config;
         return;
       }
       case 'flood': {
