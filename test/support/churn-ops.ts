@@ -144,12 +144,17 @@ export function opArb(options: { flood: boolean }): fc.Arbitrary<Op> {
   return fc.oneof(...weighted) as fc.Arbitrary<Op>;
 }
 
-/** The state found at start-up: a few NICs, each with an address, some with a gateway. */
+/**
+ * The state found at start-up: a few NICs, each with an address, some with a second one in
+ * the same subnet (the kernel makes it secondary: a VIP, common in production and otherwise
+ * rare in a run), some with an IPv6 address and a gateway.
+ */
 export const prologueArb: fc.Arbitrary<Op[]> = fc
   .array(
     fc.record({
       name: fc.nat({ max: NAMES.length - 1 }),
       subnet: small,
+      secondary: fc.boolean(),
       v6: fc.option(small, { nil: undefined }),
       gateway: fc.option(metric, { nil: undefined }),
     }),
@@ -159,6 +164,7 @@ export const prologueArb: fc.Arbitrary<Op[]> = fc
     nics.flatMap((n, k): Op[] => [
       { op: 'addNic', name: n.name, up: true, bridge: k % 2 === 0 },
       { op: 'addAddr4', nic: k, subnet: n.subnet, host: 0, kind: 'plain' },
+      ...(n.secondary ? [{ op: 'addAddr4' as const, nic: k, subnet: n.subnet, host: 1, kind: 'plain' as const }] : []),
       ...(n.v6 !== undefined ? [{ op: 'addAddr6' as const, nic: k, subnet: n.v6, host: 0, kind: 'plain' as const }] : []),
       ...(n.gateway !== undefined ? [{ op: 'gw4' as const, nic: k, metric: n.gateway, via: 'subnet' as const, subnet: n.subnet }] : []),
     ]),
