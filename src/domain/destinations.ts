@@ -9,7 +9,6 @@
 // sharing a subnet would all answer through the first of them. Pure: no I/O.
 import { isPlumbingName, type Config } from '../config/config.js';
 import { addressToBytes, type Family } from './ip.js';
-import type { MirrorView } from './mirror.js';
 import type { Route, Rule } from './model.js';
 import { FR_ACT_TO_TBL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 
@@ -84,12 +83,13 @@ const isLinkLocalPrefix = (dst: string): boolean => {
 };
 
 /**
- * The rules, sorted and without duplicates, for the families that have `from` rules (with
- * none there is nothing to rank above, so nothing is installed).
+ * The rules for the config's exceptions and these routes (each one isPlumbingRoute), sorted
+ * and without duplicates, for the families that have `from` rules (with none there is nothing
+ * to rank above, so nothing is installed).
  */
 export function destinationRules(
   config: Config,
-  mirror: MirrorView,
+  plumbingRoutes: Iterable<Route>,
   sourceRuleFamilies: ReadonlySet<Family>,
   managedPrefixes: readonly Prefix[],
 ): Rule[] {
@@ -102,8 +102,7 @@ export function destinationRules(
     add({ family: network.includes(':') ? 6 : 4, network, length: Number(length) });
   }
   const managed = new PrefixSet(managedPrefixes);
-  for (const route of mirror.routes.values()) {
-    if (route.oif === undefined || !isPlumbingRoute(config, route, mirror.links.get(route.oif)?.name)) continue;
+  for (const route of plumbingRoutes) {
     const prefix = { family: route.family, network: route.dst, length: route.dstLength };
     // An excluded NIC in a managed NIC's subnet (Case 2 with one NIC left out) must not take
     // that subnet's replies away from the managed NICs.

@@ -1,9 +1,11 @@
-// What must change: the plan against what symroute owns in the mirror, as ordered phases.
-// Pure. Only objects carrying symroute's protocol number are ever considered "owned", so
-// nothing else can end up in a delete.
+// What must change: the desired state against what symroute owns in the mirror, as ordered
+// phases. Pure. Only objects carrying symroute's protocol number are ever considered
+// "owned", so nothing else can end up in a delete. The diff looks at a scope — some tables
+// and some rules — so that after a small change it costs what the change touched; with
+// every table and rule in scope it is the whole diff.
 import { groupBy, routeKey, routeSlot, ruleKey, type Route, type Rule } from './model.js';
 import type { MirrorView } from './mirror.js';
-import type { Plan } from './planner.js';
+import type { Plan, Scope } from './planner.js';
 
 export type Change =
   | { readonly op: 'add'; readonly kind: 'route'; readonly route: Route }
@@ -11,45 +13,81 @@ export type Change =
   | { readonly op: 'delete'; readonly kind: 'route'; readonly route: Route }
   | { readonly op: 'add' | 'delete'; readonly kind: 'rule'; readonly rule: Rule };
 
+/** The desired state as the diff reads it (DesiredState, or a Plan through desiredOf). */
+export interface Desired {
+  routesIn(table: number): readonly Route[];
+  tables(): Iterable<number>;
+  readonly rules: ReadonlyMap<string, Rule>;
+  readonly protectedTables: ReadonlySet<number>;
+}
+
+/** A whole plan, as the diff reads it. */
+export function desiredOf(plan: Plan): Desired {
+  const routesByTable = groupBy(plan.routes, (route) => route.table);
+  return {
+    routesIn: (table) => routesByTable.get(table) ?? [],
+    tables: () => routesByTable.keys(),
+    rules: new Map(plan.rules.map((rule) => [ruleKey(rule), rule])),
+    protectedTables: plan.protectedTables,
+  };
+}
+
+/** Everything: every table planned or holding a route, every rule planned or owned. */
+export function wholeScope(desired: Desired, mirror: MirrorView, protocol: number): Scope {
+  const ruleKeys = new Set(desired.rules.keys());
+  for (const [key, { rule }] of mirror.rules) if (rule.protocol === protocol) ruleKeys.add(key);
+  return { tables: new Set([...desired.tables(), ...mirror.tables()]), ruleKeys };
+}
+
+/** The whole diff of a plan (start-up, reloads, the read-only commands). */
+export function computeChanges(plan: Plan, mirror: MirrorView, protocol: number): Change[][] {
+  const desired = desiredOf(plan);
+  return changesWithin(desired, mirror, protocol, wholeScope(desired, mirror, protocol));
+}
+
 /**
  * Make-before-break order: a table is filled (connected routes first, since the kernel
  * checks a gateway against them) before rules point at it, and rules stop pointing at a
  * table before its routes go. Each phase is sent as one pipelined batch.
  */
-export function computeChanges(plan: Plan, mirror: MirrorView, protocol: number): Change[][] {
-  const owned = (table: number) => !plan.protectedTables.has(table);
-  const ownedRoutes = [...mirror.routes.values()].filter((r) => r.protocol === protocol && owned(r.table));
-  const ownedRoutesBySlot = groupBy(ownedRoutes, routeSlot);
-
+export function changesWithin(desired: Desired, mirror: MirrorView, protocol: number, scope: Scope): Change[][] {
+  const owned = (table: number) => !desired.protectedTables.has(table);
   const routeWrites: Change[] = [];
-  const kept = new Set<string>();
-  for (const route of plan.routes) {
-    const inSlot = ownedRoutesBySlot.get(routeSlot(route)) ?? [];
-    const same = inSlot.find((existing) => routeKey(existing) === routeKey(route));
-    if (same) {
-      kept.add(routeKey(same));
-    } else if (inSlot.length > 0) {
-      routeWrites.push({ op: 'replace', kind: 'route', route, replaced: inSlot[0]! });
-      kept.add(routeKey(inSlot[0]!));
-    } else {
-      routeWrites.push({ op: 'add', kind: 'route', route });
+  const routeDeletes: Change[] = [];
+  const ruleKeys = new Set(scope.ruleKeys);
+  for (const table of scope.tables) {
+    // Rules pointing at a table in scope are in scope: the table may have stopped being
+    // protected, or being anyone's.
+    for (const [key, { rule }] of mirror.rulesTo(table)) if (rule.protocol === protocol) ruleKeys.add(key);
+    if (!owned(table)) continue;
+    const ownedRoutes = [...mirror.routesIn(table).values()].filter((r) => r.protocol === protocol);
+    const ownedRoutesBySlot = groupBy(ownedRoutes, routeSlot);
+    const kept = new Set<string>();
+    for (const route of desired.routesIn(table)) {
+      const inSlot = ownedRoutesBySlot.get(routeSlot(route)) ?? [];
+      const same = inSlot.find((existing) => routeKey(existing) === routeKey(route));
+      if (same) {
+        kept.add(routeKey(same));
+      } else if (inSlot.length > 0) {
+        routeWrites.push({ op: 'replace', kind: 'route', route, replaced: inSlot[0]! });
+        kept.add(routeKey(inSlot[0]!));
+      } else {
+        routeWrites.push({ op: 'add', kind: 'route', route });
+      }
     }
+    for (const route of ownedRoutes) if (!kept.has(routeKey(route))) routeDeletes.push({ op: 'delete', kind: 'route', route });
   }
-  const routeDeletes: Change[] = ownedRoutes
-    .filter((route) => !kept.has(routeKey(route)))
-    .map((route) => ({ op: 'delete', kind: 'route', route }));
 
-  const desiredRules = new Set(plan.rules.map(ruleKey));
   const ruleAdds: Change[] = [];
   const ruleDeletes: Change[] = [];
-  for (const rule of plan.rules) {
-    if (!mirror.rules.has(ruleKey(rule))) ruleAdds.push({ op: 'add', kind: 'rule', rule });
-  }
-  for (const [key, { rule, count }] of mirror.rules) {
-    if (rule.protocol !== protocol || !owned(rule.table)) continue;
+  for (const key of ruleKeys) {
+    const wanted = desired.rules.get(key);
+    const counted = mirror.rules.get(key);
+    if (wanted && !counted) ruleAdds.push({ op: 'add', kind: 'rule', rule: wanted });
+    if (!counted || counted.rule.protocol !== protocol || !owned(counted.rule.table)) continue;
     // Each RTM_DELRULE removes one copy: drop duplicates down to one, or all if unwanted.
-    const extra = desiredRules.has(key) ? count - 1 : count;
-    for (let i = 0; i < extra; i++) ruleDeletes.push({ op: 'delete', kind: 'rule', rule });
+    const extra = wanted ? counted.count - 1 : counted.count;
+    for (let i = 0; i < extra; i++) ruleDeletes.push({ op: 'delete', kind: 'rule', rule: counted.rule });
   }
 
   const viaGateway = (change: Change) => change.kind === 'route' && change.route.gateway !== undefined;

@@ -1,38 +1,21 @@
-// The desired state: a pure function from (config, mirror) to the rules and routes symroute
-// wants in the kernel. No I/O and no memory of earlier runs — the same inputs always give
-// the same plan, whatever event caused it to be computed.
+// The desired state: the rules and routes symroute wants in the kernel, a pure function of
+// (config, mirror) — the same inputs always give the same plan, whatever event caused it to
+// be computed. DesiredState keeps it current at the cost of what changed: the mirror's
+// journal says which objects moved, those name the interfaces whose plan depends on them
+// (interface-plan.ts), only those are planned again, and the result says which tables and
+// rules the diff must look at. `plan()` is the same computation from nothing, for start-up,
+// reloads, re-dumps and the read-only commands; the tests hold the two equal.
 import { isManagedName, type Config } from '../config/config.js';
-import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
-import { describeRoute, groupBy, type Address, type Link, type Route, type Rule } from './model.js';
+import type { Family } from './ip.js';
+import { networkOf } from './ip.js';
+import { routeKey, ruleKey, type Link, type Route, type Rule } from './model.js';
 import { freeTableBase, freeTableId } from './collisions.js';
-import { destinationRules } from './destinations.js';
-import type { MirrorView } from './mirror.js';
-import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
+import { destinationRules, isPlumbingRoute } from './destinations.js';
+import { routeDevices, type MirrorChanges, type MirrorView } from './mirror.js';
+import { interfaceObjects, ownedPrefixes, planInterface, ruleSource, tableOf, type InterfacePlan, type OwnedPrefix } from './interface-plan.js';
+import { RT_TABLE_MAIN } from './constants.js';
 
-export type GatewaySource = 'config' | 'main table';
-
-export interface Gateway {
-  readonly address: string;
-  readonly source: GatewaySource;
-  readonly onlink?: true;
-}
-
-export interface FamilyPlan {
-  readonly family: Family;
-  readonly addresses: readonly Address[];
-  readonly prefixes: readonly ConnectedPrefix[];
-  readonly gateway?: Gateway;
-  /** A gateway the kernel would refuse in this table (and why): planned as no gateway. */
-  readonly unusableGateway?: Gateway & { readonly reason: string };
-}
-
-export interface InterfacePlan {
-  readonly link: Link;
-  readonly table: number;
-  readonly families: readonly FamilyPlan[];
-  /** Why this interface's table is left alone, if it is. */
-  readonly collision?: string;
-}
+export type { FamilyPlan, Gateway, GatewaySource, InterfacePlan } from './interface-plan.js';
 
 export interface Plan {
   readonly routes: readonly Route[];
@@ -43,349 +26,420 @@ export interface Plan {
   readonly problems: readonly string[];
 }
 
-const FAMILIES: readonly Family[] = [4, 6];
-const fullLength = (family: Family): number => (family === 4 ? 32 : 128);
-const unspecified = (family: Family): string => (family === 4 ? '0.0.0.0' : '::');
-// The kernel stores IPv6 routes without a metric at 1024; asking for it explicitly keeps
-// what we want and what the kernel reports identical.
-const routeMetric = (family: Family): number => (family === 4 ? 0 : 1024);
-
-/** The mirror indexed the ways planning looks at it, built once per plan. */
-interface Indexed {
-  readonly mirror: MirrorView;
-  readonly addressesByLink: ReadonlyMap<number, readonly Address[]>;
-  readonly mainDefaultRoutes: readonly Route[];
-  /** Routes in main without a gateway (connected prefixes, `<gateway> dev <if>`), by device. */
-  readonly mainDeviceRoutesByLink: ReadonlyMap<number, readonly Route[]>;
-  readonly foreignRoutesByTable: ReadonlyMap<number, readonly Route[]>;
+/** What the diff must look at again after a change: tables, and rules by ruleKey. */
+export interface Scope {
+  readonly tables: Set<number>;
+  readonly ruleKeys: Set<string>;
 }
 
-function index(config: Config, mirror: MirrorView): Indexed {
-  const foreignRoutes = [...mirror.routes.values()].filter((route) => route.protocol !== config.protocol);
-  return {
-    mirror,
-    addressesByLink: groupBy(mirror.addresses.values(), (address) => address.ifindex),
-    mainDefaultRoutes: foreignRoutes.filter(
-      // A source-specific default (`default from …`) is not the interface's gateway for all.
-      (route) => route.table === RT_TABLE_MAIN && route.dstLength === 0 && !route.srcLength && route.type === RTN_UNICAST,
-    ),
-    mainDeviceRoutesByLink: groupBy(
-      foreignRoutes.filter(
-        (route) => route.table === RT_TABLE_MAIN && route.type === RTN_UNICAST && !route.gateway && !route.nexthops && route.oif !== undefined,
-      ),
-      (route) => route.oif!,
-    ),
-    foreignRoutesByTable: groupBy(foreignRoutes, (route) => route.table),
-  };
+/** What one update changed, for the converger's bookkeeping. */
+export interface Update {
+  readonly scope: Scope;
+  /** Problems that were not there before. */
+  readonly raised: string[];
+  /** Interfaces that appeared, went, or changed name or table (old and new names). */
+  readonly interfaces: Set<string>;
+  /** Whether the managed interfaces, their names or tables changed (names.ts writes them). */
+  readonly tablesChanged: boolean;
+  /** Whether any connected prefix changed (sysctl.ts looks for shared subnets). */
+  readonly prefixesChanged: boolean;
+}
+
+/** One managed interface's share of the desired state. */
+interface Part {
+  readonly plan: InterfacePlan;
+  /** Its routes and candidate `from` rules (none when its table collides). */
+  readonly routes: readonly Route[];
+  readonly rules: readonly Rule[];
+  readonly prefixes: readonly OwnedPrefix[];
+  /** What is wrong with its plan, and with its rules (overlapping prefixes). */
+  readonly planProblems: readonly string[];
+  readonly problems: readonly string[];
 }
 
 export function plan(config: Config, mirror: MirrorView): Plan {
-  const indexed = index(config, mirror);
-  const problems: string[] = [];
-  const protectedTables = new Set<number>();
-  const managed = [...mirror.links.values()]
-    .filter((link) => link.up && !link.loopback && isManagedName(config, link.name))
-    .sort((a, b) => a.index - b.index);
+  const desired = new DesiredState(config);
+  desired.rebuild(mirror);
+  return desired.toPlan();
+}
 
-  const tableOwners = new Map<number, Link>();
-  const interfaces: InterfacePlan[] = [];
-  for (const link of managed) {
-    // Own properties only: an interface may well be called "constructor".
-    const table = Object.hasOwn(config.table.pinned, link.name) ? config.table.pinned[link.name]! : config.table.base + link.index;
-    const owner = tableOwners.get(table);
-    if (owner) {
-      problems.push(`${link.name}: table ${table} is already used by ${owner.name}; ${link.name} is not managed`);
-      continue;
+export class DesiredState {
+  private readonly parts = new Map<number, Part>();
+  /** Managed interfaces refused a table another one (lower ifindex) has: why. */
+  private readonly refused = new Map<number, string>();
+  /** The table each managed interface wants, and per table who wants it: the lowest index gets it. */
+  private readonly wantedTable = new Map<number, number>();
+  private readonly tableClaims = new Map<number, Set<number>>();
+  private readonly prefixOwners = new PrefixOwners();
+  /** Per rule source (ruleSource), the interfaces wanting a rule for it: the lowest index wins. */
+  private readonly ruleClaims = new Map<string, Map<number, Rule>>();
+  private readonly winners = new Map<string, Rule>();
+  private readonly sourceRuleFamilies = new Map<Family, number>();
+  /** Every rule wanted, by ruleKey: the winners and the destination rules. */
+  readonly rules = new Map<string, Rule>();
+  private destinationKeys: string[] = [];
+  private readonly routesByTable = new Map<number, readonly Route[]>();
+  readonly protectedTables = new Set<number>();
+  /** Main-table routes into excluded plumbing, by routeKey: each prefix gets a destination rule. */
+  private readonly plumbing = new Map<string, Route>();
+  private routeTotal = 0;
+  private readonly unusable = new Map<Family, number>();
+
+  constructor(readonly config: Config) {}
+
+  routesIn(table: number): readonly Route[] {
+    return this.routesByTable.get(table) ?? [];
+  }
+
+  /** Tables with planned routes. */
+  tables(): Iterable<number> {
+    return this.routesByTable.keys();
+  }
+
+  get interfaceCount(): number {
+    return this.parts.size;
+  }
+
+  get routeCount(): number {
+    return this.routeTotal;
+  }
+
+  /** Interfaces whose gateway of this family the kernel would refuse. */
+  unusableGateways(family: Family): number {
+    return this.unusable.get(family) ?? 0;
+  }
+
+  interfacePlan(ifindex: number): InterfacePlan | undefined {
+    return this.parts.get(ifindex)?.plan;
+  }
+
+  /** Plans everything from nothing. */
+  rebuild(mirror: MirrorView): Update {
+    const dirty = new Set([...mirror.links.keys(), ...this.parts.keys(), ...this.refused.keys(), ...this.wantedTable.keys()]);
+    this.plumbing.clear();
+    for (const [key, route] of mirror.routesIn(RT_TABLE_MAIN)) if (this.isPlumbing(mirror, route)) this.plumbing.set(key, route);
+    return this.replan(mirror, dirty, emptyScope(), true);
+  }
+
+  /** Plans again what `changes` (the mirror's journal since the last update) can affect. */
+  update(mirror: MirrorView, changes: MirrorChanges): Update {
+    const scope = emptyScope();
+    const dirty = new Set<number>(changes.links);
+    let destinations = false;
+    for (const ifindex of changes.links) {
+      // A renamed device may become plumbing, or stop being it.
+      for (const [key, route] of mirror.mainPrefixRoutesOf(ifindex)) destinations = this.notePlumbing(mirror, key, route) || destinations;
     }
-    tableOwners.set(table, link);
-    const families = FAMILIES.map((family) => planFamily(config, indexed, link, family)).filter(
-      (f) => f.addresses.length > 0,
-    );
-    for (const { family, unusableGateway: gateway } of families) {
-      if (!gateway) continue;
-      problems.push(
-        `${link.name}: IPv${family} gateway ${gateway.address} (from ${gateway.source}) is not reachable through ${link.name}: ` +
-          `${gateway.reason}; the kernel would refuse it, so table ${table} gets no IPv${family} default route`,
-      );
+    for (const address of changes.addresses) dirty.add(address.ifindex);
+    for (const route of changes.routes) {
+      if (route.protocol === this.config.protocol) scope.tables.add(route.table);
+      else if (route.table === RT_TABLE_MAIN) {
+        // Defaults carry the learned gateways; device routes make gateways reachable.
+        for (const device of routeDevices(route)) dirty.add(device);
+        destinations = this.notePlumbing(mirror, routeKey(route), route) || destinations;
+      } else {
+        for (const claimant of this.tableClaims.get(route.table) ?? []) dirty.add(claimant);
+      }
     }
-    const collision = findCollision(indexed, table, link, () => {
-      const ifindexes = managed.map((l) => l.index);
-      const id = freeTableId(config, ifindexes, usedTables(mirror));
-      const base = freeTableBase(config, ifindexes, new Set(indexed.foreignRoutesByTable.keys()));
-      return `table.pinned.${link.name}: ${id}${base === undefined ? '' : `, or move every table with table.base: ${base}`}`;
+    for (const rule of changes.rules) if (rule.protocol === this.config.protocol) scope.ruleKeys.add(ruleKey(rule));
+    // A collision's advice (a free table) reads the whole mirror: keep it current.
+    for (const [ifindex, part] of this.parts) if (part.plan.collision) dirty.add(ifindex);
+    return this.replan(mirror, dirty, scope, destinations);
+  }
+
+  /** The whole desired state, interfaces in index order. */
+  toPlan(): Plan {
+    const order = [...new Set([...this.parts.keys(), ...this.refused.keys()])].sort((a, b) => a - b);
+    const parts = order.map((ifindex) => this.parts.get(ifindex)).filter((part) => part !== undefined);
+    const destinations = this.destinationKeys.map((key) => this.rules.get(key)!);
+    return {
+      routes: parts.flatMap((part) => part.routes),
+      rules: [...parts.flatMap((part) => part.rules.filter((rule) => this.winners.get(ruleSource(rule)) === rule)), ...destinations],
+      interfaces: parts.map((part) => part.plan),
+      protectedTables: new Set(this.protectedTables),
+      problems: order.flatMap((ifindex) => this.problemsOf(ifindex)),
+    };
+  }
+
+  private problemsOf(ifindex: number): readonly string[] {
+    const refusal = this.refused.get(ifindex);
+    return refusal !== undefined ? [refusal] : (this.parts.get(ifindex)?.problems ?? []);
+  }
+
+  private isPlumbing(mirror: MirrorView, route: Route): boolean {
+    return route.oif !== undefined && isPlumbingRoute(this.config, route, mirror.links.get(route.oif)?.name);
+  }
+
+  /** Records whether a main route is plumbing now; true if that changed anything. */
+  private notePlumbing(mirror: MirrorView, key: string, route: Route): boolean {
+    const was = this.plumbing.delete(key);
+    const is = mirror.routes.has(key) && this.isPlumbing(mirror, route);
+    if (is) this.plumbing.set(key, route);
+    return was || is;
+  }
+
+  private replan(mirror: MirrorView, dirty: Set<number>, scope: Scope, destinationsDirty: boolean): Update {
+    const interfaces = new Set<string>();
+    let tablesChanged = false;
+    // Who wants which table first: a change of one interface's table can hand a pinned
+    // table to, or take it from, another one.
+    const claimed = [...dirty];
+    for (let i = 0; i < claimed.length; i++) {
+      const ifindex = claimed[i]!;
+      const link = mirror.links.get(ifindex);
+      const table = link && this.isManaged(link) ? tableOf(this.config, link) : undefined;
+      const before = this.wantedTable.get(ifindex);
+      if (before === table) continue;
+      for (const t of [before, table]) {
+        if (t === undefined) continue;
+        for (const other of this.tableClaims.get(t) ?? []) if (!dirty.has(other)) (dirty.add(other), claimed.push(other));
+      }
+      if (before !== undefined) setDelete(this.tableClaims, before, ifindex);
+      if (table !== undefined) setAdd(this.tableClaims, table, ifindex);
+      if (table === undefined) this.wantedTable.delete(ifindex);
+      else this.wantedTable.set(ifindex, table);
+    }
+
+    // Each dirty interface's own plan; prefixes are indexed before any rule is made from them.
+    const planned = new Map<number, { plan: InterfacePlan; problems: string[] } | string | undefined>();
+    for (const ifindex of dirty) {
+      const table = this.wantedTable.get(ifindex);
+      const link = mirror.links.get(ifindex);
+      if (table === undefined || !link) {
+        planned.set(ifindex, undefined);
+        continue;
+      }
+      const owner = Math.min(...this.tableClaims.get(table)!);
+      if (owner !== ifindex) {
+        const ownerName = mirror.links.get(owner)?.name ?? `#${owner}`;
+        planned.set(ifindex, `${link.name}: table ${table} is already used by ${ownerName}; ${link.name} is not managed`);
+        continue;
+      }
+      planned.set(ifindex, planInterface(this.config, mirror, link, table, () => this.alternatives(mirror, link)));
+    }
+    let prefixesChanged = false;
+    const overlapped = new Set<number>();
+    for (const [ifindex, result] of planned) {
+      const before = this.parts.get(ifindex)?.prefixes ?? [];
+      const after = typeof result === 'object' ? ownedPrefixes(result.plan) : [];
+      if (prefixText(before) === prefixText(after)) continue;
+      prefixesChanged = true;
+      for (const prefix of before) this.prefixOwners.delete(prefix, ifindex);
+      for (const prefix of after) this.prefixOwners.add(prefix, ifindex);
+      // In prefix mode, whether a prefix rule is possible depends on the others' prefixes.
+      if (this.config.rule.match === 'prefix') {
+        for (const prefix of [...before, ...after]) for (const other of this.prefixOwners.overlapping(prefix)) overlapped.add(other);
+      }
+    }
+    for (const ifindex of overlapped) {
+      if (planned.has(ifindex)) continue;
+      const part = this.parts.get(ifindex);
+      if (part) planned.set(ifindex, { plan: part.plan, problems: [...part.planProblems] });
+    }
+
+    // Every old part goes before any new one comes: two of them may share a table (one
+    // refused it, the other got it), in either order.
+    const sources = new Set<string>();
+    const swaps: { ifindex: number; old: Part | undefined; part: Part | undefined; oldProblems: readonly string[] }[] = [];
+    for (const [ifindex, result] of planned) {
+      const old = this.parts.get(ifindex);
+      const oldProblems = this.problemsOf(ifindex);
+      let part: Part | undefined;
+      this.refused.delete(ifindex);
+      if (typeof result === 'string') this.refused.set(ifindex, result);
+      else if (result) {
+        const objects = result.plan.collision
+          ? { routes: [], rules: [], problems: [] }
+          : interfaceObjects(this.config, result.plan, (prefix) => this.overlappingNames(mirror, prefix, ifindex));
+        const prefixes = ownedPrefixes(result.plan);
+        part = { plan: result.plan, routes: objects.routes, rules: objects.rules, prefixes, planProblems: result.problems, problems: [...result.problems, ...objects.problems] };
+      }
+      if (old) this.removePart(ifindex, old, scope, sources);
+      swaps.push({ ifindex, old, part, oldProblems });
+    }
+    const raised: string[] = [];
+    for (const { ifindex, old, part, oldProblems } of swaps) {
+      if (part) this.addPart(ifindex, part, scope, sources);
+      for (const problem of this.problemsOf(ifindex)) if (!oldProblems.includes(problem)) raised.push(problem);
+      if (old?.plan.link.name !== part?.plan.link.name || old?.plan.table !== part?.plan.table) tablesChanged = true;
+      if (old && !samePart(old, part)) interfaces.add(old.plan.link.name);
+      if (part && !samePart(part, old)) interfaces.add(part.plan.link.name);
+    }
+    const familiesBefore = [...this.sourceRuleFamilies.keys()].sort().join();
+    for (const source of sources) this.electWinner(source, scope);
+    const familiesChanged = [...this.sourceRuleFamilies.keys()].sort().join() !== familiesBefore;
+    if (destinationsDirty || familiesChanged || (prefixesChanged && this.wantsDestinations())) this.updateDestinations(scope);
+    return { scope, raised, interfaces, tablesChanged, prefixesChanged };
+  }
+
+  private isManaged(link: Link): boolean {
+    return link.up && !link.loopback && isManagedName(this.config, link.name);
+  }
+
+  private removePart(ifindex: number, old: Part, scope: Scope, sources: Set<string>): void {
+    scope.tables.add(old.plan.table);
+    this.routesByTable.delete(old.plan.table);
+    this.protectedTables.delete(old.plan.table);
+    this.routeTotal -= old.routes.length;
+    for (const family of old.plan.families) if (family.unusableGateway) this.count(this.unusable, family.family, -1);
+    for (const rule of old.rules) {
+      sources.add(ruleSource(rule));
+      mapDelete(this.ruleClaims, ruleSource(rule), ifindex);
+    }
+    this.parts.delete(ifindex);
+  }
+
+  private addPart(ifindex: number, part: Part, scope: Scope, sources: Set<string>): void {
+    const table = part.plan.table;
+    scope.tables.add(table);
+    if (part.plan.collision) this.protectedTables.add(table);
+    if (part.routes.length > 0) this.routesByTable.set(table, part.routes);
+    this.routeTotal += part.routes.length;
+    for (const family of part.plan.families) if (family.unusableGateway) this.count(this.unusable, family.family, 1);
+    for (const rule of part.rules) {
+      sources.add(ruleSource(rule));
+      mapSet(this.ruleClaims, ruleSource(rule), ifindex, rule);
+    }
+    this.parts.set(ifindex, part);
+  }
+
+  /** The rule for one source: the claim of the lowest ifindex. */
+  private electWinner(source: string, scope: Scope): void {
+    const claims = this.ruleClaims.get(source);
+    const winner = claims && claims.size > 0 ? claims.get(Math.min(...claims.keys())) : undefined;
+    const before = this.winners.get(source);
+    if (before === winner) return;
+    if (before) {
+      const key = ruleKey(before);
+      this.rules.delete(key);
+      scope.ruleKeys.add(key);
+      this.count(this.sourceRuleFamilies, before.family, -1);
+    }
+    if (winner) {
+      const key = ruleKey(winner);
+      this.rules.set(key, winner);
+      scope.ruleKeys.add(key);
+      this.winners.set(source, winner);
+      this.count(this.sourceRuleFamilies, winner.family, 1);
+    } else {
+      this.winners.delete(source);
+    }
+  }
+
+  private wantsDestinations(): boolean {
+    return this.config.exceptions.length > 0 || this.plumbing.size > 0 || this.destinationKeys.length > 0;
+  }
+
+  private updateDestinations(scope: Scope): void {
+    const prefixes = [...this.parts.values()].flatMap((part) => part.prefixes);
+    const wanted = destinationRules(this.config, this.plumbing.values(), new Set(this.sourceRuleFamilies.keys()), prefixes);
+    const keys = wanted.map(ruleKey);
+    for (const key of this.destinationKeys) {
+      this.rules.delete(key);
+      scope.ruleKeys.add(key);
+    }
+    wanted.forEach((rule, i) => {
+      this.rules.set(keys[i]!, rule);
+      scope.ruleKeys.add(keys[i]!);
     });
-    if (collision) {
-      problems.push(collision);
-      protectedTables.add(table);
-    }
-    interfaces.push({ link, table, families, ...(collision ? { collision } : {}) });
+    this.destinationKeys = keys;
   }
 
-  const allPrefixes = prefixesByInterface(interfaces);
-  const routes: Route[] = [];
-  const rules: Rule[] = [];
-  for (const plan of interfaces) {
-    if (plan.collision) continue;
-    for (const familyPlan of plan.families) {
-      routes.push(...connectedRoutes(config, plan, familyPlan));
-      if (familyPlan.gateway) routes.push(gatewayRoute(config, plan, familyPlan.family, familyPlan.gateway));
-      rules.push(...sourceRules(config, plan, familyPlan, allPrefixes, problems));
-    }
+  private overlappingNames(mirror: MirrorView, prefix: OwnedPrefix, self: number): string[] {
+    const owners = [...this.prefixOwners.overlapping(prefix)].filter((ifindex) => ifindex !== self);
+    return [...new Set(owners.map((ifindex) => mirror.links.get(ifindex)?.name ?? `#${ifindex}`))].sort();
   }
-  const fromRules = dedupeRules(rules);
-  const families = new Set(fromRules.map((rule) => rule.family));
-  return {
-    routes,
-    rules: [...fromRules, ...destinationRules(config, mirror, families, allPrefixes)],
-    interfaces,
-    protectedTables,
-    problems,
-  };
-}
 
-/** Every table a route or a rule uses: what a suggested table id must avoid. */
-function usedTables(mirror: MirrorView): Set<number> {
-  const used = new Set<number>();
-  for (const route of mirror.routes.values()) used.add(route.table);
-  for (const { rule } of mirror.rules.values()) used.add(rule.table);
-  return used;
-}
+  /** `table.pinned.<name>: <free id>, or move every table with table.base: <free base>`. */
+  private alternatives(mirror: MirrorView, link: Link): string {
+    const ifindexes = [...this.wantedTable.keys()];
+    const used = new Set<number>(mirror.tables());
+    for (const { rule } of mirror.rules.values()) used.add(rule.table);
+    const foreign = new Set([...mirror.tables()].filter((table) => [...mirror.routesIn(table).values()].some((r) => r.protocol !== this.config.protocol)));
+    const id = freeTableId(this.config, ifindexes, used);
+    const base = freeTableBase(this.config, ifindexes, foreign);
+    return `table.pinned.${link.name}: ${id}${base === undefined ? '' : `, or move every table with table.base: ${base}`}`;
+  }
 
-function usable(address: Address): boolean {
-  if (address.family === 4) return address.scope === RT_SCOPE_UNIVERSE || address.scope === RT_SCOPE_SITE;
-  return (
-    address.scope === RT_SCOPE_UNIVERSE &&
-    !isIPv6LinkLocal(address.address) &&
-    (address.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED)) === 0
-  );
-}
-
-const addressOrder = new Intl.Collator('en', { numeric: true });
-
-/** Addresses in a stable order: primaries before secondaries, then by address text. */
-function byPreference(a: Address, b: Address): number {
-  const secondary = (a.flags & IFA_F_SECONDARY) - (b.flags & IFA_F_SECONDARY);
-  return secondary || addressOrder.compare(a.address, b.address);
-}
-
-function planFamily(config: Config, indexed: Indexed, link: Link, family: Family): FamilyPlan {
-  const addresses = (indexed.addressesByLink.get(link.index) ?? [])
-    .filter((a) => a.family === family && usable(a))
-    .sort(byPreference);
-  const configured = Object.hasOwn(config.gateways, link.name)
-    ? config.gateways[link.name]![family === 4 ? 'ipv4' : 'ipv6']
-    : undefined;
-  const gateway = configured
-    ? // Written as the kernel will report it, or the route would never compare equal.
-      { address: canonicalAddress(configured), source: 'config' as const }
-    : learnedGateway(indexed, link.index, family);
-  const prefixes = connectedPrefixes(addresses);
-  const unreachable = gateway && whyUnreachable(indexed, link, family, prefixes, gateway);
-  if (unreachable) return { family, addresses, prefixes, unusableGateway: { ...gateway, reason: unreachable } };
-  return { family, addresses, prefixes, ...(gateway ? { gateway } : {}) };
+  private count(counts: Map<Family, number>, family: Family, delta: number): void {
+    const count = (counts.get(family) ?? 0) + delta;
+    if (count === 0) counts.delete(family);
+    else counts.set(family, count);
+  }
 }
 
 /**
- * Why the kernel would refuse `default via <gateway> dev <link>` in the interface's table, if
- * it would (checked on the kernel: IPv4 answers ENETUNREACH, IPv6 EHOSTUNREACH). It accepts
- * a gateway that is on-link, or link-local (IPv6), or reachable without a gateway through
- * this device: in the table — where symroute puts the interface's connected prefixes before
- * any gateway route — or, failing that, by its ordinary lookup, which finds main's device
- * routes: the connected prefixes of every address, and the `<gateway> dev <if>` routes
- * admins add for a gateway outside the subnet. Planning one it refuses would only retry the
- * refusal forever.
+ * Connected prefixes and who holds them, to find those equal to, inside or around a prefix:
+ * by hash for every shorter or equal length present, by a scan of the longer ones.
  */
-function whyUnreachable(
-  indexed: Indexed,
-  link: Link,
-  family: Family,
-  prefixes: readonly ConnectedPrefix[],
-  gateway: Gateway,
-): string | undefined {
-  if (gateway.onlink || (family === 6 && isIPv6LinkLocal(gateway.address))) return undefined;
-  const inside = (network: string, length: number) => networkOf(gateway.address, length) === network;
-  if (prefixes.some((prefix) => inside(prefix.network, prefix.length))) return undefined;
-  const deviceRoutes = (indexed.mainDeviceRoutesByLink.get(link.index) ?? []).filter(
-    // IPv4 looks for a route of link (or host) scope; IPv6 routes have no scope.
-    (route) => route.family === family && (family === 6 || route.scope >= RT_SCOPE_LINK),
-  );
-  if (deviceRoutes.some((route) => inside(networkOf(route.dst, route.dstLength), route.dstLength))) return undefined;
-  const where = prefixes.length > 0 ? `in none of its prefixes (${prefixes.map((p) => `${p.network}/${p.length}`).join(', ')})` : 'not in any prefix of it (it has none)';
-  return `${where}, nor behind a device route of it in the main table${family === 6 ? ', not link-local' : ''}, and not onlink`;
-}
+class PrefixOwners {
+  /** family|length → network → owners */
+  private readonly byLength = new Map<string, Map<string, Set<number>>>();
 
-/** The lowest-metric default route via this interface in the main table (DHCP, RA, static). */
-function learnedGateway(
-  indexed: Indexed,
-  ifindex: number,
-  family: Family,
-): FamilyPlan['gateway'] {
-  let best: { address: string; metric: number; onlink?: true } | undefined;
-  for (const route of indexed.mainDefaultRoutes) {
-    if (route.family !== family) continue;
-    const gateway =
-      route.oif === ifindex ? route.gateway : route.nexthops?.find((n) => n.ifindex === ifindex)?.gateway;
-    if (gateway && (!best || route.metric < best.metric)) {
-      // An on-link gateway (a /32 address behind a router outside it) stays on-link in our table.
-      best = { address: gateway, metric: route.metric, ...(route.oif === ifindex && route.onlink ? { onlink: true as const } : {}) };
+  add(prefix: OwnedPrefix, owner: number): void {
+    const key = `${prefix.family}|${prefix.length}`;
+    let networks = this.byLength.get(key);
+    if (!networks) this.byLength.set(key, (networks = new Map()));
+    setAdd(networks, prefix.network, owner);
+  }
+
+  delete(prefix: OwnedPrefix, owner: number): void {
+    const key = `${prefix.family}|${prefix.length}`;
+    const networks = this.byLength.get(key);
+    if (!networks) return;
+    setDelete(networks, prefix.network, owner);
+    if (networks.size === 0) this.byLength.delete(key);
+  }
+
+  overlapping(prefix: OwnedPrefix): Set<number> {
+    const owners = new Set<number>();
+    for (const [key, networks] of this.byLength) {
+      const [family, lengthText] = key.split('|');
+      if (Number(family) !== prefix.family) continue;
+      const length = Number(lengthText);
+      if (length <= prefix.length) {
+        for (const owner of networks.get(networkOf(prefix.network, length)) ?? []) owners.add(owner);
+      } else {
+        for (const [network, holders] of networks) {
+          if (networkOf(network, prefix.length) === prefix.network) for (const owner of holders) owners.add(owner);
+        }
+      }
     }
+    return owners;
   }
-  return best && { address: best.address, source: 'main table', ...(best.onlink ? { onlink: true as const } : {}) };
 }
 
-function findCollision(indexed: Indexed, table: number, link: Link, alternatives: () => string): string | undefined {
-  const name = (index: number) => indexed.mirror.links.get(index)?.name ?? `#${index}`;
-  // Sorted, so the same kernel state always yields the same message (it is logged on change).
-  const [foreign] = (indexed.foreignRoutesByTable.get(table) ?? [])
-    .map((route) => `${describeRoute(route, name)} proto ${route.protocol}`)
-    .sort();
-  if (foreign === undefined) return undefined;
-  return (
-    `${link.name}: table ${table} holds a route symroute does not own (${foreign}); ` +
-    `leaving that table alone (pin a free one with ${alternatives()})`
-  );
+const emptyScope = (): Scope => ({ tables: new Set(), ruleKeys: new Set() });
+// With the owner's name: messages about overlapping prefixes name the other interface.
+const prefixText = (prefixes: readonly OwnedPrefix[]): string => prefixes.map((p) => `${p.owner}|${p.family}|${p.network}/${p.length}`).join(',');
+
+/** Whether a part is the same interface under the same name with the same table. */
+function samePart(a: Part, b: Part | undefined): boolean {
+  return b !== undefined && a.plan.link.name === b.plan.link.name && a.plan.table === b.plan.table;
 }
 
-export interface ConnectedPrefix {
-  readonly network: string;
-  readonly length: number;
-  readonly source: Address; // the preferred address in the prefix: the route's src
-  readonly members: Address[];
+function setAdd<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key);
+  if (set) set.add(value);
+  else map.set(key, new Set([value]));
 }
 
-/** The connected prefixes of an interface; host addresses (/32, /128 without a peer) have none. */
-function connectedPrefixes(addresses: readonly Address[]): ConnectedPrefix[] {
-  const prefixes = new Map<string, ConnectedPrefix>();
-  for (const address of addresses) {
-    if (!address.peer && address.prefixLength === fullLength(address.family)) continue;
-    const network = networkOf(address.peer ?? address.address, address.prefixLength);
-    const key = `${network}/${address.prefixLength}`;
-    const existing = prefixes.get(key);
-    if (existing) existing.members.push(address);
-    else prefixes.set(key, { network, length: address.prefixLength, source: address, members: [address] });
-  }
-  return [...prefixes.values()];
+function setDelete<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key);
+  if (!set) return;
+  set.delete(value);
+  if (set.size === 0) map.delete(key);
 }
 
-function connectedRoutes(config: Config, plan: InterfacePlan, familyPlan: FamilyPlan): Route[] {
-  const family = familyPlan.family;
-  return familyPlan.prefixes.map((prefix) => ({
-    family,
-    table: plan.table,
-    dst: prefix.network,
-    dstLength: prefix.length,
-    metric: routeMetric(family),
-    protocol: config.protocol,
-    // IPv6 routes have no scope of their own: the kernel reports them all as universe.
-    scope: family === 4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE,
-    type: RTN_UNICAST,
-    oif: plan.link.index,
-    prefsrc: prefix.source.address,
-  }));
+function mapSet<K, I, V>(map: Map<K, Map<I, V>>, key: K, inner: I, value: V): void {
+  const entries = map.get(key);
+  if (entries) entries.set(inner, value);
+  else map.set(key, new Map([[inner, value]]));
 }
 
-function gatewayRoute(config: Config, plan: InterfacePlan, family: Family, gateway: NonNullable<FamilyPlan['gateway']>): Route {
-  return {
-    family,
-    table: plan.table,
-    dst: unspecified(family),
-    dstLength: 0,
-    metric: routeMetric(family),
-    protocol: config.protocol,
-    scope: RT_SCOPE_UNIVERSE,
-    type: RTN_UNICAST,
-    oif: plan.link.index,
-    gateway: gateway.address,
-    ...(gateway.onlink ? { onlink: true as const } : {}),
-  };
-}
-
-interface OwnedPrefix {
-  readonly family: Family;
-  readonly network: string;
-  readonly length: number;
-  readonly owner: string;
-}
-
-/** Every connected prefix with the interface it is on (prefix mode needs them disjoint). */
-function prefixesByInterface(interfaces: readonly InterfacePlan[]): OwnedPrefix[] {
-  return interfaces.flatMap((plan) =>
-    plan.families.flatMap((familyPlan) =>
-      familyPlan.prefixes.map((prefix) => ({
-        family: familyPlan.family,
-        network: prefix.network,
-        length: prefix.length,
-        owner: plan.link.name,
-      })),
-    ),
-  );
-}
-
-/** Other interfaces with a prefix equal to, inside, or around this one. */
-function overlappingOwners(prefix: ConnectedPrefix, family: Family, self: string, all: readonly OwnedPrefix[]): string[] {
-  const owners = all
-    .filter((other) => other.owner !== self && other.family === family)
-    .filter((other) => {
-      const common = Math.min(other.length, prefix.length);
-      return networkOf(other.network, common) === networkOf(prefix.network, common);
-    })
-    .map((other) => other.owner);
-  return [...new Set(owners)];
-}
-
-function sourceRules(
-  config: Config,
-  plan: InterfacePlan,
-  familyPlan: FamilyPlan,
-  allPrefixes: readonly OwnedPrefix[],
-  problems: string[],
-): Rule[] {
-  const family = familyPlan.family;
-  const rule = (src: string, srcLength: number): Rule => ({
-    family,
-    priority: config.rule.priority,
-    table: plan.table,
-    action: FR_ACT_TO_TBL,
-    protocol: config.protocol,
-    src,
-    srcLength,
-    dstLength: 0,
-    tos: 0,
-  });
-  const perAddress = (addresses: readonly Address[]) =>
-    addresses.map((address) => rule(address.address, fullLength(family)));
-  if (config.rule.match === 'address') return perAddress(familyPlan.addresses);
-
-  const rules: Rule[] = [];
-  const covered = new Set<Address>();
-  // A point-to-point prefix is the peer's side: replies leave from the local address, which
-  // that prefix does not contain, so such addresses keep a rule of their own.
-  const local = familyPlan.addresses.filter((address) => !address.peer);
-  for (const prefix of connectedPrefixes(local)) {
-    prefix.members.forEach((member) => covered.add(member));
-    const others = overlappingOwners(prefix, family, plan.link.name, allPrefixes);
-    if (others.length > 0) {
-      // A prefix rule cannot say which NIC: fall back to one rule per address.
-      problems.push(
-        `${plan.link.name}: prefix ${prefix.network}/${prefix.length} overlaps a prefix of ${others.join(', ')}; ` +
-          'using one rule per address for it',
-      );
-      rules.push(...perAddress(prefix.members));
-    } else {
-      rules.push(rule(prefix.network, prefix.length));
-    }
-  }
-  // Host and point-to-point addresses.
-  rules.push(...perAddress(familyPlan.addresses.filter((address) => !covered.has(address))));
-  return rules;
-}
-
-function dedupeRules(rules: readonly Rule[]): Rule[] {
-  const seen = new Set<string>();
-  return rules.filter((rule) => {
-    const key = `${rule.family}|${rule.src}/${rule.srcLength}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+function mapDelete<K, I, V>(map: Map<K, Map<I, V>>, key: K, inner: I): void {
+  const entries = map.get(key);
+  if (!entries) return;
+  entries.delete(inner);
+  if (entries.size === 0) map.delete(key);
 }
