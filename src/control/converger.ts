@@ -4,11 +4,11 @@
 // owned gauges, one log line per change).
 import type { Config } from '../config/config.js';
 import { priorityCollision } from '../domain/collisions.js';
-import { computeChanges, type Change } from '../domain/diff.js';
+import { changesWithin, computeChanges, wholeScope, type Change } from '../domain/diff.js';
 import type { MirrorView } from '../domain/mirror.js';
 import type { KernelEvent } from '../domain/events.js';
-import { routeKey, routeSlot, ruleKey } from '../domain/model.js';
-import { plan, type Plan } from '../domain/planner.js';
+import { routeKey, routeSlot, ruleKey, type Route } from '../domain/model.js';
+import { DesiredState, type Plan, type Scope, type Update } from '../domain/planner.js';
 import { NameFiles, resolveDir } from '../kernel/names.js';
 import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reconciler.js';
 import { ConfFiles, SysctlGuard } from '../kernel/sysctl.js';
@@ -32,12 +32,24 @@ export class Converger {
   /** When the kernel acknowledged the last change made since pendingEventTime, if any. */
   private lastWriteAckedAt: bigint | null = null;
   /**
-   * Rule and route keys of the last plan the kernel fully matched, each with its route's
-   * device (none for rules): losing one to someone else is drift.
+   * What the kernel fully matched at the last convergence: routes by table (each with its
+   * device), route slots, rule keys. Losing one to someone else is drift.
    */
-  private convergedKeys = new Map<string, number | undefined>();
-  /** The converged route in each route slot, to tell what a replace displaced. */
+  private convergedRoutes = new Map<number, Map<string, Route>>();
   private convergedSlots = new Map<string, string>();
+  private convergedRules = new Set<string>();
+  /** The desired state, kept current from the mirror's journal between whole passes. */
+  private desired: DesiredState;
+  /** Start-up, a reload or a re-dump: the next pass plans and diffs everything. */
+  private wholePassDue = true;
+  /** Tables and rules whose last diff found something to do: looked at again until settled. */
+  private unsettled: Scope = emptyScope();
+  /** Everything the diff looked at since the last convergence (null: everything). */
+  private sinceConverged: Scope | null = null;
+  /** Which someone-else's rules sit at symroute's priorities (re-checked when foreign rules change). */
+  private priorityProblem: string | undefined;
+  /** Problems reported and still standing. */
+  private reportedProblems = new Set<string>();
   /**
    * Notifications symroute's own requests will cause (`write|key`, `delete|key`), counted:
    * they are not drift. Entered before the requests go out, since a notification is sent
@@ -48,10 +60,10 @@ export class Converger {
   private drifted = new Set<string>();
   /** Links seen going down since the last convergence: the kernel deletes their routes itself. */
   private wentDown = new Set<number>();
-  private lastPlan: Plan | null = null;
   /** Which interface each table was last planned for, so log lines can name it after it left. */
   private tableInterfaces = new Map<number, string>();
-  private lastProblems = new Set<string>();
+  /** Interfaces a pending change was for at the last pass (their in-sync gauge is 0). */
+  private pendingInterfaces = new Set<string>();
   /**
    * The symroute_interface_* values last exported per interface: only changes are written
    * (prom-client's label lookup per series is most of a pass's cost at 1000 NICs), and
@@ -88,6 +100,7 @@ export class Converger {
       failed: () => metrics.sysctlErrors.inc(),
     });
     this.names = this.nameFiles(currentConfig);
+    this.desired = new DesiredState(currentConfig);
   }
 
   get config(): Config {
@@ -99,6 +112,8 @@ export class Converger {
     if (config.iproute2Dir !== this.currentConfig.iproute2Dir) this.names = this.nameFiles(config);
     this.sysctls.forget();
     this.currentConfig = config;
+    this.desired = new DesiredState(config);
+    this.wholePassDue = true;
   }
 
   /** Objects in conflict, described, for /healthz. */
@@ -118,9 +133,9 @@ export class Converger {
 
   /** `8 interfaces, 8 rules, 16 routes, in sync` — for systemd's STATUS= and logs. */
   summary(): string {
-    const interfaces = this.lastPlan?.interfaces.length ?? 0;
-    const rules = this.lastPlan?.rules.length ?? 0;
-    const routes = this.lastPlan?.routes.length ?? 0;
+    const interfaces = this.desired.interfaceCount;
+    const rules = this.desired.rules.size;
+    const routes = this.desired.routeCount;
     return `${interfaces} interfaces, ${rules} rules, ${routes} routes, ${this.isInSync ? 'in sync' : 'out of sync'}`;
   }
 
@@ -134,11 +149,12 @@ export class Converger {
       // Notifications were lost, so the ledger of our own may never be settled, and what
       // went missing meanwhile is only known from the fresh dump.
       this.ownWrites.clear();
+      this.wholePassDue = true;
       const mirror = this.watcher.mirror;
-      for (const [key, oif] of this.convergedKeys) {
-        if (mirror.routes.has(key) || mirror.rules.has(key)) continue;
-        if (this.deviceUp(oif)) this.drifted.add(key);
+      for (const routes of this.convergedRoutes.values()) {
+        for (const [key, route] of routes) if (!mirror.routes.has(key) && this.deviceUp(route.oif)) this.drifted.add(key);
       }
+      for (const key of this.convergedRules) if (!mirror.rules.has(key)) this.drifted.add(key);
       return;
     }
     for (const event of events) this.noteDrift(event);
@@ -156,7 +172,7 @@ export class Converger {
       const key = routeKey(event.route);
       if (this.settleOwn(event.op === 'delete' ? 'delete' : 'write', key)) return;
       if (event.op === 'delete') {
-        if (this.convergedKeys.has(key) && this.deviceUp(event.route.oif)) this.drifted.add(key);
+        if (this.convergedRoutes.get(event.route.table)?.has(key) && this.deviceUp(event.route.oif)) this.drifted.add(key);
       } else if (event.op === 'replace') {
         const displaced = this.convergedSlots.get(routeSlot(event.route));
         if (displaced !== undefined && displaced !== key) this.drifted.add(displaced);
@@ -164,7 +180,7 @@ export class Converger {
     } else if (event.kind === 'rule') {
       const key = ruleKey(event.rule);
       if (this.settleOwn(event.op === 'delete' ? 'delete' : 'write', key)) return;
-      if (event.op === 'delete' && this.convergedKeys.has(key)) this.drifted.add(key);
+      if (event.op === 'delete' && this.convergedRules.has(key)) this.drifted.add(key);
     }
   }
 
@@ -197,6 +213,8 @@ export class Converger {
     } catch (error) {
       this.lastPass = { changes: 0, failures: 1 };
       this.markOutOfSync();
+      // Whatever this pass had taken in is not accounted for: look at everything next time.
+      this.wholePassDue = true;
       throw error;
     }
     return { again: this.lastPass.changes > this.lastPass.failures, failed: this.lastPass.failures > 0 };
@@ -208,7 +226,7 @@ export class Converger {
       routes: [],
       rules: [],
       interfaces: [],
-      protectedTables: this.lastPlan?.protectedTables ?? new Set(),
+      protectedTables: new Set(this.desired.protectedTables),
       problems: [],
     };
     // What the last pass installed, as its notifications tell; a re-dump under way first ends.
@@ -223,39 +241,53 @@ export class Converger {
     await this.watcher.settled();
     const mirror = this.watcher.mirror;
     this.plannedAt = this.watcher.generation;
-    const desired = plan(this.config, mirror);
-    this.lastPlan = desired;
-    for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
+    const journal = this.watcher.takeChanges();
+    const whole = this.wholePassDue;
+    this.wholePassDue = false;
+    let update: Update;
+    let scope: Scope;
+    if (whole) {
+      this.desired = new DesiredState(this.config);
+      update = this.desired.rebuild(mirror);
+      scope = wholeScope(this.desired, mirror, this.config.protocol);
+    } else {
+      update = this.desired.update(mirror, journal);
+      scope = mergeScopes(update.scope, this.unsettled);
+    }
+    if (whole) this.sinceConverged = null;
+    else if (this.sinceConverged) addScope(this.sinceConverged, scope);
     // Appearing after start, someone else's rules at our priority are reported, never removed.
-    const collision = priorityCollision(this.config, mirror);
-    this.reportProblems(collision ? [collision, ...desired.problems] : desired.problems);
-    this.sysctls.update(desired, this.config.sysctl === 'manage');
-    this.names.update(desired, this.config.protocol);
-    const phases = computeChanges(desired, mirror, this.config.protocol);
+    const foreignRules = journal.rules.some((rule) => rule.protocol !== this.config.protocol);
+    this.reportProblems(whole, update, whole || foreignRules ? priorityCollision(this.config, mirror) : this.priorityProblem);
+    if (whole || update.prefixesChanged || update.tablesChanged) {
+      const desired = this.desired.toPlan();
+      this.sysctls.update(desired, this.config.sysctl === 'manage');
+      this.names.update(desired, this.config.protocol);
+      if (whole) this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
+    }
+    for (const name of update.interfaces) {
+      const planned = this.desired.interfaceNamed(name);
+      if (planned) this.tableInterfaces.set(planned.table, name);
+    }
+    const phases = changesWithin(this.desired, mirror, this.config.protocol, scope);
     const changes = phases.flat();
+    this.unsettled = scopeOf(changes);
     const drift = changes.filter((change) => change.op !== 'delete' && this.drifted.delete(changeKey(change)));
     const held = this.holdConflicts(drift);
     // A held repair is still drift when its turn comes.
     for (const change of held) this.drifted.add(changeKey(change));
     this.metrics.reconciles.inc({ trigger: drift.length > 0 ? 'drift' : trigger });
-    this.metrics.managedInterfaces.set(desired.interfaces.length);
+    this.metrics.managedInterfaces.set(this.desired.interfaceCount);
     for (const family of [4, 6] as const) {
-      const unusable = desired.interfaces.filter((i) => i.families.some((f) => f.family === family && f.unusableGateway));
-      this.metrics.unusableGateways.set({ family: family === 4 ? 'ipv4' : 'ipv6' }, unusable.length);
+      this.metrics.unusableGateways.set({ family: family === 4 ? 'ipv4' : 'ipv6' }, this.desired.unusableGateways(family));
     }
-    this.updateInterfaceGauges(desired, changes);
+    this.updateInterfaceGauges(whole, update, changes);
     if (changes.length === 0) {
-      this.convergedKeys = new Map([
-        ...desired.routes.map((route) => [routeKey(route), route.oif] as const),
-        ...desired.rules.map((rule) => [ruleKey(rule), undefined] as const),
-      ]);
-      this.convergedSlots = new Map(desired.routes.map((route) => [routeSlot(route), routeKey(route)]));
+      this.recordConverged();
       // Every notification of our writes was read before this pass found nothing to do.
       this.ownWrites.clear();
       this.drifted.clear();
       this.wentDown.clear();
-      // In sync, nothing is left to log about interfaces that went away: forget them.
-      this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
       this.settleConflicts();
       this.recordConvergence(mirror);
       return { changes: 0, failures: 0 };
@@ -328,7 +360,7 @@ export class Converger {
   }
 
   private settleConflicts(): void {
-    for (const key of this.conflicts.settle((key) => this.convergedKeys.has(key), Date.now())) {
+    for (const key of this.conflicts.settle((key) => this.convergedRules.has(key) || this.convergedSlots.get(slotOfKey(key)) === key, Date.now())) {
       this.log.info(`${this.conflictDescriptions.get(key) ?? key} has stayed in place for ${WINDOW_MS / 1000} s: conflict over`);
       this.conflictDescriptions.delete(key);
     }
@@ -358,56 +390,93 @@ export class Converger {
     // Only a pass that had to write something is a convergence worth timing.
     if (since !== null && acked !== null) {
       const seconds = Number(acked - since) / 1e9;
-      const { rules = [], routes = [] } = this.lastPlan ?? {};
+      const rules = this.desired.rules.size;
+      const routes = this.desired.routeCount;
       this.metrics.convergenceSeconds.observe(seconds);
       this.metrics.lastConvergence.set(Date.now() / 1000);
       this.log.info(
-        { durationSeconds: seconds, rules: rules.length, routes: routes.length },
-        `converged in ${(seconds * 1000).toFixed(1)} ms (${rules.length} rules, ${routes.length} routes)`,
+        { durationSeconds: seconds, rules, routes },
+        `converged in ${(seconds * 1000).toFixed(1)} ms (${rules} rules, ${routes} routes)`,
       );
     }
     this.onConverged();
   }
 
   private updateOwnedGauges(mirror: MirrorView): void {
-    const count = (family: 4 | 6) => ({
-      rules: [...mirror.rules.values()]
-        .filter(({ rule }) => rule.family === family && rule.protocol === this.config.protocol)
-        .reduce((n, { count }) => n + count, 0),
-      routes: [...mirror.routes.values()].filter((r) => r.family === family && r.protocol === this.config.protocol).length,
-    });
     for (const family of [4, 6] as const) {
       const label = { family: family === 4 ? 'ipv4' : 'ipv6' };
-      const owned = count(family);
-      this.metrics.managedRules.set(label, owned.rules);
-      this.metrics.managedRoutes.set(label, owned.routes);
+      this.metrics.managedRules.set(label, mirror.ruleCount(this.config.protocol, family));
+      this.metrics.managedRoutes.set(label, mirror.routeCount(this.config.protocol, family));
     }
   }
 
-  /** Per managed interface: its table, and whether a change for it is still pending. */
-  private updateInterfaceGauges(desired: Plan, changes: readonly Change[]): void {
-    const pending = new Set(changes.map((change) => this.changeInterface(change)));
-    const exported = new Map<string, { inSync: number; table: number }>();
-    for (const { link, table } of desired.interfaces) {
-      const now = { inSync: pending.has(link.name) ? 0 : 1, table };
-      const before = this.gaugedInterfaces.get(link.name);
-      if (before?.inSync !== now.inSync) this.metrics.interfaceInSync.set({ ifname: link.name }, now.inSync);
-      if (before?.table !== now.table) this.metrics.interfaceTable.set({ ifname: link.name }, now.table);
-      exported.set(link.name, now);
+  /** The desired state becomes what converged: in the tables and rules looked at since the last time. */
+  private recordConverged(): void {
+    const since = this.sinceConverged;
+    this.sinceConverged = emptyScope();
+    if (since === null) {
+      this.convergedRoutes = new Map();
+      this.convergedSlots = new Map();
+      this.convergedRules = new Set(this.desired.rules.keys());
+      for (const table of this.desired.tables()) this.convergeTable(table);
+      return;
     }
-    for (const ifname of this.gaugedInterfaces.keys()) {
-      if (exported.has(ifname)) continue;
-      this.metrics.interfaceInSync.remove({ ifname });
-      this.metrics.interfaceTable.remove({ ifname });
+    for (const table of since.tables) this.convergeTable(table);
+    for (const key of since.ruleKeys) {
+      if (this.desired.rules.has(key)) this.convergedRules.add(key);
+      else this.convergedRules.delete(key);
     }
-    this.gaugedInterfaces = exported;
   }
 
+  private convergeTable(table: number): void {
+    for (const route of this.convergedRoutes.get(table)?.values() ?? []) this.convergedSlots.delete(routeSlot(route));
+    const routes = this.desired.routesIn(table);
+    if (routes.length === 0) {
+      this.convergedRoutes.delete(table);
+      return;
+    }
+    this.convergedRoutes.set(table, new Map(routes.map((route) => [routeKey(route), route])));
+    for (const route of routes) this.convergedSlots.set(routeSlot(route), routeKey(route));
+  }
 
-  private reportProblems(problems: readonly string[]): void {
-    const current = new Set(problems);
-    for (const problem of current) if (!this.lastProblems.has(problem)) this.log.warn(problem);
-    this.lastProblems = current;
+  /**
+   * Per managed interface: its table, and whether a change for it is still pending. Only
+   * interfaces that came, went, changed, or had or have a pending change are looked at.
+   */
+  private updateInterfaceGauges(whole: boolean, update: Update, changes: readonly Change[]): void {
+    const pending = new Set(changes.map((change) => this.changeInterface(change)).filter((name) => name !== undefined));
+    const affected = whole
+      ? new Set([...this.gaugedInterfaces.keys(), ...this.desired.toPlan().interfaces.map((planned) => planned.link.name)])
+      : new Set([...update.interfaces, ...pending, ...this.pendingInterfaces]);
+    this.pendingInterfaces = pending;
+    for (const ifname of affected) {
+      const planned = this.desired.interfaceNamed(ifname);
+      if (!planned) {
+        if (!this.gaugedInterfaces.delete(ifname)) continue;
+        this.metrics.interfaceInSync.remove({ ifname });
+        this.metrics.interfaceTable.remove({ ifname });
+        continue;
+      }
+      const now = { inSync: pending.has(ifname) ? 0 : 1, table: planned.table };
+      const before = this.gaugedInterfaces.get(ifname);
+      if (before?.inSync !== now.inSync) this.metrics.interfaceInSync.set({ ifname }, now.inSync);
+      if (before?.table !== now.table) this.metrics.interfaceTable.set({ ifname }, now.table);
+      this.gaugedInterfaces.set(ifname, now);
+    }
+  }
+
+  /** Logs each problem once, when it appears (again). */
+  private reportProblems(whole: boolean, update: Update, priorityProblem: string | undefined): void {
+    if (priorityProblem !== undefined && priorityProblem !== this.priorityProblem) this.log.warn(priorityProblem);
+    this.priorityProblem = priorityProblem;
+    const before = this.reportedProblems;
+    const standing = whole ? new Set<string>() : before;
+    for (const problem of update.cleared) standing.delete(problem);
+    for (const problem of update.raised) {
+      if (!before.has(problem)) this.log.warn(problem);
+      standing.add(problem);
+    }
+    this.reportedProblems = standing;
   }
 
   private logOutcomes(outcomes: readonly ChangeOutcome[]): void {
@@ -442,6 +511,28 @@ export class Converger {
 
   private readonly linkName = (ifindex: number): string => this.watcher.mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
 }
+
+const emptyScope = (): Scope => ({ tables: new Set(), ruleKeys: new Set() });
+const mergeScopes = (a: Scope, b: Scope): Scope => addScope(addScope(emptyScope(), a), b);
+
+function addScope(into: Scope, scope: Scope): Scope {
+  for (const table of scope.tables) into.tables.add(table);
+  for (const key of scope.ruleKeys) into.ruleKeys.add(key);
+  return into;
+}
+
+/** The tables and rules these changes are about: what the next pass must look at again. */
+function scopeOf(changes: readonly Change[]): Scope {
+  const scope = emptyScope();
+  for (const change of changes) {
+    if (change.kind === 'route') scope.tables.add(change.route.table);
+    else scope.ruleKeys.add(ruleKey(change.rule));
+  }
+  return scope;
+}
+
+/** A route key's slot (its first five fields); a rule key has no slot. */
+const slotOfKey = (key: string): string => key.split('|').slice(0, 5).join('|');
 
 const changeKey = (change: Change): string => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
 const ownKind = (change: Change): 'write' | 'delete' => (change.op === 'delete' ? 'delete' : 'write');

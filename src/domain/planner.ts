@@ -35,8 +35,9 @@ export interface Scope {
 /** What one update changed, for the converger's bookkeeping. */
 export interface Update {
   readonly scope: Scope;
-  /** Problems that were not there before. */
+  /** Problems that were not there before, and those no longer there. */
   readonly raised: string[];
+  readonly cleared: string[];
   /** Interfaces that appeared, went, or changed name or table (old and new names). */
   readonly interfaces: Set<string>;
   /** Whether the managed interfaces, their names or tables changed (names.ts writes them). */
@@ -65,6 +66,7 @@ export function plan(config: Config, mirror: MirrorView): Plan {
 
 export class DesiredState {
   private readonly parts = new Map<number, Part>();
+  private readonly byName = new Map<string, number>();
   /** Managed interfaces refused a table another one (lower ifindex) has: why. */
   private readonly refused = new Map<number, string>();
   /** The table each managed interface wants, and per table who wants it: the lowest index gets it. */
@@ -109,8 +111,9 @@ export class DesiredState {
     return this.unusable.get(family) ?? 0;
   }
 
-  interfacePlan(ifindex: number): InterfacePlan | undefined {
-    return this.parts.get(ifindex)?.plan;
+  interfaceNamed(ifname: string): InterfacePlan | undefined {
+    const ifindex = this.byName.get(ifname);
+    return ifindex === undefined ? undefined : this.parts.get(ifindex)?.plan;
   }
 
   /** Plans everything from nothing. */
@@ -258,9 +261,12 @@ export class DesiredState {
       swaps.push({ ifindex, old, part, oldProblems });
     }
     const raised: string[] = [];
+    const cleared: string[] = [];
     for (const { ifindex, old, part, oldProblems } of swaps) {
       if (part) this.addPart(ifindex, part, scope, sources);
-      for (const problem of this.problemsOf(ifindex)) if (!oldProblems.includes(problem)) raised.push(problem);
+      const problems = this.problemsOf(ifindex);
+      for (const problem of problems) if (!oldProblems.includes(problem)) raised.push(problem);
+      for (const problem of oldProblems) if (!problems.includes(problem)) cleared.push(problem);
       if (old?.plan.link.name !== part?.plan.link.name || old?.plan.table !== part?.plan.table) tablesChanged = true;
       if (old && !samePart(old, part)) interfaces.add(old.plan.link.name);
       if (part && !samePart(part, old)) interfaces.add(part.plan.link.name);
@@ -269,7 +275,7 @@ export class DesiredState {
     for (const source of sources) this.electWinner(source, scope);
     const familiesChanged = [...this.sourceRuleFamilies.keys()].sort().join() !== familiesBefore;
     if (destinationsDirty || familiesChanged || (prefixesChanged && this.wantsDestinations())) this.updateDestinations(scope);
-    return { scope, raised, interfaces, tablesChanged, prefixesChanged };
+    return { scope, raised, cleared, interfaces, tablesChanged, prefixesChanged };
   }
 
   private isManaged(link: Link): boolean {
@@ -287,6 +293,7 @@ export class DesiredState {
       mapDelete(this.ruleClaims, ruleSource(rule), ifindex);
     }
     this.parts.delete(ifindex);
+    if (this.byName.get(old.plan.link.name) === ifindex) this.byName.delete(old.plan.link.name);
   }
 
   private addPart(ifindex: number, part: Part, scope: Scope, sources: Set<string>): void {
@@ -301,6 +308,7 @@ export class DesiredState {
       mapSet(this.ruleClaims, ruleSource(rule), ifindex, rule);
     }
     this.parts.set(ifindex, part);
+    this.byName.set(part.plan.link.name, ifindex);
   }
 
   /** The rule for one source: the claim of the lowest ifindex. */

@@ -31,7 +31,7 @@ import { RT_TABLE_MAIN } from '../domain/constants.js';
 import { eventFromMessage } from './events.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
 import { dumpRequests, routeDumpRequest } from './objects.js';
-import { Mirror, type MainRouteFilter, type MirrorView } from '../domain/mirror.js';
+import { Mirror, type MainRouteFilter, type MirrorChanges, type MirrorView } from '../domain/mirror.js';
 
 /**
  * Why everything is dumped again: reload (the config changed what is mirrored), enobufs (notifications were lost), decode_error (one could
@@ -115,6 +115,11 @@ export class Watcher {
 
   get mirror(): MirrorView {
     return this.mirrorState;
+  }
+
+  /** What changed in the mirror since the last call (after a re-dump: everything). */
+  takeChanges(): MirrorChanges {
+    return this.mirrorState.takeChanges();
   }
 
   /** Subscribes, then takes the first full dump. */
