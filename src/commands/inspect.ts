@@ -17,7 +17,7 @@ import type { RouteMessage } from '../netlink/messages.js';
 import { routeFromMessage } from '../kernel/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
 import { describeChange } from '../kernel/reconciler.js';
-import { checkSysctls, ConfFiles, sharedSubnetInterfaces } from '../kernel/sysctl.js';
+import { checkSysctls, ConfFiles } from '../kernel/sysctl.js';
 import { dumpMirror } from '../kernel/watcher.js';
 
 interface Snapshot {
@@ -222,7 +222,7 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
     const destinations = s.plan.rules.filter((r) => r.dstLength > 0).map(describeRule);
     // Read afresh (the daemon checks them only when interfaces come and go), and what only
     // the running daemon knows: objects someone keeps removing.
-    const sysctl = checkSysctls(new ConfFiles(), sharedSubnetInterfaces(s.plan), false);
+    const sysctl = checkSysctls(new ConfFiles(), s.plan.sharedSubnets, false);
     const collision = priorityCollision(config, s.mirror);
     const problems = [
       ...(collision ? [collision] : []),

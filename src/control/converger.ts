@@ -227,6 +227,7 @@ export class Converger {
       rules: [],
       interfaces: [],
       protectedTables: new Set(this.desired.protectedTables),
+      sharedSubnets: [],
       problems: [],
     };
     // What the last pass installed, as its notifications tell; a re-dump under way first ends.
@@ -259,9 +260,9 @@ export class Converger {
     // Appearing after start, someone else's rules at our priority are reported, never removed.
     const foreignRules = journal.rules.some((rule) => rule.protocol !== this.config.protocol);
     this.reportProblems(whole, update, whole || foreignRules ? priorityCollision(this.config, mirror) : this.priorityProblem);
-    if (whole || update.prefixesChanged || update.tablesChanged) {
+    if (whole || update.sharedChanged) this.sysctls.update(this.desired.sharedSubnetInterfaces(), this.config.sysctl === 'manage');
+    if (whole || update.tablesChanged) {
       const desired = this.desired.toPlan();
-      this.sysctls.update(desired, this.config.sysctl === 'manage');
       this.names.update(desired, this.config.protocol);
       if (whole) this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
     }

@@ -24,6 +24,8 @@ export interface Plan {
   /** Tables holding routes symroute does not own: nothing in them, or pointing at them, is touched. */
   readonly protectedTables: ReadonlySet<number>;
   readonly problems: readonly string[];
+  /** Interfaces with an IPv4 prefix equal to, inside or around another's: sorted names. */
+  readonly sharedSubnets: readonly string[];
 }
 
 /** What the diff must look at again after a change: tables, and rules by ruleKey. */
@@ -42,8 +44,8 @@ export interface Update {
   readonly interfaces: Set<string>;
   /** Whether the managed interfaces, their names or tables changed (names.ts writes them). */
   readonly tablesChanged: boolean;
-  /** Whether any connected prefix changed (sysctl.ts looks for shared subnets). */
-  readonly prefixesChanged: boolean;
+  /** Whether the interfaces sharing an IPv4 subnet with another one changed (sysctl.ts checks them). */
+  readonly sharedChanged: boolean;
 }
 
 /** One managed interface's share of the desired state. */
@@ -73,6 +75,8 @@ export class DesiredState {
   private readonly wantedTable = new Map<number, number>();
   private readonly tableClaims = new Map<number, Set<number>>();
   private readonly prefixOwners = new PrefixOwners();
+  /** Interfaces sharing an IPv4 subnet with another one, by name. */
+  private readonly shared = new Map<number, string>();
   /** Per rule source (ruleSource), the interfaces wanting a rule for it: the lowest index wins. */
   private readonly ruleClaims = new Map<string, Map<number, Rule>>();
   private readonly winners = new Map<string, Rule>();
@@ -161,6 +165,7 @@ export class DesiredState {
       interfaces: parts.map((part) => part.plan),
       protectedTables: new Set(this.protectedTables),
       problems: order.flatMap((ifindex) => this.problemsOf(ifindex)),
+      sharedSubnets: this.sharedSubnetInterfaces(),
     };
   }
 
@@ -222,6 +227,7 @@ export class DesiredState {
     }
     let prefixesChanged = false;
     const overlapped = new Set<number>();
+    const sharing = new Set<number>();
     for (const [ifindex, result] of planned) {
       const before = this.parts.get(ifindex)?.prefixes ?? [];
       const after = typeof result === 'object' ? ownedPrefixes(result.plan) : [];
@@ -229,9 +235,12 @@ export class DesiredState {
       prefixesChanged = true;
       for (const prefix of before) this.prefixOwners.delete(prefix, ifindex);
       for (const prefix of after) this.prefixOwners.add(prefix, ifindex);
-      // In prefix mode, whether a prefix rule is possible depends on the others' prefixes.
-      if (this.config.rule.match === 'prefix') {
-        for (const prefix of [...before, ...after]) for (const other of this.prefixOwners.overlapping(prefix)) overlapped.add(other);
+      sharing.add(ifindex);
+      for (const prefix of [...before, ...after]) {
+        const others = this.prefixOwners.overlapping(prefix);
+        if (prefix.family === 4) for (const other of others) sharing.add(other);
+        // In prefix mode, whether a prefix rule is possible depends on the others' prefixes.
+        if (this.config.rule.match === 'prefix') for (const other of others) overlapped.add(other);
       }
     }
     for (const ifindex of overlapped) {
@@ -275,7 +284,24 @@ export class DesiredState {
     for (const source of sources) this.electWinner(source, scope);
     const familiesChanged = [...this.sourceRuleFamilies.keys()].sort().join() !== familiesBefore;
     if (destinationsDirty || familiesChanged || (prefixesChanged && this.wantsDestinations())) this.updateDestinations(scope);
-    return { scope, raised, cleared, interfaces, tablesChanged, prefixesChanged };
+    let sharedChanged = false;
+    for (const ifindex of sharing) sharedChanged = this.checkShared(ifindex) || sharedChanged;
+    return { scope, raised, cleared, interfaces, tablesChanged, sharedChanged };
+  }
+
+  /** Whether an interface shares an IPv4 subnet now; true if that (or its name) changed. */
+  private checkShared(ifindex: number): boolean {
+    const part = this.parts.get(ifindex);
+    const sharing = part?.prefixes.some((prefix) => prefix.family === 4 && [...this.prefixOwners.overlapping(prefix)].some((other) => other !== ifindex));
+    const before = this.shared.get(ifindex);
+    if (!sharing) return this.shared.delete(ifindex);
+    this.shared.set(ifindex, part!.plan.link.name);
+    return before !== part!.plan.link.name;
+  }
+
+  /** Interfaces with an IPv4 prefix equal to, inside or around another's: sorted names. */
+  sharedSubnetInterfaces(): string[] {
+    return [...this.shared.values()].sort();
   }
 
   private isManaged(link: Link): boolean {

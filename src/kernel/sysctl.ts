@@ -10,7 +10,6 @@
 // of `all` and the interface's own value for all three settings.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Plan } from '../domain/planner.js';
 
 export const CONF_DIR = '/proc/sys/net/ipv4/conf';
 
@@ -35,36 +34,6 @@ export interface SysctlFinding {
   readonly fixable: boolean;
   readonly message: string;
 }
-
-/**
- * Managed interfaces with an IPv4 prefix equal to, inside or around another's: sorted names.
- * Prefixes as address ranges, swept in order: O(n log n), since it runs on every pass.
- */
-export function sharedSubnetInterfaces(plan: Plan): string[] {
-  const ranges = plan.interfaces
-    .flatMap((i) =>
-      i.families.filter((f) => f.family === 4).flatMap((f) =>
-        f.prefixes.map((p) => {
-          const start = ipv4Number(p.network);
-          return { ifname: i.link.name, start, end: start + 2 ** (32 - p.length) - 1 };
-        }),
-      ),
-    )
-    .sort((a, b) => a.start - b.start || b.end - a.end);
-  const shared = new Set<string>();
-  // Prefixes either nest or are disjoint, so overlapping ones form runs in start order.
-  for (let i = 0; i < ranges.length; ) {
-    let end = ranges[i]!.end;
-    let j = i + 1;
-    while (j < ranges.length && ranges[j]!.start <= end) end = Math.max(end, ranges[j++]!.end);
-    const owners = new Set(ranges.slice(i, j).map((r) => r.ifname));
-    if (owners.size > 1) for (const owner of owners) shared.add(owner);
-    i = j;
-  }
-  return [...shared].sort();
-}
-
-const ipv4Number = (address: string): number => address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 
 /** What is wrong with one interface's settings (pure). */
 export function findings(ifname: string, all: ConfValues, own: ConfValues): SysctlFinding[] {
@@ -176,8 +145,8 @@ export class SysctlGuard {
     this.checked.clear();
   }
 
-  update(plan: Plan, manage: boolean): void {
-    const shared = sharedSubnetInterfaces(plan);
+  /** `shared`: the interfaces sharing an IPv4 subnet with another one (sorted names). */
+  update(shared: readonly string[], manage: boolean): void {
     const fresh = shared.filter((ifname) => !this.checked.has(ifname));
     const gone = [...this.checked.keys()].filter((ifname) => !shared.includes(ifname));
     if (fresh.length === 0 && gone.length === 0) return;

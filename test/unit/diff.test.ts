@@ -14,6 +14,7 @@ const planOf = (parts: Partial<Plan>): Plan => ({
   rules: [],
   interfaces: [],
   protectedTables: new Set(),
+  sharedSubnets: [],
   problems: [],
   ...parts,
 });
