@@ -152,7 +152,7 @@ function planFamily(config: Config, mirror: MirrorView, link: Link, family: Fami
       { address: canonicalAddress(configured), source: 'config' as const }
     : learnedGateway(config, mirror, link.index, family);
   const prefixes = connectedPrefixes(addresses);
-  const unreachable = gateway && whyUnreachable(config, mirror, link, family, prefixes, gateway);
+  const unreachable = gateway && whyUnreachable(mirror, link, family, prefixes, gateway);
   if (unreachable) return { family, addresses, prefixes, unusableGateway: { ...gateway, reason: unreachable } };
   return { family, addresses, prefixes, ...(gateway ? { gateway } : {}) };
 }
@@ -168,7 +168,6 @@ function planFamily(config: Config, mirror: MirrorView, link: Link, family: Fami
  * refusal forever.
  */
 function whyUnreachable(
-  config: Config,
   mirror: MirrorView,
   link: Link,
   family: Family,
@@ -178,13 +177,7 @@ function whyUnreachable(
   if (gateway.onlink || (family === 6 && isIPv6LinkLocal(gateway.address))) return undefined;
   const inside = (network: string, length: number) => networkOf(gateway.address, length) === network;
   if (prefixes.some((prefix) => inside(prefix.network, prefix.length))) return undefined;
-  for (const route of mirror.mainPrefixRoutesOf(link.index).values()) {
-    // IPv4 looks for a route of link (or host) scope; IPv6 routes have no scope.
-    const deviceRoute =
-      route.protocol !== config.protocol && route.type === RTN_UNICAST && !route.gateway && !route.nexthops &&
-      route.family === family && (family === 6 || route.scope >= RT_SCOPE_LINK);
-    if (deviceRoute && inside(networkOf(route.dst, route.dstLength), route.dstLength)) return undefined;
-  }
+  if (mirror.mainDeviceRouteCovers(link.index, family, gateway.address)) return undefined;
   const where = prefixes.length > 0 ? `in none of its prefixes (${prefixes.map((p) => `${p.network}/${p.length}`).join(', ')})` : 'not in any prefix of it (it has none)';
   return `${where}, nor behind a device route of it in the main table${family === 6 ? ', not link-local' : ''}, and not onlink`;
 }

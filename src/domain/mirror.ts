@@ -5,9 +5,9 @@
 // host holds; and journaled, so an incremental planner learns what changed (the kernel's
 // silent side effects included) without inferring it from the event.
 import type { KernelEvent } from './events.js';
-import type { Family } from './ip.js';
+import { networkOf, type Family } from './ip.js';
 import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
-import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from './constants.js';
+import { RT_SCOPE_LINK, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 
 /** Which main-table routes besides the defaults to keep, given the name of the route's device. */
 export type MainRouteFilter = (route: Route, linkName: string | undefined) => boolean;
@@ -18,6 +18,16 @@ function withNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
   if (nexthops.length > 1) return { ...common, nexthops };
   const [only] = nexthops;
   return { ...common, oif: only!.ifindex, ...(only!.gateway ? { gateway: only!.gateway } : {}) };
+}
+
+/** A device route's metric, protocol and scope in one number (exact: under 2^48). */
+const packDeviceRoute = (route: Route): number => route.metric * 65536 + route.protocol * 256 + route.scope;
+
+function unpackDeviceRoute(oif: number, prefix: string, value: number): Route {
+  const [family, dstText] = prefix.split('|') as [string, string];
+  const [dst, length] = dstText.split('/') as [string, string];
+  const metric = Math.floor(value / 65536);
+  return { family: Number(family) as Family, table: RT_TABLE_MAIN, dst, dstLength: Number(length), metric, protocol: (value >> 8) & 0xff, scope: value & 0xff, type: RTN_UNICAST, oif };
 }
 
 /** Every device a route goes through: its own, or each of its nexthops'. */
@@ -58,8 +68,12 @@ export interface MirrorView {
   rulesTo(table: number): ReadonlyMap<string, CountedRule>;
   /** Main-table default routes through a device (multipath ones under each of theirs). */
   mainDefaultsVia(ifindex: number): ReadonlyMap<string, Route>;
-  /** Main-table routes of a device other than defaults. */
-  mainPrefixRoutesOf(ifindex: number): ReadonlyMap<string, Route>;
+  /**
+   * Whether a main-table route through this device, without a gateway, covers `address`
+   * (of link or host scope for IPv4): what makes a gateway outside the device's subnets
+   * reachable.
+   */
+  mainDeviceRouteCovers(ifindex: number, family: Family, address: string): boolean;
   /** How many routes of this protocol and family are mirrored. */
   routeCount(protocol: number, family: Family): number;
   /** How many rules (duplicates each counted) of this protocol and family are mirrored. */
@@ -95,12 +109,19 @@ export class Mirror implements MirrorView {
   /** How many addresses hold each address text (one may sit on several links). */
   private readonly addressUses = new Map<string, number>();
   private readonly routesByTable = new Map<number, Map<string, Route>>();
-  private readonly routesBySlot = new Map<string, Map<string, Route>>();
+  /** Routes by slot: almost always one each, so a small array rather than a map. */
+  private readonly routesBySlot = new Map<string, Route[]>();
   private readonly routesByDevice = new Map<number, Map<string, Route>>();
   /** IPv6 routes by their source address: the kernel strikes it when the address goes. */
   private readonly routesBySource = new Map<string, Map<string, Route>>();
   private readonly mainDefaults = new Map<number, Map<string, Route>>();
-  private readonly mainPrefixRoutes = new Map<number, Map<string, Route>>();
+  /**
+   * Main-table device routes (unicast, no gateway) but those `keepMainRoute` wants whole:
+   * per device, prefix (`family|dst/length`) → each route's metric, protocol and scope
+   * packed in one number. A full table of them (a BGP host) would otherwise cost most of
+   * the daemon's memory, and only their prefixes are ever looked at.
+   */
+  private readonly mainDeviceRoutes = new Map<number, Map<string, number[]>>();
   private readonly rulesByTable = new Map<number, Map<string, CountedRule>>();
   private readonly routeCounts = new Map<string, number>();
   private readonly ruleCounts = new Map<string, number>();
@@ -128,8 +149,13 @@ export class Mirror implements MirrorView {
     return this.mainDefaults.get(ifindex) ?? EMPTY;
   }
 
-  mainPrefixRoutesOf(ifindex: number): ReadonlyMap<string, Route> {
-    return this.mainPrefixRoutes.get(ifindex) ?? EMPTY;
+  mainDeviceRouteCovers(ifindex: number, family: Family, address: string): boolean {
+    const prefixes = this.mainDeviceRoutes.get(ifindex);
+    if (!prefixes) return false;
+    for (let length = family === 4 ? 32 : 128; length >= 0; length--) {
+      if (prefixes.has(`${family}|${networkOf(address, length)}/${length}`)) return true;
+    }
+    return false;
   }
 
   routeCount(protocol: number, family: Family): number {
@@ -148,15 +174,19 @@ export class Mirror implements MirrorView {
   }
 
   /**
-   * Routes worth keeping: not the local table (the kernel's own), and from the main table
-   * default routes (where gateways are learned), routes without a gateway (which say where a
-   * gateway is reachable) and what `keepMainRoute` asks for (routes into container plumbing,
-   * some via a gateway: Flannel, Cilium); a full BGP table in main costs nothing.
+   * How a route is kept: not at all from the local table (the kernel's own); from the main
+   * table whole if it is a default (where gateways are learned) or `keepMainRoute` asks for
+   * it (routes into container plumbing, some via a gateway: Flannel, Cilium), as a prefix if
+   * it is a device route (which says where a gateway is reachable), else not at all (a full
+   * BGP table in main costs nothing); whole from every other table.
    */
-  private mirrored(route: Route): boolean {
+  private kept(route: Route): 'whole' | 'prefix' | false {
     if (route.table === RT_TABLE_LOCAL) return false;
-    if (route.table !== RT_TABLE_MAIN || route.dstLength === 0 || (!route.gateway && !route.nexthops)) return true;
-    return route.oif !== undefined && this.keepMainRoute(route, this.links.get(route.oif)?.name);
+    if (route.table !== RT_TABLE_MAIN || route.dstLength === 0) return 'whole';
+    if (route.oif !== undefined && this.keepMainRoute(route, this.links.get(route.oif)?.name)) return 'whole';
+    if (route.gateway || route.nexthops || route.oif === undefined || route.type !== RTN_UNICAST) return false;
+    // IPv4 finds a gateway only through a route of link or host scope; IPv6 routes have none.
+    return route.family === 6 || route.scope >= RT_SCOPE_LINK ? 'prefix' : false;
   }
 
   /**
@@ -173,6 +203,7 @@ export class Mirror implements MirrorView {
         this.links.set(link.index, link);
         // The kernel drops IPv4 routes of a device going down without telling anyone.
         if (!link.up && before?.up !== false) this.dropRoutesVia(link.index, 4);
+        if (before && before.name !== link.name) this.rekeepMainRoutes(link.index);
         const changed = !before || before.name !== link.name || before.up !== link.up;
         if (changed) this.journal.links.add(link.index);
         return changed;
@@ -195,7 +226,9 @@ export class Mirror implements MirrorView {
       }
       case 'route': {
         const route = event.route;
-        if (!this.mirrored(route)) return false;
+        const kept = this.kept(route);
+        if (!kept) return false;
+        if (kept === 'prefix') return this.applyDeviceRoute(route, event.op);
         const key = routeKey(route);
         if (event.op === 'delete') return this.removeRoute(key) || this.dropIPv6Nexthop(route);
         // A replace announces only the new route: the one it displaced is gone from its slot.
@@ -240,13 +273,13 @@ export class Mirror implements MirrorView {
     if (before) this.unindexRoute(before, key);
     this.routes.set(key, route);
     indexAdd(this.routesByTable, route.table, key, route);
-    indexAdd(this.routesBySlot, routeSlot(route), key, route);
+    const slot = routeSlot(route);
+    const inSlot = this.routesBySlot.get(slot);
+    if (inSlot) inSlot.push(route);
+    else this.routesBySlot.set(slot, [route]);
     for (const device of routeDevices(route)) indexAdd(this.routesByDevice, device, key, route);
     if (route.family === 6 && route.prefsrc) indexAdd(this.routesBySource, route.prefsrc, key, route);
-    if (route.table === RT_TABLE_MAIN) {
-      if (route.dstLength === 0) for (const device of routeDevices(route)) indexAdd(this.mainDefaults, device, key, route);
-      else if (route.oif !== undefined) indexAdd(this.mainPrefixRoutes, route.oif, key, route);
-    }
+    if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) indexAdd(this.mainDefaults, device, key, route);
     bump(this.routeCounts, `${route.protocol}|${route.family}`, 1);
     this.journal.routes.push(route);
   }
@@ -262,14 +295,57 @@ export class Mirror implements MirrorView {
 
   private unindexRoute(route: Route, key: string): void {
     indexDelete(this.routesByTable, route.table, key);
-    indexDelete(this.routesBySlot, routeSlot(route), key);
+    const slot = routeSlot(route);
+    const rest = this.routesBySlot.get(slot)?.filter((other) => routeKey(other) !== key) ?? [];
+    if (rest.length > 0) this.routesBySlot.set(slot, rest);
+    else this.routesBySlot.delete(slot);
     for (const device of routeDevices(route)) indexDelete(this.routesByDevice, device, key);
     if (route.family === 6 && route.prefsrc) indexDelete(this.routesBySource, route.prefsrc, key);
-    if (route.table === RT_TABLE_MAIN) {
-      for (const device of routeDevices(route)) indexDelete(this.mainDefaults, device, key);
-      if (route.oif !== undefined) indexDelete(this.mainPrefixRoutes, route.oif, key);
-    }
+    if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) indexDelete(this.mainDefaults, device, key);
     bump(this.routeCounts, `${route.protocol}|${route.family}`, -1);
+  }
+
+  /** A main-table device route kept as its prefix (see mainDeviceRoutes). */
+  private applyDeviceRoute(route: Route, op: 'add' | 'replace' | 'delete'): boolean {
+    const prefix = `${route.family}|${route.dst}/${route.dstLength}`;
+    const packed = packDeviceRoute(route);
+    const sameSlot = (value: number) => Math.floor(value / 65536) === route.metric;
+    let changed = false;
+    if (op === 'replace') {
+      // A replace takes over its slot (prefix and metric) whatever device held it.
+      for (const [device, prefixes] of this.mainDeviceRoutes) if (device !== route.oif) changed = this.dropDeviceRoute(device, prefixes, prefix, sameSlot) || changed;
+    }
+    const prefixes = this.mainDeviceRoutes.get(route.oif!);
+    if (op === 'delete') changed = (prefixes !== undefined && this.dropDeviceRoute(route.oif!, prefixes, prefix, (value) => value === packed)) || changed;
+    else {
+      const values = prefixes?.get(prefix) ?? [];
+      const kept = values.filter((value) => !(op === 'replace' && sameSlot(value)) && value !== packed);
+      // Unchanged only if the route was there already and nothing else left its slot.
+      if (!values.includes(packed) || kept.length !== values.length - 1) changed = true;
+      if (prefixes) prefixes.set(prefix, [...kept, packed]);
+      else this.mainDeviceRoutes.set(route.oif!, new Map([[prefix, [packed]]]));
+    }
+    if (changed) this.journal.routes.push(route);
+    return changed;
+  }
+
+  private dropDeviceRoute(device: number, prefixes: Map<string, number[]>, prefix: string, matches: (value: number) => boolean): boolean {
+    const values = prefixes.get(prefix);
+    if (!values?.some(matches)) return false;
+    const rest = values.filter((value) => !matches(value));
+    if (rest.length > 0) prefixes.set(prefix, rest);
+    else prefixes.delete(prefix);
+    if (prefixes.size === 0) this.mainDeviceRoutes.delete(device);
+    return true;
+  }
+
+  /** A renamed device may have become plumbing, or stopped being it: its main routes are kept anew. */
+  private rekeepMainRoutes(index: number): void {
+    const whole = [...(this.routesByDevice.get(index)?.values() ?? [])].filter((route) => route.table === RT_TABLE_MAIN && route.dstLength > 0);
+    const prefixes = [...(this.mainDeviceRoutes.get(index) ?? [])].flatMap(([prefix, values]) => values.map((value) => unpackDeviceRoute(index, prefix, value)));
+    for (const route of whole) this.removeRoute(routeKey(route));
+    this.mainDeviceRoutes.delete(index);
+    for (const route of [...whole, ...prefixes]) this.apply({ kind: 'route', op: 'add', route });
   }
 
   /**
@@ -300,6 +376,7 @@ export class Mirror implements MirrorView {
   private removeLink(index: number): boolean {
     const existed = this.links.delete(index);
     if (existed) this.journal.links.add(index);
+    this.mainDeviceRoutes.delete(index);
     for (const key of [...this.addressesOf(index).keys()]) this.removeAddress(key);
     for (const [key, route] of [...(this.routesByDevice.get(index) ?? EMPTY)]) {
       this.removeRoute(key);
@@ -313,6 +390,9 @@ export class Mirror implements MirrorView {
 
   /** A device going down takes its IPv4 routes with it; multipath ones lose only when all hops do. */
   private dropRoutesVia(index: number, family: Family): void {
+    const prefixes = this.mainDeviceRoutes.get(index);
+    for (const prefix of prefixes?.keys() ?? []) if (prefix.startsWith(`${family}|`)) prefixes!.delete(prefix);
+    if (prefixes?.size === 0) this.mainDeviceRoutes.delete(index);
     for (const [key, route] of [...(this.routesByDevice.get(index) ?? EMPTY)]) {
       if (route.family !== family) continue;
       const via = route.nexthops ? route.nexthops.every((n) => n.ifindex === index) : route.oif === index;
@@ -327,8 +407,9 @@ export class Mirror implements MirrorView {
    */
   private dropIPv6Nexthop(deleted: Route): boolean {
     if (deleted.family !== 6 || deleted.nexthops || deleted.oif === undefined) return false;
-    for (const [key, route] of [...(this.routesBySlot.get(routeSlot(deleted)) ?? EMPTY)]) {
+    for (const route of [...(this.routesBySlot.get(routeSlot(deleted)) ?? [])]) {
       if (!route.nexthops) continue;
+      const key = routeKey(route);
       const rest = route.nexthops.filter((n) => !(n.ifindex === deleted.oif && n.gateway === deleted.gateway));
       if (rest.length === route.nexthops.length) continue;
       this.removeRoute(key);
@@ -339,6 +420,6 @@ export class Mirror implements MirrorView {
   }
 
   private dropSlot(route: Route): void {
-    for (const key of [...(this.routesBySlot.get(routeSlot(route))?.keys() ?? [])]) this.removeRoute(key);
+    for (const existing of [...(this.routesBySlot.get(routeSlot(route)) ?? [])]) this.removeRoute(routeKey(existing));
   }
 }

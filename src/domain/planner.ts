@@ -133,10 +133,6 @@ export class DesiredState {
     const scope = emptyScope();
     const dirty = new Set<number>(changes.links);
     let destinations = false;
-    for (const ifindex of changes.links) {
-      // A renamed device may become plumbing, or stop being it.
-      for (const [key, route] of mirror.mainPrefixRoutesOf(ifindex)) destinations = this.notePlumbing(mirror, key, route) || destinations;
-    }
     for (const address of changes.addresses) dirty.add(address.ifindex);
     for (const route of changes.routes) {
       if (route.protocol === this.config.protocol) scope.tables.add(route.table);

@@ -388,3 +388,49 @@ describe('IPv6 multipath', () => {
     expect(routes(b.mirror)).toEqual([]);
   });
 });
+
+describe('main-table device routes, kept as prefixes', () => {
+  const hostRoute = (dst: string, oif: number, extra: Partial<Route> = {}) => route({ dst, oif, scope: RT_SCOPE_LINK, protocol: PROTO_STATIC, ...extra });
+
+  it('say which device reaches an address, and follow delete, replace, device down and link removal', () => {
+    const b = new MirrorBuilder().nic(3, 'eth0', '198.18.1.2/24').nic(4, 'eth1', '198.18.2.2/24');
+    b.route(hostRoute('198.18.9.1', 3));
+    b.route(hostRoute('198.18.64.0/20', 4));
+    expect(b.mirror.routes.size).toBe(0); // not whole routes: only their prefixes
+    expect(b.mirror.mainDeviceRouteCovers(3, 4, '198.18.9.1')).toBe(true);
+    expect(b.mirror.mainDeviceRouteCovers(4, 4, '198.18.9.1')).toBe(false);
+    expect(b.mirror.mainDeviceRouteCovers(4, 4, '198.18.70.9')).toBe(true);
+    b.route(hostRoute('198.18.9.1', 4), NLM_F_REPLACE);
+    expect(b.mirror.mainDeviceRouteCovers(3, 4, '198.18.9.1')).toBe(false);
+    expect(b.mirror.mainDeviceRouteCovers(4, 4, '198.18.9.1')).toBe(true);
+    b.delRoute(hostRoute('198.18.9.1', 4));
+    expect(b.mirror.mainDeviceRouteCovers(4, 4, '198.18.9.1')).toBe(false);
+    b.link(4, 'eth1', { up: false });
+    expect(b.mirror.mainDeviceRouteCovers(4, 4, '198.18.70.9')).toBe(false);
+  });
+
+  it('are not kept if they cannot reach a gateway: IPv4 of universe scope, not unicast, via a gateway', () => {
+    const b = new MirrorBuilder().nic(3, 'eth0', '198.18.1.2/24');
+    b.route(hostRoute('198.18.9.1', 3, { scope: 0 }));
+    b.route(hostRoute('198.18.9.2', 3, { type: 6 }));
+    b.route(route({ dst: '198.18.9.3/32', gateway: '198.18.1.1', oif: 3 }));
+    for (const address of ['198.18.9.1', '198.18.9.2', '198.18.9.3']) expect(b.mirror.mainDeviceRouteCovers(3, 4, address)).toBe(false);
+    b.route(hostRoute('2001:db8:9::/64', 3));
+    expect(b.mirror.mainDeviceRouteCovers(3, 6, '2001:db8:9::1')).toBe(true);
+  });
+
+  it('become whole routes when their device is renamed into plumbing, and prefixes again when renamed out', () => {
+    const b = new MirrorBuilder((_route, name) => name?.startsWith('docker') === true);
+    b.link(5, 'eth5');
+    const container = hostRoute('203.0.113.0/28', 5);
+    b.route(container);
+    expect(b.mirror.routes.has(routeKey(container))).toBe(false);
+    b.mirror.takeChanges();
+    b.link(5, 'docker0');
+    expect(b.mirror.routes.get(routeKey(container))).toEqual(container);
+    expect(b.mirror.takeChanges().routes).toEqual([container]);
+    b.link(5, 'eth5');
+    expect(b.mirror.routes.has(routeKey(container))).toBe(false);
+    expect(b.mirror.mainDeviceRouteCovers(5, 4, '203.0.113.1')).toBe(true);
+  });
+});
