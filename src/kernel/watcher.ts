@@ -58,9 +58,11 @@ export interface WatcherObserver {
 const NOTIFY_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 const DUMP_RETRY_MS = 1000;
 /**
- * Up to this many tables are dumped one by one, each filtered by the kernel (a round trip
- * costs ~0.2 ms); more are read from one dump of every route, filtered here (~2 ms per
- * 1000 routes the host has, needed or not).
+ * A full dump reads up to this many tables one by one, each filtered by the kernel (a round
+ * trip costs ~0.2 ms); more are read from one dump of every route, filtered here (~2 ms per
+ * 1000 routes the host has, needed or not). Tables that start to matter later are always
+ * dumped one by one: work in proportion to the links that appeared, however many routes the
+ * host holds (one dump of everything per burst of links could cost far more, again and again).
  */
 const TABLE_DUMPS_MAX = 32;
 
@@ -333,7 +335,7 @@ export class Watcher {
     this.next();
   }
 
-  /** The routes of these tables (and only theirs are decoded, also from a dump of everything). */
+  /** The routes of these tables, one kernel-filtered dump each (only theirs are decoded). */
   private async dumpTables(tables: readonly number[]): Promise<RtnlBody[]> {
     const wanted = new Set(tables);
     const inTables: KeepFilter = (raw) => {
@@ -342,7 +344,11 @@ export class Watcher {
       this.skippedRoutes++;
       return false;
     };
-    return dumpRoutes(this.client, tables, undefined, inTables);
+    const routes: RtnlBody[] = [];
+    for (const table of tables) {
+      routes.push(...(await this.client.dump(RTM_GETROUTE, routeDumpRequest({ table }), 'dump_route', `dumping routes of table ${table}`, inTables)));
+    }
+    return routes;
   }
 }
 
@@ -379,15 +385,14 @@ export async function dumpMirror(
 }
 
 /**
- * The routes of these tables, and of this protocol in any table: one dump per table and
- * protocol, each filtered by the kernel, or for many tables one dump of every route. Either
- * way what `keep` turns down is not decoded.
+ * The routes of these tables and of this protocol in any table: one dump per table and one
+ * for the protocol, each filtered by the kernel, or for many tables one dump of every route.
+ * Either way what `keep` turns down is not decoded.
  */
-async function dumpRoutes(client: RtnlClient, tables: readonly number[], protocol: number | undefined, keep: KeepFilter): Promise<RtnlBody[]> {
+async function dumpRoutes(client: RtnlClient, tables: readonly number[], protocol: number, keep: KeepFilter): Promise<RtnlBody[]> {
   const dump = (request: RtnlBody, what: string) => client.dump(RTM_GETROUTE, request, 'dump_route', `dumping ${what}`, keep);
   if (tables.length > TABLE_DUMPS_MAX) return dump(dumpRequests.route, 'routes');
-  const routes: RtnlBody[] = [];
-  if (protocol !== undefined) routes.push(...(await dump(routeDumpRequest({ protocol }), `routes of protocol ${protocol}`)));
+  const routes = await dump(routeDumpRequest({ protocol }), `routes of protocol ${protocol}`);
   for (const table of tables) routes.push(...(await dump(routeDumpRequest({ table }), `routes of table ${table}`)));
   return routes;
 }

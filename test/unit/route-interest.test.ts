@@ -199,7 +199,7 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     expect(kernel.errors()).toEqual([]);
   });
 
-  it('fetches many tables that start to matter at once with one dump', async () => {
+  it('fetches each table that starts to matter once, with one kernel-filtered dump, however many come at once', async () => {
     const kernel = new ScriptedKernel();
     kernel.link(2, 'eth0');
     kernel.address({ ifindex: 2, cidr: '198.18.0.10/24' });
@@ -208,9 +208,11 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     for (let i = 0; i < 100; i++) kernel.link(3 + i, `eth${1 + i}`);
     for (let i = 0; i < 100; i++) kernel.address({ ifindex: 3 + i, cidr: `198.18.${1 + i}.10/24` });
     await settle(daemon, kernel);
-    // 100 tables: not 100 round trips, but one dump of every route, read for those tables.
-    expect([...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route table'))).toEqual(['dump_route table 1002']);
-    expect(kernel.count('dump_route')).toBe(2);
+    // Work in proportion to the links that appeared: not a dump of every route.
+    const tableDumps = [...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route table'));
+    expect(tableDumps).toHaveLength(101);
+    expect(tableDumps.every((entry) => kernel.count(entry) === 1)).toBe(true);
+    expect(kernel.count('dump_route')).toBe(1);
     expect(await value(metrics.resyncs)).toBe(0);
     // eth48 (index 50) sits behind table 1050, which holds a foreign route: left alone.
     expect(kernel.ownedRules(PROTO).map((r) => r.table)).not.toContain(1050);
