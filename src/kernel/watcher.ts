@@ -298,8 +298,9 @@ export class Watcher {
   /**
    * Dumps the tables that started to matter and merges their routes into the mirror; like a
    * full resync, notifications wait meanwhile and are replayed over it, so no pass plans from
-   * a table half known. The mirror holds none of their foreign routes yet (they were passed
-   * over, and tables never stop mattering), so the dump is merged as plain additions.
+   * a table half known. Of their foreign routes the mirror holds only those announced since
+   * they started to matter (before, they were passed over; and tables never stop mattering,
+   * so every later change to them is read), so the dump is merged as plain additions.
    */
   private fetchTables(): void {
     const tables = [...this.pendingTables];
