@@ -62,6 +62,8 @@ export class Converger {
   private wentDown = new Set<number>();
   /** Which interface each table was last planned for, so log lines can name it after it left. */
   private tableInterfaces = new Map<number, string>();
+  /** A whole pass ran: at the next convergence, forget the tables of interfaces gone since. */
+  private forgetDepartedTables = false;
   /** Interfaces a pending change was for at the last pass (their in-sync gauge is 0). */
   private pendingInterfaces = new Set<string>();
   /**
@@ -264,7 +266,9 @@ export class Converger {
     if (whole || update.tablesChanged) {
       const desired = this.desired.toPlan();
       this.names.update(desired, this.config.protocol);
-      if (whole) this.tableInterfaces = new Map(desired.interfaces.map((planned) => [planned.table, planned.link.name]));
+      // Added to, not replaced: a rule of an interface no longer managed is deleted now and
+      // its log line still names the interface.
+      for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
     }
     for (const name of update.interfaces) {
       const planned = this.desired.interfaceNamed(name);
@@ -283,8 +287,13 @@ export class Converger {
       this.metrics.unusableGateways.set({ family: family === 4 ? 'ipv4' : 'ipv6' }, this.desired.unusableGateways(family));
     }
     this.updateInterfaceGauges(whole, update, changes);
+    if (whole) this.forgetDepartedTables = true;
     if (changes.length === 0) {
       this.recordConverged();
+      if (this.forgetDepartedTables) {
+        this.tableInterfaces = new Map(this.desired.toPlan().interfaces.map((planned) => [planned.table, planned.link.name]));
+        this.forgetDepartedTables = false;
+      }
       // Every notification of our writes was read before this pass found nothing to do.
       this.ownWrites.clear();
       this.drifted.clear();
