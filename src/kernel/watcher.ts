@@ -172,7 +172,9 @@ export class Watcher {
       return;
     }
     if (this.heldBack) {
-      this.heldBack.push(...events);
+      // One read can hold 100k+ notifications (a routing daemon filling main): a spread
+      // call of that many arguments would overflow the stack.
+      for (const event of events) this.heldBack.push(event);
       return;
     }
     const changed = events.filter((event) => this.mirrorState.apply(event));
@@ -394,8 +396,11 @@ async function dumpRoutes(client: RtnlClient, tables: readonly number[], protoco
   const dump = (request: RtnlBody, what: string) => client.dump(RTM_GETROUTE, request, 'dump_route', `dumping ${what}`, keep);
   if (tables.length > TABLE_DUMPS_MAX) return dump(dumpRequests.route, 'routes');
   const routes = await dump(routeDumpRequest({ protocol }), `routes of protocol ${protocol}`);
-  for (const table of tables) routes.push(...(await dump(routeDumpRequest({ table }), `routes of table ${table}`)));
-  return routes;
+  // Concatenated, not spread into push(): main alone may hold a full BGP table, far more
+  // routes than a call takes arguments.
+  const perTable = [];
+  for (const table of tables) perTable.push(await dump(routeDumpRequest({ table }), `routes of table ${table}`));
+  return routes.concat(...perTable);
 }
 
 /** Decodes what matters to `interest`, and every message that is not a route. */

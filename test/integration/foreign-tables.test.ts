@@ -76,3 +76,21 @@ describe('routes of tables symroute does not use', () => {
     expect(loud).toEqual([expect.stringContaining(collision)]);
   });
 });
+
+describe('a main table as large as a full BGP table', () => {
+  let lab: Lab;
+  afterEach(() => lab.cleanup());
+
+  it('is read at start-up: more routes in one dump than a call takes arguments', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 2);
+    const ns = t.serverNs;
+    const lines = Array.from({ length: 150_000 }, (_, i) => `route add 2001:db8:f::${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}/128 dev b0 proto static`);
+    const path = join(lab.dir, 'bulk-main.batch');
+    writeFileSync(path, `${lines.join('\n')}\n`);
+    await lab.ip(ns, '-batch', path);
+    const daemon = await lab.startConverged(ns, lab.writeConfig(METRICS));
+    expect(daemon.records.filter((r) => r.level >= 40).map((r) => r.msg)).toEqual([]);
+    expect((await lab.ownedRules(ns)).length).toBe(2);
+  }, 180_000);
+});
