@@ -125,9 +125,20 @@ export class Mirror implements MirrorView {
   private readonly rulesByTable = new Map<number, Map<string, CountedRule>>();
   private readonly routeCounts = new Map<string, number>();
   private readonly ruleCounts = new Map<string, number>();
-  private journal: MirrorChanges = noChanges();
+  /** Null while not journaling: a mirror being filled by a dump is planned from as a whole. */
+  private journal: MirrorChanges | null;
 
-  constructor(private readonly keepMainRoute: MainRouteFilter = () => false) {}
+  constructor(
+    private readonly keepMainRoute: MainRouteFilter = () => false,
+    journaled = true,
+  ) {
+    this.journal = journaled ? noChanges() : null;
+  }
+
+  /** Starts journaling (a mirror made without): what changes from now on is recorded. */
+  startJournal(): void {
+    this.journal ??= noChanges();
+  }
 
   addressesOf(ifindex: number): ReadonlyMap<string, Address> {
     return this.addressesByLink.get(ifindex) ?? EMPTY;
@@ -168,8 +179,8 @@ export class Mirror implements MirrorView {
 
   /** What changed since the last call (every object added, changed or removed, before or after). */
   takeChanges(): MirrorChanges {
-    const changes = this.journal;
-    this.journal = noChanges();
+    const changes = this.journal ?? noChanges();
+    if (this.journal) this.journal = noChanges();
     return changes;
   }
 
@@ -205,7 +216,7 @@ export class Mirror implements MirrorView {
         if (!link.up && before?.up !== false) this.dropRoutesVia(link.index, 4);
         if (before && before.name !== link.name) this.rekeepMainRoutes(link.index);
         const changed = !before || before.name !== link.name || before.up !== link.up;
-        if (changed) this.journal.links.add(link.index);
+        if (changed) this.journal?.links.add(link.index);
         return changed;
       }
       case 'address': {
@@ -221,7 +232,7 @@ export class Mirror implements MirrorView {
         if (!before) bump(this.addressUses, address.address, 1);
         this.addresses.set(key, address);
         indexAdd(this.addressesByLink, address.ifindex, key, address);
-        this.journal.addresses.push(address);
+        this.journal?.addresses.push(address);
         return true;
       }
       case 'route': {
@@ -249,7 +260,7 @@ export class Mirror implements MirrorView {
           if (replaying && count > 0) return false;
           this.setRuleCount(rule, key, count + 1);
         }
-        this.journal.rules.push(rule);
+        this.journal?.rules.push(rule);
         return true;
       }
     }
@@ -281,7 +292,7 @@ export class Mirror implements MirrorView {
     if (route.family === 6 && route.prefsrc) indexAdd(this.routesBySource, route.prefsrc, key, route);
     if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) indexAdd(this.mainDefaults, device, key, route);
     bump(this.routeCounts, `${route.protocol}|${route.family}`, 1);
-    this.journal.routes.push(route);
+    this.journal?.routes.push(route);
   }
 
   private removeRoute(key: string): boolean {
@@ -289,7 +300,7 @@ export class Mirror implements MirrorView {
     if (!route) return false;
     this.routes.delete(key);
     this.unindexRoute(route, key);
-    this.journal.routes.push(route);
+    this.journal?.routes.push(route);
     return true;
   }
 
@@ -325,7 +336,7 @@ export class Mirror implements MirrorView {
       if (prefixes) prefixes.set(prefix, [...kept, packed]);
       else this.mainDeviceRoutes.set(route.oif!, new Map([[prefix, [packed]]]));
     }
-    if (changed) this.journal.routes.push(route);
+    if (changed) this.journal?.routes.push(route);
     return changed;
   }
 
@@ -359,7 +370,7 @@ export class Mirror implements MirrorView {
     this.addresses.delete(key);
     indexDelete(this.addressesByLink, address.ifindex, key);
     bump(this.addressUses, address.address, -1);
-    this.journal.addresses.push(address);
+    this.journal?.addresses.push(address);
     if (address.family === 4) {
       const remaining = this.addressesOf(address.ifindex).values();
       if (![...remaining].some((a) => a.family === 4)) this.dropRoutesVia(address.ifindex, 4);
@@ -375,7 +386,7 @@ export class Mirror implements MirrorView {
 
   private removeLink(index: number): boolean {
     const existed = this.links.delete(index);
-    if (existed) this.journal.links.add(index);
+    if (existed) this.journal?.links.add(index);
     this.mainDeviceRoutes.delete(index);
     for (const key of [...this.addressesOf(index).keys()]) this.removeAddress(key);
     for (const [key, route] of [...(this.routesByDevice.get(index) ?? EMPTY)]) {

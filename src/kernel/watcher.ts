@@ -367,7 +367,9 @@ export async function dumpMirror(
   keepMainRoute?: MainRouteFilter,
   adopt: (interest: RouteInterest) => KeepFilter = keepOf,
 ): Promise<Mirror> {
-  const mirror = new Mirror(keepMainRoute);
+  // Not journaled while it fills: a fresh mirror is planned from as a whole, and a journal
+  // of a full table's worth of routes would only be garbage held until the first pass.
+  const mirror = new Mirror(keepMainRoute, false);
   const dump = async (type: number, request: RtnlBody, kind: string, keep?: KeepFilter) => {
     // GET and NEW differ by 2 in every rtnetlink family of messages.
     for (const body of await client.dump(type, request, `dump_${kind}`, `dumping ${kind}s`, keep)) {
@@ -384,6 +386,7 @@ export async function dumpMirror(
     if (event) mirror.apply(event);
   }
   await dump(RTM_GETRULE, dumpRequests.rule, 'rule');
+  mirror.startJournal();
   return mirror;
 }
 
