@@ -167,10 +167,18 @@ export interface WorldDefault {
   typeUnicast: boolean;
   sourceSpecific: boolean;
 }
+/** A route in main through a device without a gateway (`ip route add 203.0.113.1 dev eth0`, a prefix route). */
+export interface WorldDeviceRoute {
+  family: Family;
+  ifindex: number;
+  network: string;
+  length: number;
+}
 export interface World {
   links: WorldLink[];
   addresses: WorldAddress[];
   defaults: WorldDefault[];
+  deviceRoutes: WorldDeviceRoute[];
 }
 
 interface JsonLink {
@@ -214,10 +222,12 @@ export function ipJsonBatch(ns: string, family: Family, commands: string[]): Pro
 }
 
 export async function readWorld(ns: string): Promise<World> {
-  const [[links4, a4, v4], [a6, v6]] = (await Promise.all([
-    ipJsonBatch(ns, 4, ['link show', 'address show', 'route show table main default']),
-    ipJsonBatch(ns, 6, ['address show', 'route show table main default']),
+  const [[links4, a4, main4], [a6, main6]] = (await Promise.all([
+    ipJsonBatch(ns, 4, ['link show', 'address show', 'route show table main']),
+    ipJsonBatch(ns, 6, ['address show', 'route show table main']),
   ])) as [[JsonLink[], JsonLink[], JsonRoute[]], [JsonLink[], JsonRoute[]]];
+  const v4 = main4.filter((r) => r.dst === 'default');
+  const v6 = main6.filter((r) => r.dst === 'default');
   // `-4 address show` lists only links that have an IPv4 address: links come from `link show`.
   const addressesOf = (list: JsonLink[], ifindex: number) => list.find((x) => x.ifindex === ifindex)?.addr_info ?? [];
   const linkJson = links4.map((l) => ({ ...l, addr_info: [...addressesOf(a4, l.ifindex), ...addressesOf(a6, l.ifindex)] }));
@@ -250,7 +260,13 @@ export async function readWorld(ns: string): Promise<World> {
     typeUnicast: r.type === undefined || typeName(r.type) === 'unicast',
     sourceSpecific: r.src !== undefined && r.src !== 'all',
   }));
-  return { links, addresses, defaults };
+  const deviceRoutes = [...main4.map((r) => [4, r] as const), ...main6.map((r) => [6, r] as const)]
+    .filter(([, r]) => r.dev && byName.has(r.dev) && !r.gateway && !r.nexthops && (r.type === undefined || typeName(r.type) === 'unicast'))
+    .map(([family, r]) => {
+      const [network, length] = r.dst === 'default' ? [family === 4 ? '0.0.0.0' : '::', 0] : r.dst.split('/');
+      return { family: family as Family, ifindex: byName.get(r.dev!)!, network: network as string, length: length === undefined ? bits(family) : Number(length) };
+    });
+  return { links, addresses, defaults, deviceRoutes };
 }
 
 // `ip -N` prints scopes and route types as numbers.
@@ -560,7 +576,10 @@ export function expectedState(
  * The gateway of an interface's table: configured, else the lowest-metric default route via
  * the interface in main (on-link stays on-link). It is installed only where the kernel can
  * take it: an IPv4 gateway inside one of the interface's connected prefixes, or on-link; an
- * IPv6 link-local gateway always, a global one inside a connected prefix. Otherwise none.
+ * IPv6 link-local gateway always, a global one inside a connected prefix; either behind a
+ * device route of the interface in main (README, "A gateway the kernel would refuse": also
+ * the prefix route of an address not usable itself, such as a deprecated IPv6 one).
+ * Otherwise none.
  */
 function gatewayOf(
   config: ChurnConfig,
@@ -585,7 +604,9 @@ function gatewayOf(
     if (best) gateway = { address: best.address, onlink: best.onlink };
   }
   if (!gateway) return undefined;
-  const inPrefix = prefixes.some((p) => prefixContains(p.network, p.length, gateway!.address));
+  const inPrefix =
+    prefixes.some((p) => prefixContains(p.network, p.length, gateway!.address)) ||
+    world.deviceRoutes.some((r) => r.family === family && r.ifindex === link.ifindex && prefixContains(r.network, r.length, gateway!.address));
   const installable = family === 4 ? gateway.onlink || inPrefix : isLinkLocal6(gateway.address) || inPrefix;
   return installable ? gateway : undefined;
 }
