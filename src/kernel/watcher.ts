@@ -349,7 +349,9 @@ export class Watcher {
     };
     const routes: RtnlBody[] = [];
     for (const table of tables) {
-      routes.push(...(await this.client.dump(RTM_GETROUTE, routeDumpRequest({ table }), 'dump_route', `dumping routes of table ${table}`, inTables)));
+      const dumped = await this.client.dump(RTM_GETROUTE, routeDumpRequest({ table }), 'dump_route', `dumping routes of table ${table}`, inTables);
+      // One by one, not spread into push(): a table may hold more routes than a call takes arguments.
+      for (const route of dumped) routes.push(route);
     }
     return routes;
   }

@@ -36,7 +36,7 @@ export function receiveAll(
     try {
       const decoded: DecodedMessage[] = [];
       for (const raw of splitDatagram(datagram)) if (keep(raw)) decoded.push(decodeMessage(raw));
-      messages.push(...decoded);
+      for (const message of decoded) messages.push(message);
     } catch (error) {
       undecodable ??= error as Error;
     }

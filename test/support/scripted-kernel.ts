@@ -87,6 +87,10 @@ export class ScriptedSocket implements NativeNetlinkSocket {
     this.held = false;
     this.signal();
   }
+  /** Whether anyone has this socket open (else what is delivered is lost). */
+  get listening(): boolean {
+    return this.onReadable !== null;
+  }
   get queued(): number {
     return this.queue.length;
   }
@@ -232,6 +236,7 @@ export class ScriptedKernel {
   }
 
   private notify(type: number, flags: number, body: RtnlBody): void {
+    if (!this.notifications.listening) return; // nobody to tell (and 150k encodings saved)
     this.notifications.deliver(encodeRequest({ type, flags, seq: 0, portId: 0 }, body));
   }
 

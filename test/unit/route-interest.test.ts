@@ -199,6 +199,22 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     expect(kernel.errors()).toEqual([]);
   });
 
+  it('fetches a table of 150k foreign routes when it starts to matter (more routes than a call takes arguments)', async () => {
+    const kernel = new ScriptedKernel();
+    kernel.link(2, 'eth0');
+    kernel.address({ ifindex: 2, cidr: '198.18.0.10/24' });
+    for (let i = 0; i < 150_000; i++) {
+      kernel.addRoute(route({ dst: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}/32`, oif: 2, table: 1003, protocol: PROTO_STATIC }));
+    }
+    const { daemon, metrics } = await start(kernel);
+    kernel.link(3, 'eth1');
+    kernel.address({ ifindex: 3, cidr: '198.18.1.10/24' });
+    await settle(daemon, kernel);
+    expect(kernel.count('dump_route table 1003')).toBe(1);
+    expect(kernel.ownedRules(PROTO).map((r) => r.table)).toEqual([1002]); // eth1's table is taken
+    expect(await value(metrics.resyncs)).toBe(0);
+  }, 60_000);
+
   it('fetches each table that starts to matter once, with one kernel-filtered dump, however many come at once', async () => {
     const kernel = new ScriptedKernel();
     kernel.link(2, 'eth0');
