@@ -496,7 +496,8 @@ export class ChurnRun {
         // Freeze the daemon while the kernel floods its socket: a real receive overrun. One
         // of its rules is deleted among the lost notifications, so a missed overrun shows.
         const file = join(this.lab.dir, 'flood.batch');
-        const lines = Array.from({ length: FLOOD_ROUTES }, (_, i) => `route add unreachable 203.0.${(i >> 8) & 255}.${i & 255}/32 table ${FLOOD_TABLE}`);
+        // In 198.18.128.0/17, which nothing else uses (test addresses stay in the documentation ranges).
+        const lines = Array.from({ length: FLOOD_ROUTES }, (_, i) => `route add unreachable 198.18.${128 + (i >> 8)}.${i & 255}/32 table ${FLOOD_TABLE}`);
         writeFileSync(file, `${lines.join('\n')}\n`);
         process.kill(this.daemon.child.pid!, 'SIGSTOP');
         try {
