@@ -224,16 +224,12 @@ export class Mirror implements MirrorView {
         const key = addressKey(address);
         if (event.op === 'delete') return this.removeAddress(key);
         const before = this.addresses.get(key);
-        if (before && before.flags === address.flags && before.scope === address.scope && before.peer === address.peer) {
-          this.addresses.set(key, address);
-          indexAdd(this.addressesByLink, address.ifindex, key, address);
-          return false;
-        }
         if (!before) bump(this.addressUses, address.address, 1);
         this.addresses.set(key, address);
         indexAdd(this.addressesByLink, address.ifindex, key, address);
-        this.journal?.addresses.push(address);
-        return true;
+        const changed = !before || before.flags !== address.flags || before.scope !== address.scope || before.peer !== address.peer;
+        if (changed) this.journal?.addresses.push(address);
+        return changed;
       }
       case 'route': {
         const route = event.route;
