@@ -7,7 +7,7 @@ import { priorityCollision } from '../domain/collisions.js';
 import { changesWithin, computeChanges, wholeScope, type Change } from '../domain/diff.js';
 import type { MirrorView } from '../domain/mirror.js';
 import type { KernelEvent } from '../domain/events.js';
-import { routeKey, routeSlot, ruleKey, type Route } from '../domain/model.js';
+import { routeKey, routeSlot, ruleKey, slotOfRouteKey, type Route } from '../domain/model.js';
 import { DesiredState, type Plan, type Scope, type Update } from '../domain/planner.js';
 import { NameFiles, resolveDir } from '../kernel/names.js';
 import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reconciler.js';
@@ -263,13 +263,12 @@ export class Converger {
     const foreignRules = journal.rules.some((rule) => rule.protocol !== this.config.protocol);
     this.reportProblems(whole, update, whole || foreignRules ? priorityCollision(this.config, mirror) : this.priorityProblem);
     if (whole || update.sharedChanged) this.sysctls.update(this.desired.sharedSubnetInterfaces(), this.config.sysctl === 'manage');
-    if (whole || update.tablesChanged) {
-      const desired = this.desired.toPlan();
-      this.names.update(desired, this.config.protocol);
-      // Added to, not replaced: a rule of an interface no longer managed is deleted now and
-      // its log line still names the interface.
-      for (const planned of desired.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
-    }
+    // The whole plan, built only when the whole is looked at anyway.
+    const wholePlan = whole || update.tablesChanged ? this.desired.toPlan() : undefined;
+    if (wholePlan) this.names.update(wholePlan, this.config.protocol);
+    // Added to, not replaced: a rule of an interface no longer managed is deleted now and
+    // its log line still names the interface.
+    if (whole) for (const planned of wholePlan!.interfaces) this.tableInterfaces.set(planned.table, planned.link.name);
     for (const name of update.interfaces) {
       const planned = this.desired.interfaceNamed(name);
       if (planned) this.tableInterfaces.set(planned.table, name);
@@ -286,7 +285,7 @@ export class Converger {
     for (const family of [4, 6] as const) {
       this.metrics.unusableGateways.set({ family: family === 4 ? 'ipv4' : 'ipv6' }, this.desired.unusableGateways(family));
     }
-    this.updateInterfaceGauges(whole, update, changes);
+    this.updateInterfaceGauges(whole ? wholePlan : undefined, update, changes);
     if (whole) this.forgetDepartedTables = true;
     if (changes.length === 0) {
       this.recordConverged();
@@ -370,7 +369,7 @@ export class Converger {
   }
 
   private settleConflicts(): void {
-    for (const key of this.conflicts.settle((key) => this.convergedRules.has(key) || this.convergedSlots.get(slotOfKey(key)) === key, Date.now())) {
+    for (const key of this.conflicts.settle((key) => this.convergedRules.has(key) || this.convergedSlots.get(slotOfRouteKey(key)) === key, Date.now())) {
       this.log.info(`${this.conflictDescriptions.get(key) ?? key} has stayed in place for ${WINDOW_MS / 1000} s: conflict over`);
       this.conflictDescriptions.delete(key);
     }
@@ -450,13 +449,14 @@ export class Converger {
   }
 
   /**
-   * Per managed interface: its table, and whether a change for it is still pending. Only
-   * interfaces that came, went, changed, or had or have a pending change are looked at.
+   * Per managed interface: its table, and whether a change for it is still pending. After a
+   * whole pass every interface is looked at; otherwise only those that came, went, changed,
+   * or had or have a pending change.
    */
-  private updateInterfaceGauges(whole: boolean, update: Update, changes: readonly Change[]): void {
+  private updateInterfaceGauges(wholePlan: Plan | undefined, update: Update, changes: readonly Change[]): void {
     const pending = new Set(changes.map((change) => this.changeInterface(change)).filter((name) => name !== undefined));
-    const affected = whole
-      ? new Set([...this.gaugedInterfaces.keys(), ...this.desired.toPlan().interfaces.map((planned) => planned.link.name)])
+    const affected = wholePlan
+      ? new Set([...this.gaugedInterfaces.keys(), ...wholePlan.interfaces.map((planned) => planned.link.name)])
       : new Set([...update.interfaces, ...pending, ...this.pendingInterfaces]);
     this.pendingInterfaces = pending;
     for (const ifname of affected) {
@@ -540,9 +540,6 @@ function scopeOf(changes: readonly Change[]): Scope {
   }
   return scope;
 }
-
-/** A route key's slot (its first five fields); a rule key has no slot. */
-const slotOfKey = (key: string): string => key.split('|').slice(0, 5).join('|');
 
 const changeKey = (change: Change): string => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
 const ownKind = (change: Change): 'write' | 'delete' => (change.op === 'delete' ? 'delete' : 'write');

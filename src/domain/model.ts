@@ -71,6 +71,9 @@ export const addressKey = (a: Address): string => `${a.family}|${a.ifindex}|${a.
 export const routeSlot = (r: Route): string =>
   `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.src ?? ''}/${r.srcLength ?? 0}|${r.metric}`;
 
+/** The slot of a route given by its routeKey (which begins with it). */
+export const slotOfRouteKey = (key: string): string => key.split('|').slice(0, 5).join('|');
+
 export const routeKey = (r: Route): string =>
   [
     routeSlot(r),
