@@ -403,30 +403,27 @@ export class DesiredState {
  * by hash for every shorter or equal length present, by a scan of the longer ones.
  */
 class PrefixOwners {
-  /** family|length → network → owners */
-  private readonly byLength = new Map<string, Map<string, Set<number>>>();
+  /** family → length → network → owners */
+  private readonly byFamily = new Map<Family, Map<number, Map<string, Set<number>>>>();
 
   add(prefix: OwnedPrefix, owner: number): void {
-    const key = `${prefix.family}|${prefix.length}`;
-    let networks = this.byLength.get(key);
-    if (!networks) this.byLength.set(key, (networks = new Map()));
+    let lengths = this.byFamily.get(prefix.family);
+    if (!lengths) this.byFamily.set(prefix.family, (lengths = new Map()));
+    let networks = lengths.get(prefix.length);
+    if (!networks) lengths.set(prefix.length, (networks = new Map()));
     setAdd(networks, prefix.network, owner);
   }
 
   delete(prefix: OwnedPrefix, owner: number): void {
-    const key = `${prefix.family}|${prefix.length}`;
-    const networks = this.byLength.get(key);
+    const networks = this.byFamily.get(prefix.family)?.get(prefix.length);
     if (!networks) return;
     setDelete(networks, prefix.network, owner);
-    if (networks.size === 0) this.byLength.delete(key);
+    if (networks.size === 0) this.byFamily.get(prefix.family)!.delete(prefix.length);
   }
 
   overlapping(prefix: OwnedPrefix): Set<number> {
     const owners = new Set<number>();
-    for (const [key, networks] of this.byLength) {
-      const [family, lengthText] = key.split('|');
-      if (Number(family) !== prefix.family) continue;
-      const length = Number(lengthText);
+    for (const [length, networks] of this.byFamily.get(prefix.family) ?? []) {
       if (length <= prefix.length) {
         for (const owner of networks.get(networkOf(prefix.network, length)) ?? []) owners.add(owner);
       } else {
