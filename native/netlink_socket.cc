@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <linux/netlink.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -343,82 +344,31 @@ Napi::Value SendUnixDatagram(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// An abstract AF_UNIX address of exactly the name's length. (Node.js 20 pads abstract names
-// to the whole of sun_path, so `@symroute` would be a different name for everyone else: ss,
-// socat, Python, and Node.js versions that do not pad.)
-bool AbstractAddress(Napi::Env env, const Napi::CallbackInfo& info, struct sockaddr_un* address, socklen_t* length) {
-  if (info.Length() < 1 || !info[0].IsString()) {
-    Napi::TypeError::New(env, "expected an abstract socket name").ThrowAsJavaScriptException();
-    return false;
+// lockExclusive(fd: number): takes flock(LOCK_EX | LOCK_NB) on an open file. true: this
+// process holds it now (until the descriptor is closed or the process ends, kill -9
+// included); false: another process holds it (EWOULDBLOCK). The one-daemon-per-namespace
+// guard; Node.js has no flock.
+Napi::Value LockExclusive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "lockExclusive(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
   }
-  std::string name = info[0].As<Napi::String>().Utf8Value();
-  *address = {};
-  address->sun_family = AF_UNIX;
-  if (name.empty() || name.size() + 1 > sizeof(address->sun_path)) {
-    Napi::Error::New(env, "abstract socket name is empty or too long: " + name).ThrowAsJavaScriptException();
-    return false;
-  }
-  memcpy(address->sun_path + 1, name.data(), name.size());  // sun_path[0] stays '\0'
-  *length = offsetof(struct sockaddr_un, sun_path) + 1 + name.size();
-  return true;
-}
-
-// Binds a stream socket to an abstract address and listens on it. 0, or -1 with errno set.
-int BindAndListen(int fd, const sockaddr* address, socklen_t length) {
-  if (bind(fd, address, length) < 0) return -1;
-  return listen(fd, 16);
-}
-
-// Connects a stream socket to an abstract address, again after a signal. 0, or -1 with errno
-// set. A local connect completes at once, so a non-blocking socket needs no EINPROGRESS path.
-int ConnectRetryingSignals(int fd, const sockaddr* address, socklen_t length) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
   int result;
   do {
-    result = connect(fd, address, length);
+    result = flock(fd, LOCK_EX | LOCK_NB);
   } while (result < 0 && errno == EINTR);
-  return result;
-}
-
-// The fd of a non-blocking AF_UNIX stream socket that `attach` (BindAndListen or
-// ConnectRetryingSignals) has put at the abstract name in info[0]. On failure the socket is
-// closed and the error, named "<call>(@name)", is thrown with the errno's reason.
-Napi::Value AbstractStreamSocket(const Napi::CallbackInfo& info, const char* call,
-                                 int (*attach)(int fd, const sockaddr* address, socklen_t length)) {
-  Napi::Env env = info.Env();
-  struct sockaddr_un address;
-  socklen_t length;
-  if (!AbstractAddress(env, info, &address, &length)) return env.Undefined();
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    ErrnoError(env, "socket(AF_UNIX)", errno).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  if (attach(fd, reinterpret_cast<sockaddr*>(&address), length) < 0) {
-    int err = errno;
-    close(fd);
-    ErrnoError(env, std::string(call) + "(@" + std::string(address.sun_path + 1) + ")", err).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  return Napi::Number::New(env, fd);
-}
-
-// listenAbstract(name: string): fd of a non-blocking AF_UNIX stream socket bound to the
-// abstract name and listening, for net.Server.listen({ fd }). EADDRINUSE: someone has it.
-Napi::Value ListenAbstract(const Napi::CallbackInfo& info) {
-  return AbstractStreamSocket(info, "bind", BindAndListen);
-}
-
-// connectAbstract(name: string): fd of a non-blocking AF_UNIX stream socket connected to the
-// abstract name, for new net.Socket({ fd }). ECONNREFUSED: nobody listens; EAGAIN: the
-// listener's backlog is full.
-Napi::Value ConnectAbstract(const Napi::CallbackInfo& info) {
-  return AbstractStreamSocket(info, "connect", ConnectRetryingSignals);
+  if (result == 0) return Napi::Boolean::New(env, true);
+  if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+  ErrnoError(env, "flock", errno).ThrowAsJavaScriptException();
+  return env.Undefined();
 }
 
 // peerCredentials(fd: number): { pid, uid, gid } of the process at the other end of a
 // connected AF_UNIX stream socket, as the kernel recorded them when it connected
-// (SO_PEERCRED). The control socket is reachable by every process in the network namespace;
-// this is how it tells root and its own user from the rest. Node.js does not expose it.
+// (SO_PEERCRED): the daemon tells root and its own user from the rest, and a client makes
+// sure it talks to root or the service's user. Node.js does not expose it.
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
@@ -443,8 +393,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NetlinkSocket", NetlinkSocket::Define(env));
   exports.Set("sendUnixDatagram", Napi::Function::New(env, SendUnixDatagram));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials));
-  exports.Set("listenAbstract", Napi::Function::New(env, ListenAbstract));
-  exports.Set("connectAbstract", Napi::Function::New(env, ConnectAbstract));
+  exports.Set("lockExclusive", Napi::Function::New(env, LockExclusive));
   return exports;
 }
 

@@ -70,7 +70,7 @@ export const COMMANDS: readonly CommandDoc[] = [
     summary: 'make the running daemon re-read its config, and say whether it was applied',
     usage: 'symroute reload',
     options: [],
-    description: `Asks the symroute running in this network namespace (over its control socket @symroute) to re-read its config file, exactly as SIGHUP does, waits until the new config is applied or rejected, and prints the verdict; each problem of a rejected config as file:line: key: message. Exit 0 when applied, 1 when rejected (the daemon keeps its running config), 3 when no symroute runs in this network namespace.`,
+    description: `Asks the symroute running in this network namespace (over its control socket, $RUNTIME_DIRECTORY/net-<inode>.sock or /run/symroute/net-<inode>.sock) to re-read its config file, exactly as SIGHUP does, waits until the new config is applied or rejected, and prints the verdict; each problem of a rejected config as file:line: key: message. Exit 0 when applied, 1 when rejected (the daemon keeps its running config), 3 when no symroute runs in this network namespace.`,
   },
   {
     name: 'plan',
@@ -151,8 +151,8 @@ exceptions: []             # prefixes always routed by main, whatever the source
 container_routes: true      # to <prefix> lookup main for main's routes through excluded devices
 sysctl: report              # report | manage (set arp_ignore=1, arp_announce=2 on shared-subnet NICs)
 iproute2_dir: auto          # where rt_tables.d/ and rt_protos.d/ get symroute's names, or false;
-                            # auto: $RUNTIME_DIRECTORY/iproute2 under systemd, else /etc/iproute2
-                            # but only in the host's network namespace
+                            # auto, only in the host's network namespace: $RUNTIME_DIRECTORY/iproute2
+                            # under systemd, else /etc/iproute2
 protocol: 83                # rtm_protocol / FRA_PROTOCOL marking symroute's objects (5..255)
 on_exit: keep               # keep | remove (delete everything symroute owns on SIGTERM/SIGINT)
 log:

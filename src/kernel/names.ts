@@ -6,7 +6,8 @@
 // Where: `iproute2_dir`. `auto` means $RUNTIME_DIRECTORY/iproute2 under systemd (a directory
 // the unprivileged service owns; the README links the two files into /etc/iproute2 once),
 // else /etc/iproute2 — but only in the host's network namespace: a daemon in another one
-// (a container, a test) must not rename the host's tables. Not writable is a warning, once.
+// (a container, a test) must not rename the host's tables, and /run is shared between
+// namespaces. Not writable is a warning, once.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Plan } from '../domain/planner.js';
@@ -27,10 +28,10 @@ export const protocolsFile = (protocol: number): string => `${HEADER}${protocol}
 
 /** Why the automatic choice is what it is: a directory, or no names at all. */
 export function automaticDir(env: NodeJS.ProcessEnv = process.env): { dir: string | false; why: string } {
-  const runtime = env.RUNTIME_DIRECTORY?.split(':')[0];
-  if (runtime) return { dir: join(runtime, 'iproute2'), why: 'RUNTIME_DIRECTORY is set (systemd)' };
   try {
     if (statSync('/proc/self/ns/net').ino === statSync('/proc/1/ns/net').ino) {
+      const runtime = env.RUNTIME_DIRECTORY?.split(':')[0];
+      if (runtime) return { dir: join(runtime, 'iproute2'), why: 'RUNTIME_DIRECTORY is set (systemd)' };
       return { dir: HOST_DIR, why: "running in the host's network namespace" };
     }
     return { dir: false, why: "not the host's network namespace: set iproute2_dir to name tables here" };

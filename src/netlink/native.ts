@@ -1,6 +1,6 @@
 // Typed access to the native addon (native/netlink_socket.cc), built by node-gyp at install.
 // Besides netlink sockets it sends the AF_UNIX datagrams of systemd's notify protocol and
-// reads who is at the other end of the control socket.
+// reads who is at the other end of the control socket, and takes the one-per-namespace lock.
 import { createRequire } from 'node:module';
 
 export interface ReadResult {
@@ -25,8 +25,7 @@ interface NativeModule {
   NetlinkSocket: new (options: { groups?: number[]; receiveBufferBytes?: number }) => NativeNetlinkSocket;
   sendUnixDatagram(path: string, message: Buffer): void;
   peerCredentials(fd: number): PeerCredentials;
-  listenAbstract(name: string): number;
-  connectAbstract(name: string): number;
+  lockExclusive(fd: number): boolean;
 }
 
 export interface PeerCredentials {
@@ -53,15 +52,7 @@ export function peerCredentials(fd: number): PeerCredentials {
   return native.peerCredentials(fd);
 }
 
-/**
- * A listening AF_UNIX stream socket on an abstract name of exactly that length (Node.js 20
- * pads abstract names to all of sun_path); throws an Error with `errno` (EADDRINUSE: taken).
- */
-export function listenAbstract(name: string): number {
-  return native.listenAbstract(name);
-}
-
-/** A connected AF_UNIX stream socket to an abstract name; throws with `errno` (ECONNREFUSED: nobody). */
-export function connectAbstract(name: string): number {
-  return native.connectAbstract(name);
+/** flock(LOCK_EX | LOCK_NB) on an open file: true when taken, false when another process holds it. */
+export function lockExclusive(fd: number): boolean {
+  return native.lockExclusive(fd);
 }

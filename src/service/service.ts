@@ -7,7 +7,7 @@ import { ConfigFileWatcher } from './config-watch.js';
 import { createLogger, type Logger } from './log.js';
 import type { LogFormat } from '../manual.js';
 import { Metrics, MetricsServer } from './metrics.js';
-import { AlreadyRunning, ControlServer, type ReloadVerdict } from './control.js';
+import { AlreadyRunning, ControlServer, ControlUnavailable, type ReloadVerdict } from './control.js';
 import type { StopSignal } from '../stop-signal.js';
 import { SystemdNotifier } from './systemd.js';
 
@@ -39,8 +39,8 @@ export async function runService(options: RunOptions): Promise<number> {
   try {
     control = await ControlServer.listen(options.build.version, log);
   } catch (error) {
-    if (!(error instanceof AlreadyRunning)) throw error;
-    log.error({ pid: error.pid }, error.message);
+    if (!(error instanceof ControlUnavailable)) throw error;
+    log.error(error instanceof AlreadyRunning ? { pid: error.pid } : {}, error.message);
     return 1;
   }
   try {

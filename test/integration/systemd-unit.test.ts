@@ -143,7 +143,7 @@ describe('systemd/symroute.service', () => {
     const sysctl = parseUnit(readFileSync(join(REPO, 'systemd/manage-sysctl.conf'), 'utf8'));
     expect([...sysctl.get('Service')!]).toEqual([['ReadWritePaths', '/proc/sys/net/ipv4/conf']]);
     const names = parseUnit(readFileSync(join(REPO, 'systemd/readable-names.conf'), 'utf8'));
-    expect(single(names, 'Service', 'RuntimeDirectory')).toBe('symroute');
+    expect(single(names, 'Service', 'RuntimeDirectoryPreserve')).toBe('yes');
     expect(values(names, 'Service', 'ReadWritePaths')).toEqual([]);
   });
 
