@@ -911,9 +911,11 @@ async function runAs(
   ns: string,
   setpriv: string[],
   command: string[],
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await run('ip', ['netns', 'exec', ns, 'setpriv', ...setpriv, ...command], {
+      env: { ...process.env, ...env },
       timeout: 30_000,
       killSignal: 'SIGKILL',
     });
@@ -963,7 +965,9 @@ describe('least privilege', () => {
     await assertNobodyCanRun(host.ns, config);
     expect(await credentialsUnder(host.ns, ONLY_NET_ADMIN)).toEqual({ capEff: CAP_NET_ADMIN_BIT, uid: '65534' });
 
-    const result = await runAs(host.ns, ONLY_NET_ADMIN, [process.execPath, CLI, 'run', '--once', '--config', config]);
+    // Its own runtime directory for the lock and socket, as RuntimeDirectory= gives the service.
+    const runtime = { RUNTIME_DIRECTORY: lab.runtimeDirectoryFor(65534) };
+    const result = await runAs(host.ns, ONLY_NET_ADMIN, [process.execPath, CLI, 'run', '--once', '--config', config], runtime);
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
     const tables = await Promise.all(host.nics.map((nic) => tableOf(lab!, host.ns, nic)));
     expect(await ownedRuleLines(lab, host.ns, 4)).toEqual(host.v4.map((src, k) => `from ${src} lookup ${tables[k]} pref 30000`).sort());
@@ -981,7 +985,8 @@ describe('least privilege', () => {
     await assertNobodyCanRun(host.ns, config);
     expect(await credentialsUnder(host.ns, NO_CAPS)).toEqual({ capEff: 0n, uid: '65534' });
 
-    const result = await runAs(host.ns, NO_CAPS, [process.execPath, CLI, 'run', '--once', '--config', config]);
+    const runtime = { RUNTIME_DIRECTORY: lab.runtimeDirectoryFor(65534) };
+    const result = await runAs(host.ns, NO_CAPS, [process.execPath, CLI, 'run', '--once', '--config', config], runtime);
     expect(result.code).not.toBe(0);
     expect(result.code).not.toBeNull(); // exited, was not killed by the timeout
     const errors = result.stdout

@@ -86,7 +86,7 @@ describe('ARP sysctls of NICs sharing a subnet', () => {
     chmodSync(config, 0o644);
     const { stdout } = await run('ip', [
       'netns', 'exec', t.serverNs, 'setpriv', ...ONLY_NET_ADMIN, process.execPath, CLI, 'run', '--once', '--config', config,
-    ]);
+    ], { env: { ...process.env, RUNTIME_DIRECTORY: lab.runtimeDirectoryFor(65534) } });
     expect(stdout).toContain('"msg":"set net.ipv4.conf.b2.arp_announce=2 (was 0)"');
     expect(stdout).not.toMatch(/"level":(40|50)/);
     expect(await arpValues(lab, t.serverNs, t.nics)).toEqual(managedValues(t.nics));

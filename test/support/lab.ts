@@ -3,7 +3,7 @@
 // kernel holds. Everything a Lab creates is removed by cleanup(), which tests call from
 // afterEach so it also runs when a test fails.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -223,6 +223,17 @@ export class Lab extends NetnsLab {
       const e = error as { code: number; stdout: string; stderr: string };
       return { code: e.code, stdout: e.stdout, stderr: e.stderr };
     }
+  }
+
+  /**
+   * A runtime directory as systemd's RuntimeDirectory= makes one for a service running as
+   * `uid`: its own, mode 0755 — for a daemon started as that user (lab.dir must be 0755 too).
+   */
+  runtimeDirectoryFor(uid: number): string {
+    const dir = join(this.dir, `run-${uid}`);
+    mkdirSync(dir, { mode: 0o755 });
+    chownSync(dir, uid, uid);
+    return dir;
   }
 
   async cleanup(): Promise<void> {
