@@ -5,8 +5,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readBuildInfo } from './build.js';
 import type { Output } from './commands/inspect.js';
 import type { Config } from './config/config.js';
-import { DEFAULT_CONFIG_PATH, LOG_LEVELS, type LogLevel } from './config/defaults.js';
-import { commandHelp, completionScript, LOG_FORMATS, mainHelp, SHELLS, type LogFormat, type Shell } from './manual.js';
+import { DEFAULT_CONFIG_PATH, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './config/defaults.js';
+import { commandHelp, completionScript, mainHelp, SHELLS, type Shell } from './manual.js';
 
 // Each command imports what it needs when it runs (await import), so `--help` or
 // `check-config` never pays for the netlink addon, pino or prom-client: start-up time is

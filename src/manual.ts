@@ -4,11 +4,9 @@
 // are generated from it, and a test checks that the README quotes it word for word.
 // Plain data and string formatting only, so `--help` loads nothing else.
 
-import { DEFAULT_CONFIG_PATH as CONFIG_PATH, LOG_LEVELS } from './config/defaults.js';
+import { DEFAULT_CONFIG_PATH as CONFIG_PATH, LOG_FORMATS, LOG_LEVELS } from './config/defaults.js';
 
-export const LOG_FORMATS = ['text', 'json'] as const;
 export const SHELLS = ['bash', 'zsh'] as const;
-export type LogFormat = (typeof LOG_FORMATS)[number];
 export type Shell = (typeof SHELLS)[number];
 
 export const SUMMARY = 'per-NIC routing tables and source rules, kept converged';

@@ -3,11 +3,12 @@
 // they print is exactly what `symroute run` would do.
 import { get } from 'node:http';
 import { isIPv4 } from 'node:net';
-import { isPlumbingName, type Config } from '../config/config.js';
+import type { Config } from '../config/config.js';
+import { isPlumbingName } from '../domain/interface-names.js';
 import { priorityCollision } from '../domain/collisions.js';
 import { isPlumbingRoute } from '../domain/destinations.js';
 import { computeChanges, type Change } from '../domain/diff.js';
-import { canonicalAddress, familyOf, networkOf } from '../domain/ip.js';
+import { canonicalAddress, familyOf, networkOf } from '../net/ip.js';
 import type { Mirror } from '../domain/mirror.js';
 import { describeRoute, describeRule, type Route, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
@@ -17,7 +18,7 @@ import type { RouteMessage } from '../netlink/messages.js';
 import { routeFromMessage } from '../kernel/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
 import { describeChange } from '../kernel/reconciler.js';
-import { checkSysctls, ConfFiles } from '../kernel/sysctl.js';
+import { checkSysctls, ConfFiles } from '../host/sysctl.js';
 import { dumpMirror } from '../kernel/watcher.js';
 
 interface Snapshot {

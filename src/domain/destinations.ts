@@ -7,8 +7,9 @@
 // Not `lookup main suppress_prefixlength 0`: that would hand every reply to any more
 // specific route in main (a static route via NIC 1 would steal NIC 2's replies), and NICs
 // sharing a subnet would all answer through the first of them. Pure: no I/O.
-import { isPlumbingName, type Config } from '../config/config.js';
-import { addressToBytes, type Family } from './ip.js';
+import type { Config } from '../config/config.js';
+import { isPlumbingName } from './interface-names.js';
+import { addressToBytes, type Family } from '../net/ip.js';
 import type { Route, Rule } from './model.js';
 import { FR_ACT_TO_TBL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 

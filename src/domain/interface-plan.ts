@@ -4,7 +4,7 @@
 // prefix mode) other interfaces' prefixes — is exactly what makes it need planning again
 // (planner.ts keeps that bookkeeping).
 import type { Config } from '../config/config.js';
-import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from './ip.js';
+import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from '../net/ip.js';
 import { describeRoute, type Address, type Link, type Route, type Rule } from './model.js';
 import type { MirrorView } from './mirror.js';
 import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RTN_UNICAST } from './constants.js';

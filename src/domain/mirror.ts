@@ -5,7 +5,7 @@
 // host holds; and journaled, so an incremental planner learns what changed (the kernel's
 // silent side effects included) without inferring it from the event.
 import type { KernelEvent } from './events.js';
-import { networkOf, type Family } from './ip.js';
+import { networkOf, type Family } from '../net/ip.js';
 import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
 import { RT_SCOPE_LINK, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 

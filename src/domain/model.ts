@@ -1,6 +1,6 @@
 // The kernel objects symroute reasons about, in a form independent of the wire format, plus
 // their identities and ip(8)-style descriptions. Shared by the watcher, planner and reconciler.
-import type { Family } from './ip.js';
+import type { Family } from '../net/ip.js';
 
 export interface Link {
   readonly index: number;

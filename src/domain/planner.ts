@@ -5,9 +5,10 @@
 // (interface-plan.ts), only those are planned again, and the result says which tables and
 // rules the diff must look at. `plan()` is the same computation from nothing, for start-up,
 // reloads, re-dumps and the read-only commands; the tests hold the two equal.
-import { isManagedName, type Config } from '../config/config.js';
-import type { Family } from './ip.js';
-import { networkOf } from './ip.js';
+import type { Config } from '../config/config.js';
+import { isManagedName } from './interface-names.js';
+import type { Family } from '../net/ip.js';
+import { networkOf } from '../net/ip.js';
 import { routeKey, ruleKey, type Link, type Route, type Rule } from './model.js';
 import { freeTableBase, freeTableId } from './collisions.js';
 import { destinationRules, isPlumbingRoute } from './destinations.js';

@@ -1,7 +1,7 @@
 // Conversions between decoded rtnetlink messages and symroute's model (model.ts), including
 // the kernel's defaults (an IPv4 route without RTA_PRIORITY has metric 0, a rule without
 // FRA_TABLE uses the u8 header field, …) so that objects compare equal however they arrived.
-import type { Family } from '../domain/ip.js';
+import type { Family } from '../net/ip.js';
 import type { Address, Link, Route, Rule } from '../domain/model.js';
 import { AF_INET, AF_INET6, AF_UNSPEC, IFF_LOOPBACK, IFF_UP, RTNH_F_ONLINK } from '../netlink/constants.js';
 import type { AddressMessage, LinkMessage, RouteMessage, RuleMessage } from '../netlink/messages.js';

@@ -2,7 +2,7 @@
 // attributes decoded and encoded from policy tables — the same idea as the kernel's
 // nla_policy. Message-specific knowledge lives in schemas.ts as data, not in code here.
 import { endianness } from 'node:os';
-import { addressToBytes, bytesToAddress } from '../domain/ip.js';
+import { addressToBytes, bytesToAddress } from '../net/ip.js';
 import { AF_INET, AF_INET6 } from './constants.js';
 
 export const HOST_LITTLE_ENDIAN = endianness() === 'LE';

@@ -1,7 +1,7 @@
 import { fstatSync } from 'node:fs';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { LogLevel } from '../config/config.js';
-import type { LogFormat } from '../manual.js';
+import type { LogFormat } from '../config/defaults.js';
 
 export type { Logger };
 

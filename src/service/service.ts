@@ -5,7 +5,7 @@ import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../co
 import { Daemon } from '../control/daemon.js';
 import { ConfigFileWatcher } from './config-watch.js';
 import { createLogger, type Logger } from './log.js';
-import type { LogFormat } from '../manual.js';
+import type { LogFormat } from '../config/defaults.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { AlreadyRunning, ControlServer, ControlUnavailable, type ReloadVerdict } from './control.js';
 import type { StopSignal } from '../stop-signal.js';

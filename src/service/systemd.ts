@@ -1,7 +1,7 @@
 // systemd's service notification protocol (sd_notify), spoken without libsystemd: datagrams
 // of KEY=VALUE lines to $NOTIFY_SOCKET, sent by the native addon.
 import type { Logger } from './log.js';
-import { sendUnixDatagram } from '../netlink/native.js';
+import { sendUnixDatagram } from '../native/unix.js';
 
 export class SystemdNotifier {
   private readonly socketPath: string | undefined;

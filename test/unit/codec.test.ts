@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bytesToAddress } from '../../src/domain/ip.js';
+import { bytesToAddress } from '../../src/net/ip.js';
 import type { Route, Rule } from '../../src/domain/model.js';
 import {
   align4,

@@ -8,13 +8,13 @@ import {
   DEFAULT_CONFIG_PATH,
   DEFAULT_EXCLUDE,
   defaultConfig,
-  isManagedName,
   loadConfig,
-  matchesGlob,
   MAX_CONFIG_BYTES,
   parseConfig,
   type Config,
 } from '../../src/config/config.js';
+import { matchesGlob } from '../../src/config/glob.js';
+import { isManagedName } from '../../src/domain/interface-names.js';
 
 const FILE = '/etc/symroute/symroute.yaml';
 

@@ -8,7 +8,7 @@ import {
   familyOf,
   isIPv6LinkLocal,
   networkOf,
-} from '../../src/domain/ip.js';
+} from '../../src/net/ip.js';
 
 /** Node's (WHATWG URL) canonical text of an IPv6 address: RFC 5952 without the IPv4 tail. */
 const nodeCanonicalV6 = (address: string) => new URL(`http://[${address}]`).hostname.slice(1, -1);
@@ -31,7 +31,7 @@ const ipv6Bytes = fc
   });
 const anyBytes = fc.oneof(ipv4Bytes, ipv6Bytes, fc.uint8Array({ minLength: 16, maxLength: 16 }));
 
-/** Reference RFC 5952 formatter, written independently of src/domain/ip.ts. */
+/** Reference RFC 5952 formatter, written independently of src/net/ip.ts. */
 function rfc5952(bytes: Uint8Array): string {
   const groups = Array.from({ length: 8 }, (_, i) => (bytes[2 * i]! << 8) | bytes[2 * i + 1]!);
   let best = { start: -1, length: 0 };

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
-import { networkOf, type Family } from '../../src/domain/ip.js';
+import { networkOf, type Family } from '../../src/net/ip.js';
 import { routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
 import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RTN_UNICAST } from '../../src/domain/constants.js';
 import { plan, type Plan } from '../../src/domain/planner.js';

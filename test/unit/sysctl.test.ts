@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
 import { plan } from '../../src/domain/planner.js';
-import { findings } from '../../src/kernel/sysctl.js';
+import { findings } from '../../src/host/sysctl.js';
 import { MirrorBuilder } from '../support/builders.js';
 
 /** The planned interfaces sharing an IPv4 subnet, for NICs with these addresses (host part .2). */

@@ -1,0 +1,38 @@
+// Typed access to the native addon (native/netlink_socket.cc), built by node-gyp at install:
+// netlink sockets (used by netlink/), and the unix calls Node.js lacks (unix.ts).
+import { createRequire } from 'node:module';
+
+export interface ReadResult {
+  readonly datagrams: Buffer[];
+  readonly senderPortIds: number[];
+  /** The kernel reported ENOBUFS: it dropped messages meant for this socket. */
+  readonly overrun: boolean;
+  /** A datagram did not fit the receive buffer and was cut short. */
+  readonly truncated: boolean;
+}
+
+export interface NativeNetlinkSocket {
+  readonly portId: number;
+  send(messages: readonly Uint8Array[]): number;
+  readAll(): ReadResult;
+  startReading(onReadable: () => void): void;
+  stopReading(): void;
+  close(): void;
+}
+
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+interface NativeModule {
+  NetlinkSocket: new (options: { groups?: number[]; receiveBufferBytes?: number }) => NativeNetlinkSocket;
+  sendUnixDatagram(path: string, message: Buffer): void;
+  peerCredentials(fd: number): PeerCredentials;
+  lockExclusive(fd: number): boolean;
+}
+
+const require = createRequire(import.meta.url);
+// Both src/native and dist/native sit two levels below the package root.
+export const addon = require('../../build/Release/symroute_native.node') as NativeModule;
