@@ -1,20 +1,17 @@
 // The control loop, assembled: the watcher keeps the mirror and says when something changed,
 // the scheduler decides when a pass runs (one at a time, coalesced, retried with backoff),
-// the converger does the pass. The kernel's two sockets come from outside, so tests can
-// script the kernel's side.
+// the converger does the pass. The kernel's two sockets and the host come from outside, so
+// tests can script the kernel's side; what happens is told to an observer.
 import { ConfigError, type Config } from '../config/config.js';
 import { priorityCollision } from '../domain/collisions.js';
 import { isPlumbingRoute } from '../domain/destinations.js';
+import { HostFiles, type Host } from '../host/host.js';
 import { Watcher, openNotificationSocket } from '../kernel/watcher.js';
 import { RtnlClient, openRequestSocket } from '../netlink/client.js';
 import type { NativeNetlinkSocket } from '../netlink/native.js';
-import type { Logger } from '../service/log.js';
-import type { Metrics } from '../service/metrics.js';
 import { Converger, type PassResult } from './converger.js';
-import { DEFAULT_BACKOFF, PassScheduler, type SchedulerOptions, type Trigger as PassTrigger } from './scheduler.js';
-
-/** What a pass is counted under in symroute_reconciles_total: its trigger, or drift. */
-export type Trigger = PassTrigger | 'drift';
+import type { DaemonObserver } from './observer.js';
+import { DEFAULT_BACKOFF, PassScheduler, type SchedulerOptions } from './scheduler.js';
 
 /** The rtnetlink sockets the daemon talks through: requests and dumps, and notifications. */
 export interface KernelSockets {
@@ -36,29 +33,12 @@ export class Daemon {
 
   constructor(
     private config: Config,
-    log: Logger,
-    metrics: Metrics,
+    observer: DaemonObserver,
     sockets: KernelSockets = openKernelSockets(),
     backoff: SchedulerOptions = DEFAULT_BACKOFF,
+    host: Host = new HostFiles(config, observer),
   ) {
-    const discarded = (reason: string) => {
-      metrics.discardedMessages.inc();
-      log.warn({ reason }, 'discarded a netlink message');
-    };
-    this.client = new RtnlClient(
-      {
-        completed: (op, error) => {
-          metrics.netlinkRequests.inc({ op, result: error ? 'error' : 'ok' });
-          if (error) metrics.netlinkErrors.inc({ op, errno: error.code });
-        },
-        dumpInterrupted: (action) => {
-          metrics.resyncs.inc({ reason: 'dump_interrupted' });
-          log.info({ action }, 'dump interrupted by concurrent changes, dumping again');
-        },
-        discarded,
-      },
-      sockets.requests,
-    );
+    this.client = new RtnlClient(observer, sockets.requests);
     this.watcher = new Watcher(this.client, sockets.notifications, {
       changed: (eventTime, events) => {
         if (!this.started) return; // start() runs the first pass itself
@@ -66,23 +46,15 @@ export class Daemon {
         this.scheduler.request(events ? 'event' : 'resync');
       },
       resyncStarted: (reason, detail) => {
-        if (reason === 'startup') return log.debug('dumping kernel state');
-        if (reason === 'reload') return log.info('dumping kernel state again: the new config mirrors other routes');
-        this.converger.markOutOfSync();
-        metrics.resyncs.inc({ reason });
-        log.warn({ reason, detail }, `dumping kernel state again (${reason})`);
+        if (reason !== 'startup' && reason !== 'reload') this.converger.markOutOfSync();
+        observer.resyncStarted(reason, detail);
       },
-      discarded,
-      skipped: (count) => metrics.routesSkipped.inc(count),
-      fetchingTables: (tables) => log.debug({ tables: tables.length <= 8 ? tables : tables.length }, 'dumping the routes of tables that now matter'),
+      discarded: (reason) => observer.discarded(reason),
+      skipped: (count) => observer.skipped(count),
+      fetchingTables: (tables) => observer.fetchingTables(tables),
     }, () => this.config, (route, linkName) => isPlumbingRoute(this.config, route, linkName));
-    this.converger = new Converger(config, this.client, this.watcher, log, metrics);
-    this.converger.requestPass = () => this.scheduler.request('retry');
-    this.scheduler = new PassScheduler(
-      (trigger) => this.converger.pass(trigger),
-      (error) => log.error({ err: error }, `reconcile pass failed: ${error.message}`),
-      backoff,
-    );
+    this.converger = new Converger(config, this.client, this.watcher, host, observer);
+    this.scheduler = new PassScheduler((trigger) => this.converger.pass(trigger), (error) => observer.passFailed(error), backoff);
   }
 
   /** Subscribes, dumps, and runs passes until the first one that needs nothing more. */
@@ -133,7 +105,7 @@ export class Daemon {
     const mirrored = (c: Config) => JSON.stringify([c.containerRoutes, c.interfaces.exclude, c.table]);
     const remirror = mirrored(config) !== mirrored(this.config);
     this.config = config;
-    this.converger.config = config;
+    this.converger.reconfigure(config);
     if (remirror) this.watcher.requestResync('reload');
     this.scheduler.request('reload');
     await this.scheduler.idle();
@@ -199,7 +171,6 @@ export class Daemon {
   /** Call once start() or converge() has returned. */
   async stop(removeOwned: boolean): Promise<void> {
     this.interrupt();
-    this.converger.stop();
     await this.scheduler.idle();
     if (removeOwned) await this.converger.removeOwned();
     this.watcher.stop();

@@ -1,8 +1,9 @@
 // When a pass runs — not what it does. Requests mark the state dirty; at most one pass is in
 // flight; requests that arrive during a pass (including from its own synchronous start)
 // coalesce into exactly one more pass after it; a failed pass is retried after a backoff
-// that doubles up to a ceiling and resets on success. The same shape as a controller-runtime
-// work queue with a single key.
+// that doubles up to a ceiling and resets on success; a pass may ask to be run again after a
+// delay (requeue-after). The same shape as a controller-runtime work queue with a single key,
+// and like it the only owner of timers.
 
 export type Trigger = 'startup' | 'event' | 'resync' | 'reload' | 'retry';
 
@@ -12,6 +13,8 @@ export interface PassVerdict {
   readonly again: boolean;
   /** Something failed: retry after the backoff. */
   readonly failed: boolean;
+  /** Run a pass after this long, whatever else happens (replaces the previous such request). */
+  readonly requeueAfterMs?: number | undefined;
 }
 
 export interface SchedulerOptions {
@@ -29,6 +32,7 @@ export class PassScheduler {
   private trigger: Trigger = 'startup';
   private loop: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | null = null;
+  private requeueTimer: NodeJS.Timeout | null = null;
   private backoffMs: number;
   private stopped = false;
   private startedAt: number | null = null;
@@ -77,6 +81,7 @@ export class PassScheduler {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.requeue(undefined);
   }
 
   private async drainRequests(): Promise<void> {
@@ -88,6 +93,7 @@ export class PassScheduler {
       let verdict: PassVerdict;
       try {
         verdict = await this.runPass(trigger);
+        this.requeue(verdict.requeueAfterMs);
       } catch (error) {
         this.onError(error as Error);
         verdict = { again: false, failed: true };
@@ -114,4 +120,14 @@ export class PassScheduler {
     this.retryTimer.unref();
   }
 
+  private requeue(afterMs: number | undefined): void {
+    if (this.requeueTimer) clearTimeout(this.requeueTimer);
+    this.requeueTimer = null;
+    if (afterMs === undefined || this.stopped) return;
+    this.requeueTimer = setTimeout(() => {
+      this.requeueTimer = null;
+      this.request('retry');
+    }, afterMs);
+    this.requeueTimer.unref();
+  }
 }

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BuildInfo } from '../build.js';
 import type { ListenAddress } from '../config/config.js';
-import type { Trigger } from '../control/daemon.js';
+import type { Trigger } from '../control/observer.js';
 import type { Logger } from './log.js';
 import type { ResyncReason } from '../kernel/watcher.js';
 

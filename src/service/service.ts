@@ -10,6 +10,7 @@ import { Metrics, MetricsServer } from './metrics.js';
 import { AlreadyRunning, ControlServer, ControlUnavailable, type ReloadVerdict } from './control.js';
 import type { StopSignal } from '../stop-signal.js';
 import { SystemdNotifier } from './systemd.js';
+import { Telemetry } from './telemetry.js';
 
 const ONCE_ATTEMPTS = 3;
 /** The kernel answers a netlink ping in microseconds; this must stay below the liveness probe's timeout (deploy/kubernetes: 5 s). */
@@ -54,7 +55,7 @@ export async function runService(options: RunOptions): Promise<number> {
 async function serve(options: RunOptions, log: Logger, control: ControlServer): Promise<number> {
   let config = options.config;
   const metrics = new Metrics(options.build);
-  const daemon = new Daemon(config, log, metrics);
+  const daemon = new Daemon(config, new Telemetry(log, metrics));
   // A stop may come at any moment of start-up (the command line caught it from the first): the
   // pass under way finishes, no other starts, and the stop below honours on_exit as always.
   let stopSignal: StopSignal | null = null;

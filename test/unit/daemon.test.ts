@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
 import { Daemon } from '../../src/control/daemon.js';
 import { Metrics } from '../../src/service/metrics.js';
+import { Telemetry } from '../../src/service/telemetry.js';
 import { rule } from '../support/builders.js';
 import { ScriptedKernel } from '../support/scripted-kernel.js';
 
@@ -37,7 +38,7 @@ async function harness(setup: (kernel: ScriptedKernel) => void, config: Config =
   });
   const log = pino({ level: 'debug' }, sink);
   const metrics = new Metrics({ version: 'test', commit: 'test' });
-  const daemon = new Daemon(config, log, metrics, kernel, { backoffStartMs: 5, backoffMaxMs: 20 });
+  const daemon = new Daemon(config, new Telemetry(log, metrics), kernel, { backoffStartMs: 5, backoffMaxMs: 20 });
   running.push(daemon);
   await daemon.start();
   return { kernel, daemon, metrics, lines };

@@ -13,6 +13,7 @@ import { decodeMessage, encodeBody, encodeRequest, peekRoute, type RouteMessage 
 import { RTA_OIF, RTA_TABLE } from '../../src/netlink/schemas.js';
 import { routeFromMessage, routeToMessage } from '../../src/kernel/objects.js';
 import { Metrics } from '../../src/service/metrics.js';
+import { Telemetry } from '../../src/service/telemetry.js';
 import { fixture, linkMessage, PROTO, PROTO_BOOT, PROTO_STATIC, route } from '../support/builders.js';
 import { ScriptedKernel } from '../support/scripted-kernel.js';
 
@@ -125,7 +126,7 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
       },
     });
     const metrics = new Metrics({ version: 'test', commit: 'test' });
-    const daemon = new Daemon(defaultConfig(), pino({ level: 'debug' }, sink), metrics, kernel, { backoffStartMs: 5, backoffMaxMs: 20 });
+    const daemon = new Daemon(defaultConfig(), new Telemetry(pino({ level: 'debug' }, sink), metrics), kernel, { backoffStartMs: 5, backoffMaxMs: 20 });
     running.push(daemon);
     await daemon.start();
     return { daemon, metrics, lines };

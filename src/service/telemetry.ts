@@ -1,0 +1,168 @@
+// The control loop's reports, turned into metrics and log lines: all of symroute's wording
+// about passes, re-dumps, conflicts and host files, and every metric a pass moves.
+import type { ChangeReport, DaemonObserver, InterfaceState, PassReport } from '../control/observer.js';
+import type { ResyncReason } from '../kernel/watcher.js';
+import { WINDOW_MS } from '../control/conflicts.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+
+const PAST_TENSE = { add: 'added', replace: 'replaced with', delete: 'deleted' } as const;
+const FAMILY_LABEL = { 4: 'ipv4', 6: 'ipv6' } as const;
+
+export class Telemetry implements DaemonObserver {
+  /**
+   * The symroute_interface_* values last exported per interface: only changes are written
+   * (prom-client's label lookup per series is most of a pass's cost at 1000 NICs), and
+   * departed interfaces have their series removed.
+   */
+  private readonly gaugedInterfaces = new Map<string, { inSync: number; table: number }>();
+
+  constructor(
+    private readonly log: Logger,
+    readonly metrics: Metrics,
+  ) {}
+
+  passed(report: PassReport): void {
+    const { log, metrics } = this;
+    for (const problem of report.problems) log.warn(problem);
+    for (const { description, removals, waitSeconds } of report.conflictsStarted) {
+      log.warn(
+        { conflict: description },
+        `${description} keeps being removed by something else (${removals} times within ${WINDOW_MS / 1000} s): ` +
+          `putting it back less and less often (next in ${waitSeconds} s, then at most every 5 min) instead of fighting. ` +
+          'Usually another manager of routing policy: systemd-networkd without ManageForeignRoutingPolicyRules=no and ' +
+          'ManageForeignRoutes=no ([Network] in /etc/systemd/networkd.conf), NetworkManager owning the table ' +
+          '(ipv4.route-table) or nm-cloud-setup, or a cloud agent (README: "Running next to …")',
+      );
+    }
+    for (const kind of report.conflictRemovals) metrics.conflicts.inc({ kind });
+    if (report.countedAs !== undefined) metrics.reconciles.inc({ trigger: report.countedAs });
+    if (report.managedInterfaces !== undefined) metrics.managedInterfaces.set(report.managedInterfaces);
+    if (report.unusableGateways) {
+      for (const family of [4, 6] as const) metrics.unusableGateways.set({ family: FAMILY_LABEL[family] }, report.unusableGateways[family]);
+    }
+    if (report.interfaces) this.gaugeInterfaces(report.interfaces.complete, report.interfaces.states);
+    for (const ended of report.conflictsEnded) log.info(`${ended} has stayed in place for ${WINDOW_MS / 1000} s: conflict over`);
+    if (report.conflictsActive !== undefined) metrics.conflictsActive.set(report.conflictsActive);
+    metrics.inSync.set(report.inSync ? 1 : 0);
+    if (report.owned) {
+      for (const family of [4, 6] as const) {
+        const label = { family: FAMILY_LABEL[family] };
+        metrics.managedRules.set(label, report.owned.rules[family]);
+        metrics.managedRoutes.set(label, report.owned.routes[family]);
+      }
+    }
+    if (report.convergence) {
+      const { seconds, rules, routes } = report.convergence;
+      metrics.convergenceSeconds.observe(seconds);
+      metrics.lastConvergence.set(Date.now() / 1000);
+      log.info({ durationSeconds: seconds, rules, routes }, `converged in ${(seconds * 1000).toFixed(1)} ms (${rules} rules, ${routes} routes)`);
+    }
+    for (const change of report.repairs) metrics.driftRepairs.inc({ kind: change.kind });
+    if (report.repairs.length > 0) log.warn({ repairs: report.repairs.length }, `repairing ${report.repairs.length} rules/routes changed by someone else`);
+    this.logOutcomes(report.outcomes);
+  }
+
+  passFailed(error: Error): void {
+    this.log.error({ err: error }, `reconcile pass failed: ${error.message}`);
+  }
+
+  outOfSync(): void {
+    this.metrics.inSync.set(0);
+  }
+
+  removed(outcomes: readonly ChangeReport[]): void {
+    this.logOutcomes(outcomes);
+  }
+
+  completed(op: string, error?: { readonly code: string }): void {
+    this.metrics.netlinkRequests.inc({ op, result: error ? 'error' : 'ok' });
+    if (error) this.metrics.netlinkErrors.inc({ op, errno: error.code });
+  }
+
+  dumpInterrupted(action: string): void {
+    this.metrics.resyncs.inc({ reason: 'dump_interrupted' });
+    this.log.info({ action }, 'dump interrupted by concurrent changes, dumping again');
+  }
+
+  discarded(reason: string): void {
+    this.metrics.discardedMessages.inc();
+    this.log.warn({ reason }, 'discarded a netlink message');
+  }
+
+  resyncStarted(reason: ResyncReason, detail?: string): void {
+    if (reason === 'startup') return this.log.debug('dumping kernel state');
+    if (reason === 'reload') return this.log.info('dumping kernel state again: the new config mirrors other routes');
+    this.metrics.resyncs.inc({ reason });
+    this.log.warn({ reason, detail }, `dumping kernel state again (${reason})`);
+  }
+
+  skipped(count: number): void {
+    this.metrics.routesSkipped.inc(count);
+  }
+
+  fetchingTables(tables: readonly number[]): void {
+    this.log.debug({ tables: tables.length <= 8 ? tables : tables.length }, 'dumping the routes of tables that now matter');
+  }
+
+  debug(message: string): void {
+    this.log.debug(message);
+  }
+
+  info(message: string): void {
+    this.log.info(message);
+  }
+
+  warn(message: string): void {
+    this.log.warn(message);
+  }
+
+  error(message: string): void {
+    this.log.error(message);
+  }
+
+  sysctlProblems(count: number): void {
+    this.metrics.sysctlProblems.set(count);
+  }
+
+  sysctlFailed(): void {
+    this.metrics.sysctlErrors.inc();
+  }
+
+  nameFileFailed(): void {
+    this.metrics.nameFileErrors.inc();
+  }
+
+  private gaugeInterfaces(complete: boolean, states: ReadonlyMap<string, InterfaceState>): void {
+    const departed = complete ? [...this.gaugedInterfaces.keys()].filter((ifname) => !states.has(ifname)) : [];
+    for (const ifname of departed) this.gauge(ifname, null);
+    for (const [ifname, state] of states) this.gauge(ifname, state);
+  }
+
+  private gauge(ifname: string, state: InterfaceState): void {
+    const { metrics } = this;
+    if (!state) {
+      if (!this.gaugedInterfaces.delete(ifname)) return;
+      metrics.interfaceInSync.remove({ ifname });
+      metrics.interfaceTable.remove({ ifname });
+      return;
+    }
+    const now = { inSync: state.inSync ? 1 : 0, table: state.table };
+    const before = this.gaugedInterfaces.get(ifname);
+    if (before?.inSync !== now.inSync) metrics.interfaceInSync.set({ ifname }, now.inSync);
+    if (before?.table !== now.table) metrics.interfaceTable.set({ ifname }, now.table);
+    this.gaugedInterfaces.set(ifname, now);
+  }
+
+  private logOutcomes(outcomes: readonly ChangeReport[]): void {
+    for (const { change, description, error, ifname, overtaken } of outcomes) {
+      if (error && overtaken) {
+        this.log.info({ errno: error.code, ifname }, `${error.message}; the kernel changed meanwhile, planning again`);
+      } else if (error) {
+        this.log.error({ errno: error.code, ifname }, error.message);
+      } else {
+        this.log.info({ ifname }, `${PAST_TENSE[change.op]} ${description}${ifname ? ` (${ifname})` : ''}`);
+      }
+    }
+  }
+}
