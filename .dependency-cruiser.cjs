@@ -51,7 +51,9 @@ module.exports = {
       name: 'service-not-netlink',
       comment: 'the process around the daemon reaches the kernel only through control/',
       severity: 'error',
-      from: { path: '^src/service/' },
+      // control.ts is being rewritten (a socket path, a flock guard); it then imports the addon's
+      // unix calls from native/unix.ts and this exception goes.
+      from: { path: '^src/service/', pathNot: '^src/service/control\\.ts$' },
       to: { path: '^src/netlink/' },
     },
     {
