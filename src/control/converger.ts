@@ -7,7 +7,7 @@ import { priorityCollision } from '../domain/collisions.js';
 import { changesWithin, computeChanges, wholeScope, type Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import type { MirrorView } from '../domain/mirror.js';
-import { ruleKey } from '../domain/model.js';
+import { ruleKey } from '../domain/keys.js';
 import { DesiredState, type Plan, type Scope, type Update } from '../domain/planner.js';
 import type { Host } from '../host/host.js';
 import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reconciler.js';

@@ -6,27 +6,30 @@
 import type { Change, Desired } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import type { MirrorView } from '../domain/mirror.js';
-import { routeKey, routeSlot, ruleKey, type Route } from '../domain/model.js';
+import { type Route } from '../domain/model.js';
+import { routeKey, routeSlot, ruleKey, type RouteKey, type RouteSlot, type RuleKey } from '../domain/keys.js';
 import type { Scope } from '../domain/planner.js';
 
 type Own = 'write' | 'delete';
+/** A rule's or a route's key: what a change is about. */
+export type ObjectKey = RouteKey | RuleKey;
 
 export class DriftLedger {
   /**
    * What the kernel fully matched at the last convergence: routes by table (each with its
    * device), route slots, rule keys. Losing one to someone else is drift.
    */
-  private convergedRoutes = new Map<number, Map<string, Route>>();
-  private convergedSlots = new Map<string, string>();
-  private convergedRules = new Set<string>();
+  private convergedRoutes = new Map<number, Map<RouteKey, Route>>();
+  private convergedSlots = new Map<RouteSlot, RouteKey>();
+  private convergedRules = new Set<RuleKey>();
   /**
    * Notifications symroute's own requests will cause, counted: they are not drift. Entered
    * before the requests go out, since a notification is sent before the ACK and may be read
    * before it.
    */
-  private readonly ownWrites = { write: new Map<string, number>(), delete: new Map<string, number>() };
+  private readonly ownWrites = { write: new Map<ObjectKey, number>(), delete: new Map<ObjectKey, number>() };
   /** Converged objects someone else deleted or displaced since: re-adding one is a drift repair. */
-  private readonly drifted = new Set<string>();
+  private readonly drifted = new Set<ObjectKey>();
   /** Links seen going down since the last convergence: the kernel deletes their routes itself. */
   private readonly wentDown = new Set<number>();
 
@@ -125,7 +128,7 @@ export class DriftLedger {
     for (const route of routes) this.convergedSlots.set(routeSlot(route), routeKey(route));
   }
 
-  private settleOwn(kind: Own, key: string): boolean {
+  private settleOwn(kind: Own, key: ObjectKey): boolean {
     const writes = this.ownWrites[kind];
     const count = writes.get(key);
     if (count === undefined) return false;
@@ -140,5 +143,5 @@ export class DriftLedger {
   }
 }
 
-export const changeKey = (change: Change): string => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
+export const changeKey = (change: Change): ObjectKey => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
 const ownKind = (change: Change): Own => (change.op === 'delete' ? 'delete' : 'write');

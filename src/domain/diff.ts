@@ -3,7 +3,8 @@
 // "owned", so nothing else can end up in a delete. The diff looks at a scope — some tables
 // and some rules — so that after a small change it costs what the change touched; with
 // every table and rule in scope it is the whole diff.
-import { groupBy, routeKey, routeSlot, ruleKey, type Route, type Rule } from './model.js';
+import { groupBy, type Route, type Rule } from './model.js';
+import { routeKey, routeSlot, ruleKey, type RouteKey, type RuleKey } from './keys.js';
 import type { MirrorView } from './mirror.js';
 import type { Plan, Scope } from './planner.js';
 
@@ -17,7 +18,7 @@ export type Change =
 export interface Desired {
   routesIn(table: number): readonly Route[];
   tables(): Iterable<number>;
-  readonly rules: ReadonlyMap<string, Rule>;
+  readonly rules: ReadonlyMap<RuleKey, Rule>;
   readonly protectedTables: ReadonlySet<number>;
 }
 
@@ -62,7 +63,7 @@ export function changesWithin(desired: Desired, mirror: MirrorView, protocol: nu
     if (!owned(table)) continue;
     const ownedRoutes = [...mirror.routesIn(table).values()].filter((r) => r.protocol === protocol);
     const ownedRoutesBySlot = groupBy(ownedRoutes, routeSlot);
-    const kept = new Set<string>();
+    const kept = new Set<RouteKey>();
     for (const route of desired.routesIn(table)) {
       const inSlot = ownedRoutesBySlot.get(routeSlot(route)) ?? [];
       const same = inSlot.find((existing) => routeKey(existing) === routeKey(route));

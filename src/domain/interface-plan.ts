@@ -6,6 +6,7 @@
 import type { Config } from '../config/config.js';
 import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from '../net/ip.js';
 import { describeRoute, type Address, type Link, type Route, type Rule } from './model.js';
+import { ruleSource, type RuleSource } from './keys.js';
 import type { MirrorView } from './mirror.js';
 import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RTN_UNICAST } from './constants.js';
 
@@ -114,11 +115,9 @@ export function interfaceObjects(
   return { routes, rules: dedupeRules(rules), problems };
 }
 
-/** Rules for the same source are one rule: the first interface's (by index) wins. */
-export const ruleSource = (rule: Rule): string => `${rule.family}|${rule.src}/${rule.srcLength}`;
-
+/** Rules for the same source are one rule. */
 function dedupeRules(rules: readonly Rule[]): Rule[] {
-  const seen = new Set<string>();
+  const seen = new Set<RuleSource>();
   return rules.filter((rule) => {
     const key = ruleSource(rule);
     if (seen.has(key)) return false;

@@ -6,7 +6,8 @@
 // silent side effects included) without inferring it from the event.
 import type { KernelEvent } from './events.js';
 import { networkOf, type Family } from '../net/ip.js';
-import { addressKey, routeKey, routeSlot, ruleKey, type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
+import { type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
+import { addressKey, ownerKey, prefixKey, routeKey, routeSlot, ruleKey, type AddressKey, type PrefixKey, type RouteKey, type RouteSlot, type RuleKey } from './keys.js';
 import { RT_SCOPE_LINK, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 
 /** Which main-table routes besides the defaults to keep, given the name of the route's device. */
@@ -51,23 +52,23 @@ export interface MirrorChanges {
 }
 
 const noChanges = (): MirrorChanges => ({ links: new Set(), addresses: [], routes: [], rules: [] });
-const EMPTY: ReadonlyMap<string, never> = new Map<string, never>();
+const EMPTY: ReadonlyMap<never, never> = new Map<never, never>();
 
 export interface MirrorView {
   readonly links: ReadonlyMap<number, Link>;
-  readonly addresses: ReadonlyMap<string, Address>;
-  readonly routes: ReadonlyMap<string, Route>;
-  readonly rules: ReadonlyMap<string, CountedRule>;
+  readonly addresses: ReadonlyMap<AddressKey, Address>;
+  readonly routes: ReadonlyMap<RouteKey, Route>;
+  readonly rules: ReadonlyMap<RuleKey, CountedRule>;
   /** One link's addresses, by addressKey. */
-  addressesOf(ifindex: number): ReadonlyMap<string, Address>;
+  addressesOf(ifindex: number): ReadonlyMap<AddressKey, Address>;
   /** One table's routes, by routeKey. */
-  routesIn(table: number): ReadonlyMap<string, Route>;
+  routesIn(table: number): ReadonlyMap<RouteKey, Route>;
   /** Every table that holds a route. */
   tables(): Iterable<number>;
   /** Rules that look up one table, by ruleKey. */
-  rulesTo(table: number): ReadonlyMap<string, CountedRule>;
+  rulesTo(table: number): ReadonlyMap<RuleKey, CountedRule>;
   /** Main-table default routes through a device (multipath ones under each of theirs). */
-  mainDefaultsVia(ifindex: number): ReadonlyMap<string, Route>;
+  mainDefaultsVia(ifindex: number): ReadonlyMap<RouteKey, Route>;
   /**
    * Whether a main-table route through this device, without a gateway, covers `address`
    * (of link or host scope for IPv4): what makes a gateway outside the device's subnets
@@ -81,20 +82,20 @@ export interface MirrorView {
 }
 
 /** Adds `value` under `key` in the inner map of `outer` at `at`. */
-function indexAdd<A, V>(outer: Map<A, Map<string, V>>, at: A, key: string, value: V): void {
+function indexAdd<A, K, V>(outer: Map<A, Map<K, V>>, at: A, key: K, value: V): void {
   const inner = outer.get(at);
   if (inner) inner.set(key, value);
   else outer.set(at, new Map([[key, value]]));
 }
 
-function indexDelete<A, V>(outer: Map<A, Map<string, V>>, at: A, key: string): void {
+function indexDelete<A, K, V>(outer: Map<A, Map<K, V>>, at: A, key: K): void {
   const inner = outer.get(at);
   if (!inner) return;
   inner.delete(key);
   if (inner.size === 0) outer.delete(at);
 }
 
-function bump(counts: Map<string, number>, key: string, delta: number): void {
+function bump<K>(counts: Map<K, number>, key: K, delta: number): void {
   const count = (counts.get(key) ?? 0) + delta;
   if (count === 0) counts.delete(key);
   else counts.set(key, count);
@@ -102,29 +103,30 @@ function bump(counts: Map<string, number>, key: string, delta: number): void {
 
 export class Mirror implements MirrorView {
   readonly links = new Map<number, Link>();
-  readonly addresses = new Map<string, Address>();
-  readonly routes = new Map<string, Route>();
-  readonly rules = new Map<string, CountedRule>();
-  private readonly addressesByLink = new Map<number, Map<string, Address>>();
+  readonly addresses = new Map<AddressKey, Address>();
+  readonly routes = new Map<RouteKey, Route>();
+  readonly rules = new Map<RuleKey, CountedRule>();
+  private readonly addressesByLink = new Map<number, Map<AddressKey, Address>>();
   /** How many addresses hold each address text (one may sit on several links). */
   private readonly addressUses = new Map<string, number>();
-  private readonly routesByTable = new Map<number, Map<string, Route>>();
+  private readonly routesByTable = new Map<number, Map<RouteKey, Route>>();
   /** Routes by slot: almost always one each, so a small array rather than a map. */
-  private readonly routesBySlot = new Map<string, Route[]>();
-  private readonly routesByDevice = new Map<number, Map<string, Route>>();
+  private readonly routesBySlot = new Map<RouteSlot, Route[]>();
+  private readonly routesByDevice = new Map<number, Map<RouteKey, Route>>();
   /** IPv6 routes by their source address: the kernel strikes it when the address goes. */
-  private readonly routesBySource = new Map<string, Map<string, Route>>();
-  private readonly mainDefaults = new Map<number, Map<string, Route>>();
+  private readonly routesBySource = new Map<string, Map<RouteKey, Route>>();
+  private readonly mainDefaults = new Map<number, Map<RouteKey, Route>>();
   /**
    * Main-table device routes (unicast, no gateway) but those `keepMainRoute` wants whole:
-   * per device, prefix (`family|dst/length`) → each route's metric, protocol and scope
+   * per device, prefix → each route's metric, protocol and scope
    * packed in one number. A full table of them (a BGP host) would otherwise cost most of
    * the daemon's memory, and only their prefixes are ever looked at.
    */
-  private readonly mainDeviceRoutes = new Map<number, Map<string, number[]>>();
-  private readonly rulesByTable = new Map<number, Map<string, CountedRule>>();
-  private readonly routeCounts = new Map<string, number>();
-  private readonly ruleCounts = new Map<string, number>();
+  private readonly mainDeviceRoutes = new Map<number, Map<PrefixKey, number[]>>();
+  private readonly rulesByTable = new Map<number, Map<RuleKey, CountedRule>>();
+  /** By ownerKey. */
+  private readonly routeCounts = new Map<number, number>();
+  private readonly ruleCounts = new Map<number, number>();
   /** Null while not journaling: a mirror being filled by a dump is planned from as a whole. */
   private journal: MirrorChanges | null;
 
@@ -140,11 +142,11 @@ export class Mirror implements MirrorView {
     this.journal ??= noChanges();
   }
 
-  addressesOf(ifindex: number): ReadonlyMap<string, Address> {
+  addressesOf(ifindex: number): ReadonlyMap<AddressKey, Address> {
     return this.addressesByLink.get(ifindex) ?? EMPTY;
   }
 
-  routesIn(table: number): ReadonlyMap<string, Route> {
+  routesIn(table: number): ReadonlyMap<RouteKey, Route> {
     return this.routesByTable.get(table) ?? EMPTY;
   }
 
@@ -152,11 +154,11 @@ export class Mirror implements MirrorView {
     return this.routesByTable.keys();
   }
 
-  rulesTo(table: number): ReadonlyMap<string, CountedRule> {
+  rulesTo(table: number): ReadonlyMap<RuleKey, CountedRule> {
     return this.rulesByTable.get(table) ?? EMPTY;
   }
 
-  mainDefaultsVia(ifindex: number): ReadonlyMap<string, Route> {
+  mainDefaultsVia(ifindex: number): ReadonlyMap<RouteKey, Route> {
     return this.mainDefaults.get(ifindex) ?? EMPTY;
   }
 
@@ -164,17 +166,17 @@ export class Mirror implements MirrorView {
     const prefixes = this.mainDeviceRoutes.get(ifindex);
     if (!prefixes) return false;
     for (let length = family === 4 ? 32 : 128; length >= 0; length--) {
-      if (prefixes.has(`${family}|${networkOf(address, length)}/${length}`)) return true;
+      if (prefixes.has(prefixKey(family, networkOf(address, length), length))) return true;
     }
     return false;
   }
 
   routeCount(protocol: number, family: Family): number {
-    return this.routeCounts.get(`${protocol}|${family}`) ?? 0;
+    return this.routeCounts.get(ownerKey(protocol, family)) ?? 0;
   }
 
   ruleCount(protocol: number, family: Family): number {
-    return this.ruleCounts.get(`${protocol}|${family}`) ?? 0;
+    return this.ruleCounts.get(ownerKey(protocol, family)) ?? 0;
   }
 
   /** What changed since the last call (every object added, changed or removed, before or after). */
@@ -262,9 +264,9 @@ export class Mirror implements MirrorView {
     }
   }
 
-  private setRuleCount(rule: Rule, key: string, count: number): void {
+  private setRuleCount(rule: Rule, key: RuleKey, count: number): void {
     const before = this.rules.get(key)?.count ?? 0;
-    bump(this.ruleCounts, `${rule.protocol}|${rule.family}`, count - before);
+    bump(this.ruleCounts, ownerKey(rule.protocol, rule.family), count - before);
     if (count === 0) {
       this.rules.delete(key);
       indexDelete(this.rulesByTable, rule.table, key);
@@ -287,11 +289,11 @@ export class Mirror implements MirrorView {
     for (const device of routeDevices(route)) indexAdd(this.routesByDevice, device, key, route);
     if (route.family === 6 && route.prefsrc) indexAdd(this.routesBySource, route.prefsrc, key, route);
     if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) indexAdd(this.mainDefaults, device, key, route);
-    bump(this.routeCounts, `${route.protocol}|${route.family}`, 1);
+    bump(this.routeCounts, ownerKey(route.protocol, route.family), 1);
     this.journal?.routes.push(route);
   }
 
-  private removeRoute(key: string): boolean {
+  private removeRoute(key: RouteKey): boolean {
     const route = this.routes.get(key);
     if (!route) return false;
     this.routes.delete(key);
@@ -300,7 +302,7 @@ export class Mirror implements MirrorView {
     return true;
   }
 
-  private unindexRoute(route: Route, key: string): void {
+  private unindexRoute(route: Route, key: RouteKey): void {
     indexDelete(this.routesByTable, route.table, key);
     const slot = routeSlot(route);
     const rest = this.routesBySlot.get(slot)?.filter((other) => routeKey(other) !== key) ?? [];
@@ -309,12 +311,12 @@ export class Mirror implements MirrorView {
     for (const device of routeDevices(route)) indexDelete(this.routesByDevice, device, key);
     if (route.family === 6 && route.prefsrc) indexDelete(this.routesBySource, route.prefsrc, key);
     if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) indexDelete(this.mainDefaults, device, key);
-    bump(this.routeCounts, `${route.protocol}|${route.family}`, -1);
+    bump(this.routeCounts, ownerKey(route.protocol, route.family), -1);
   }
 
   /** A main-table device route kept as its prefix (see mainDeviceRoutes). */
   private applyDeviceRoute(route: Route, op: 'add' | 'replace' | 'delete'): boolean {
-    const prefix = `${route.family}|${route.dst}/${route.dstLength}`;
+    const prefix = prefixKey(route.family, route.dst, route.dstLength);
     const packed = packDeviceRoute(route);
     const sameSlot = (value: number) => Math.floor(value / 65536) === route.metric;
     let changed = false;
@@ -336,7 +338,7 @@ export class Mirror implements MirrorView {
     return changed;
   }
 
-  private dropDeviceRoute(device: number, prefixes: Map<string, number[]>, prefix: string, matches: (value: number) => boolean): boolean {
+  private dropDeviceRoute(device: number, prefixes: Map<PrefixKey, number[]>, prefix: PrefixKey, matches: (value: number) => boolean): boolean {
     const values = prefixes.get(prefix);
     if (!values?.some(matches)) return false;
     const rest = values.filter((value) => !matches(value));
@@ -360,7 +362,7 @@ export class Mirror implements MirrorView {
    * a device takes every IPv4 route via it; an IPv6 address is struck from the routes that
    * used it as their source.
    */
-  private removeAddress(key: string): boolean {
+  private removeAddress(key: AddressKey): boolean {
     const address = this.addresses.get(key);
     if (!address) return false;
     this.addresses.delete(key);

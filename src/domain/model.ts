@@ -61,48 +61,6 @@ export interface Rule {
   readonly tos: number;
 }
 
-export const addressKey = (a: Address): string => `${a.family}|${a.ifindex}|${a.address}/${a.prefixLength}`;
-
-/**
- * A route "slot": what the kernel treats as the same route for NLM_F_EXCL / NLM_F_REPLACE
- * (family, table, destination, metric; symroute never sets tos). Two routes in one slot
- * cannot coexist without NLM_F_APPEND.
- */
-export const routeSlot = (r: Route): string =>
-  `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.src ?? ''}/${r.srcLength ?? 0}|${r.metric}`;
-
-/** The slot of a route given by its routeKey (which begins with it). */
-export const slotOfRouteKey = (key: string): string => key.split('|').slice(0, 5).join('|');
-
-export const routeKey = (r: Route): string =>
-  [
-    routeSlot(r),
-    r.protocol,
-    r.scope,
-    r.type,
-    r.oif ?? '',
-    r.gateway ?? '',
-    r.onlink ? 'onlink' : '',
-    r.prefsrc ?? '',
-    // The kernel lists nexthops in different orders in different messages.
-    (r.nexthops ?? []).map((n) => `${n.ifindex}@${n.gateway ?? ''}`).sort().join(','),
-  ].join('|');
-
-export const ruleKey = (r: Rule): string =>
-  [
-    r.family,
-    r.priority,
-    r.table,
-    r.action,
-    r.protocol,
-    `${r.src ?? ''}/${r.srcLength}`,
-    `${r.dst ?? ''}/${r.dstLength}`,
-    r.iifname ?? '',
-    r.oifname ?? '',
-    r.fwmark ?? '',
-    r.tos,
-  ].join('|');
-
 const prefixText = (address: string | undefined, length: number, family: Family): string => {
   if (length === 0) return 'default';
   const full = family === 4 ? 32 : 128;

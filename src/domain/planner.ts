@@ -9,11 +9,12 @@ import type { Config } from '../config/config.js';
 import { isManagedName } from './interface-names.js';
 import type { Family } from '../net/ip.js';
 import { networkOf } from '../net/ip.js';
-import { routeKey, ruleKey, type Link, type Route, type Rule } from './model.js';
+import type { Link, Route, Rule } from './model.js';
+import { routeKey, ruleKey, ruleSource, type RouteKey, type RuleKey, type RuleSource } from './keys.js';
 import { freeTableBase, freeTableId } from './collisions.js';
 import { destinationRules, isPlumbingRoute } from './destinations.js';
 import { routeDevices, type MirrorChanges, type MirrorView } from './mirror.js';
-import { interfaceObjects, ownedPrefixes, planInterface, ruleSource, tableOf, type InterfacePlan, type OwnedPrefix } from './interface-plan.js';
+import { interfaceObjects, ownedPrefixes, planInterface, tableOf, type InterfacePlan, type OwnedPrefix } from './interface-plan.js';
 import { RT_TABLE_MAIN } from './constants.js';
 
 export type { FamilyPlan, Gateway, GatewaySource, InterfacePlan } from './interface-plan.js';
@@ -32,7 +33,7 @@ export interface Plan {
 /** What the diff must look at again after a change: tables, and rules by ruleKey. */
 export interface Scope {
   readonly tables: Set<number>;
-  readonly ruleKeys: Set<string>;
+  readonly ruleKeys: Set<RuleKey>;
 }
 
 /** What one update changed, for the converger's bookkeeping. */
@@ -79,16 +80,16 @@ export class DesiredState {
   /** Interfaces sharing an IPv4 subnet with another one, by name. */
   private readonly shared = new Map<number, string>();
   /** Per rule source (ruleSource), the interfaces wanting a rule for it: the lowest index wins. */
-  private readonly ruleClaims = new Map<string, Map<number, Rule>>();
-  private readonly winners = new Map<string, Rule>();
+  private readonly ruleClaims = new Map<RuleSource, Map<number, Rule>>();
+  private readonly winners = new Map<RuleSource, Rule>();
   private readonly sourceRuleFamilies = new Map<Family, number>();
   /** Every rule wanted, by ruleKey: the winners and the destination rules. */
-  readonly rules = new Map<string, Rule>();
-  private destinationKeys: string[] = [];
+  readonly rules = new Map<RuleKey, Rule>();
+  private destinationKeys: RuleKey[] = [];
   private readonly routesByTable = new Map<number, readonly Route[]>();
   readonly protectedTables = new Set<number>();
   /** Main-table routes into excluded plumbing, by routeKey: each prefix gets a destination rule. */
-  private readonly plumbing = new Map<string, Route>();
+  private readonly plumbing = new Map<RouteKey, Route>();
   private routeTotal = 0;
   private readonly unusable = new Map<Family, number>();
 
@@ -176,7 +177,7 @@ export class DesiredState {
   }
 
   /** Records whether a main route is plumbing now; true if that changed anything. */
-  private notePlumbing(mirror: MirrorView, key: string, route: Route): boolean {
+  private notePlumbing(mirror: MirrorView, key: RouteKey, route: Route): boolean {
     const was = this.plumbing.delete(key);
     const is = mirror.routes.has(key) && this.isPlumbing(mirror, route);
     if (is) this.plumbing.set(key, route);
@@ -248,7 +249,7 @@ export class DesiredState {
 
     // Every old part goes before any new one comes: two of them may share a table (one
     // refused it, the other got it), in either order.
-    const sources = new Set<string>();
+    const sources = new Set<RuleSource>();
     const swaps: { ifindex: number; old: Part | undefined; part: Part | undefined; oldProblems: readonly string[] }[] = [];
     for (const [ifindex, result] of planned) {
       const old = this.parts.get(ifindex);
@@ -305,7 +306,7 @@ export class DesiredState {
     return link.up && !link.loopback && isManagedName(this.config, link.name);
   }
 
-  private removePart(ifindex: number, old: Part, scope: Scope, sources: Set<string>): void {
+  private removePart(ifindex: number, old: Part, scope: Scope, sources: Set<RuleSource>): void {
     scope.tables.add(old.plan.table);
     this.routesByTable.delete(old.plan.table);
     this.protectedTables.delete(old.plan.table);
@@ -319,7 +320,7 @@ export class DesiredState {
     if (this.byName.get(old.plan.link.name) === ifindex) this.byName.delete(old.plan.link.name);
   }
 
-  private addPart(ifindex: number, part: Part, scope: Scope, sources: Set<string>): void {
+  private addPart(ifindex: number, part: Part, scope: Scope, sources: Set<RuleSource>): void {
     const table = part.plan.table;
     scope.tables.add(table);
     if (part.plan.collision) this.protectedTables.add(table);
@@ -335,7 +336,7 @@ export class DesiredState {
   }
 
   /** The rule for one source: the claim of the lowest ifindex. */
-  private electWinner(source: string, scope: Scope): void {
+  private electWinner(source: RuleSource, scope: Scope): void {
     const claims = this.ruleClaims.get(source);
     const winner = claims && claims.size > 0 ? claims.get(Math.min(...claims.keys())) : undefined;
     const before = this.winners.get(source);

@@ -4,7 +4,8 @@
 // attribute), multicasts a notification for every change (before the ACK, like the kernel),
 // and lets a test play "someone else" (ip rule del, an address removed) or hold notifications
 // back to force interleavings. It models only what symroute relies on.
-import { routeKey, routeSlot, ruleKey, type Route, type Rule } from '../../src/domain/model.js';
+import { type Route, type Rule } from '../../src/domain/model.js';
+import { routeKey, routeSlot, ruleKey } from '../../src/domain/keys.js';
 import { concat, decodeAttributes, encodeMessage, splitDatagram } from '../../src/netlink/codec.js';
 import { RTMSG_PROTOCOL_OFFSET, RTMSG_TABLE_OFFSET, routeSchema } from '../../src/netlink/schemas.js';
 import {

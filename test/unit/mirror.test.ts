@@ -1,7 +1,8 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Mirror } from '../../src/domain/mirror.js';
-import { addressKey, routeKey, ruleKey, type Route } from '../../src/domain/model.js';
+import { type Route } from '../../src/domain/model.js';
+import { addressKey, routeKey, ruleKey, type AddressKey } from '../../src/domain/keys.js';
 import { HOST_LITTLE_ENDIAN, splitDatagram } from '../../src/netlink/codec.js';
 import { NLM_F_CREATE, NLM_F_REPLACE, RTM_DELROUTE, RTM_DELRULE, RTM_F_CLONED, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTM_NEWRULE } from '../../src/netlink/constants.js';
 import { IFA_F_DEPRECATED, IFA_F_SECONDARY, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_TABLE_LOCAL } from '../../src/domain/constants.js';
@@ -130,7 +131,7 @@ describe('addresses', () => {
     expect(b.address(v6)).toBe(true);
     expect(b.address({ ifindex: 3, cidr: '198.18.1.2/16' })).toBe(true); // another prefix: another address
     expect([...b.mirror.addresses.keys()]).toEqual(['4|3|198.18.1.2/24', '6|3|2001:db8:1::2/64', '4|3|198.18.1.2/16']);
-    expect(b.mirror.addresses.get('6|3|2001:db8:1::2/64')).toEqual({
+    expect(b.mirror.addresses.get('6|3|2001:db8:1::2/64' as AddressKey)).toEqual({
       family: 6, ifindex: 3, address: '2001:db8:1::2', prefixLength: 64, scope: 0, flags: 0x80,
     });
     expect(b.address(v4)).toBe(false); // same again
@@ -149,7 +150,7 @@ describe('addresses', () => {
     expect(b.mirror.addresses.size).toBe(1);
     b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.2' });
     expect(b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.3' })).toBe(true);
-    expect(b.mirror.addresses.get('4|5|198.18.255.1/32')!.peer).toBe('198.18.255.3');
+    expect(b.mirror.addresses.get('4|5|198.18.255.1/32' as AddressKey)!.peer).toBe('198.18.255.3');
   });
 
   it('uses IFA_FLAGS (32 bits) over the u8 header flags, and IFA_LOCAL over IFA_ADDRESS', () => {
@@ -162,10 +163,10 @@ describe('addresses', () => {
     const noFlagsAttribute = addressMessage({ ifindex: 3, cidr: '198.18.1.3/24', flags: IFA_F_SECONDARY });
     delete noFlagsAttribute.attributes.flags;
     b.apply(RTM_NEWADDR, 0, noFlagsAttribute);
-    expect(b.mirror.addresses.get('4|3|198.18.1.3/24')!.flags).toBe(IFA_F_SECONDARY);
+    expect(b.mirror.addresses.get('4|3|198.18.1.3/24' as AddressKey)!.flags).toBe(IFA_F_SECONDARY);
 
     b.address({ ifindex: 5, cidr: '198.18.255.1/32', peer: '198.18.255.2' });
-    expect(b.mirror.addresses.get('4|5|198.18.255.1/32')).toMatchObject({ address: '198.18.255.1', peer: '198.18.255.2' });
+    expect(b.mirror.addresses.get('4|5|198.18.255.1/32' as AddressKey)).toMatchObject({ address: '198.18.255.1', peer: '198.18.255.2' });
   });
 
   it('ignores addresses of other families and without an address', () => {

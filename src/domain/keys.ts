@@ -1,0 +1,64 @@
+// The identity of the kernel's objects: each key is its own type, made by the one encoder
+// below. Keys are compared and looked up, never parsed back: whoever needs a key's parts
+// keeps the object it was made from.
+import type { Family } from '../net/ip.js';
+import type { Address, Route, Rule } from './model.js';
+
+declare const kind: unique symbol;
+/** Text only its encoder makes: a RouteKey is not a RuleKey, nor any other string. */
+type Key<Kind extends string> = string & { readonly [kind]: Kind };
+
+export type AddressKey = Key<'address'>;
+export type RouteSlot = Key<'route slot'>;
+export type RouteKey = Key<'route'>;
+export type RuleKey = Key<'rule'>;
+/** The source a rule is for (family and prefix): one rule per source is elected. */
+export type RuleSource = Key<'rule source'>;
+/** A prefix of one family, as a route's destination or an address's network. */
+export type PrefixKey = Key<'prefix'>;
+
+export const addressKey = (a: Address): AddressKey => `${a.family}|${a.ifindex}|${a.address}/${a.prefixLength}` as AddressKey;
+
+/**
+ * A route "slot": what the kernel treats as the same route for NLM_F_EXCL / NLM_F_REPLACE
+ * (family, table, destination, metric; symroute never sets tos). Two routes in one slot
+ * cannot coexist without NLM_F_APPEND.
+ */
+export const routeSlot = (r: Route): RouteSlot =>
+  `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.src ?? ''}/${r.srcLength ?? 0}|${r.metric}` as RouteSlot;
+
+export const routeKey = (r: Route): RouteKey =>
+  [
+    routeSlot(r),
+    r.protocol,
+    r.scope,
+    r.type,
+    r.oif ?? '',
+    r.gateway ?? '',
+    r.onlink ? 'onlink' : '',
+    r.prefsrc ?? '',
+    // The kernel lists nexthops in different orders in different messages.
+    (r.nexthops ?? []).map((n) => `${n.ifindex}@${n.gateway ?? ''}`).sort().join(','),
+  ].join('|') as RouteKey;
+
+export const ruleKey = (r: Rule): RuleKey =>
+  [
+    r.family,
+    r.priority,
+    r.table,
+    r.action,
+    r.protocol,
+    `${r.src ?? ''}/${r.srcLength}`,
+    `${r.dst ?? ''}/${r.dstLength}`,
+    r.iifname ?? '',
+    r.oifname ?? '',
+    r.fwmark ?? '',
+    r.tos,
+  ].join('|') as RuleKey;
+
+export const ruleSource = (rule: Rule): RuleSource => `${rule.family}|${rule.src}/${rule.srcLength}` as RuleSource;
+
+export const prefixKey = (family: Family, network: string | undefined, length: number): PrefixKey => `${family}|${network}/${length}` as PrefixKey;
+
+/** Objects of one owner (protocol number) and family, counted together. */
+export const ownerKey = (protocol: number, family: Family): number => protocol * 8 + family;
