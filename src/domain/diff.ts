@@ -3,7 +3,8 @@
 // "owned", so nothing else can end up in a delete. The diff looks at a scope — some tables
 // and some rules — so that after a small change it costs what the change touched; with
 // every table and rule in scope it is the whole diff.
-import { groupBy, type Route, type Rule } from './model.js';
+import { groupBy } from './collections.js';
+import type { Route, Rule } from './model.js';
 import { routeKey, routeSlot, ruleKey, type RouteKey, type RuleKey } from './keys.js';
 import type { MirrorView } from './mirror.js';
 import type { Plan, Scope } from './planner.js';

@@ -4,6 +4,7 @@
 // effects look at it, so applying one event costs what that event touches, not what the
 // host holds; and journaled, so an incremental planner learns what changed (the kernel's
 // silent side effects included) without inferring it from the event.
+import { bump, mapDelete, mapSet } from './collections.js';
 import type { KernelEvent } from './events.js';
 import { networkOf, type Family } from '../net/ip.js';
 import { type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
@@ -79,26 +80,6 @@ export interface MirrorView {
   routeCount(protocol: number, family: Family): number;
   /** How many rules (duplicates each counted) of this protocol and family are mirrored. */
   ruleCount(protocol: number, family: Family): number;
-}
-
-/** Adds `value` under `key` in the inner map of `outer` at `at`. */
-function indexAdd<A, K, V>(outer: Map<A, Map<K, V>>, at: A, key: K, value: V): void {
-  const inner = outer.get(at);
-  if (inner) inner.set(key, value);
-  else outer.set(at, new Map([[key, value]]));
-}
-
-function indexDelete<A, K, V>(outer: Map<A, Map<K, V>>, at: A, key: K): void {
-  const inner = outer.get(at);
-  if (!inner) return;
-  inner.delete(key);
-  if (inner.size === 0) outer.delete(at);
-}
-
-function bump<K>(counts: Map<K, number>, key: K, delta: number): void {
-  const count = (counts.get(key) ?? 0) + delta;
-  if (count === 0) counts.delete(key);
-  else counts.set(key, count);
 }
 
 export class Mirror implements MirrorView {
@@ -228,7 +209,7 @@ export class Mirror implements MirrorView {
         const before = this.addresses.get(key);
         if (!before) bump(this.addressUses, address.address, 1);
         this.addresses.set(key, address);
-        indexAdd(this.addressesByLink, address.ifindex, key, address);
+        mapSet(this.addressesByLink, address.ifindex, key, address);
         const changed = !before || before.flags !== address.flags || before.scope !== address.scope || before.peer !== address.peer;
         if (changed) this.journal?.addresses.push(address);
         return changed;
@@ -269,26 +250,26 @@ export class Mirror implements MirrorView {
     bump(this.ruleCounts, ownerKey(rule.protocol, rule.family), count - before);
     if (count === 0) {
       this.rules.delete(key);
-      indexDelete(this.rulesByTable, rule.table, key);
+      mapDelete(this.rulesByTable, rule.table, key);
       return;
     }
     const counted = { rule, count };
     this.rules.set(key, counted);
-    indexAdd(this.rulesByTable, rule.table, key, counted);
+    mapSet(this.rulesByTable, rule.table, key, counted);
   }
 
   private putRoute(route: Route, key = routeKey(route)): void {
     const before = this.routes.get(key);
     if (before) this.unindexRoute(before, key);
     this.routes.set(key, route);
-    indexAdd(this.routesByTable, route.table, key, route);
+    mapSet(this.routesByTable, route.table, key, route);
     const slot = routeSlot(route);
     const inSlot = this.routesBySlot.get(slot);
     if (inSlot) inSlot.push(route);
     else this.routesBySlot.set(slot, [route]);
-    for (const device of routeDevices(route)) indexAdd(this.routesByDevice, device, key, route);
-    if (route.family === 6 && route.prefsrc) indexAdd(this.routesBySource, route.prefsrc, key, route);
-    if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) indexAdd(this.mainDefaults, device, key, route);
+    for (const device of routeDevices(route)) mapSet(this.routesByDevice, device, key, route);
+    if (route.family === 6 && route.prefsrc) mapSet(this.routesBySource, route.prefsrc, key, route);
+    if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) mapSet(this.mainDefaults, device, key, route);
     bump(this.routeCounts, ownerKey(route.protocol, route.family), 1);
     this.journal?.routes.push(route);
   }
@@ -303,14 +284,14 @@ export class Mirror implements MirrorView {
   }
 
   private unindexRoute(route: Route, key: RouteKey): void {
-    indexDelete(this.routesByTable, route.table, key);
+    mapDelete(this.routesByTable, route.table, key);
     const slot = routeSlot(route);
     const rest = this.routesBySlot.get(slot)?.filter((other) => routeKey(other) !== key) ?? [];
     if (rest.length > 0) this.routesBySlot.set(slot, rest);
     else this.routesBySlot.delete(slot);
-    for (const device of routeDevices(route)) indexDelete(this.routesByDevice, device, key);
-    if (route.family === 6 && route.prefsrc) indexDelete(this.routesBySource, route.prefsrc, key);
-    if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) indexDelete(this.mainDefaults, device, key);
+    for (const device of routeDevices(route)) mapDelete(this.routesByDevice, device, key);
+    if (route.family === 6 && route.prefsrc) mapDelete(this.routesBySource, route.prefsrc, key);
+    if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) mapDelete(this.mainDefaults, device, key);
     bump(this.routeCounts, ownerKey(route.protocol, route.family), -1);
   }
 
@@ -366,7 +347,7 @@ export class Mirror implements MirrorView {
     const address = this.addresses.get(key);
     if (!address) return false;
     this.addresses.delete(key);
-    indexDelete(this.addressesByLink, address.ifindex, key);
+    mapDelete(this.addressesByLink, address.ifindex, key);
     bump(this.addressUses, address.address, -1);
     this.journal?.addresses.push(address);
     if (address.family === 4) {

@@ -100,15 +100,3 @@ export function describeRule(rule: Rule): string {
   parts.push(`lookup ${TABLE_NAMES.get(rule.table) ?? rule.table}`, `pref ${rule.priority}`);
   return parts.join(' ');
 }
-
-/** Groups items by key (one pass, no copying). */
-export function groupBy<K, V>(items: Iterable<V>, keyOf: (item: V) => K): Map<K, V[]> {
-  const groups = new Map<K, V[]>();
-  for (const item of items) {
-    const key = keyOf(item);
-    const group = groups.get(key);
-    if (group) group.push(item);
-    else groups.set(key, [item]);
-  }
-  return groups;
-}

@@ -8,9 +8,10 @@
 import type { Config } from '../config/config.js';
 import { isManagedName } from './interface-names.js';
 import type { Family } from '../net/ip.js';
-import { networkOf } from '../net/ip.js';
 import type { Link, Route, Rule } from './model.js';
-import { routeKey, ruleKey, ruleSource, type RouteKey, type RuleKey, type RuleSource } from './keys.js';
+import { PrefixOwners, RuleElection, TableClaims } from './claims.js';
+import { bump } from './collections.js';
+import { routeKey, ruleKey, type RouteKey, type RuleKey } from './keys.js';
 import { freeTableBase, freeTableId } from './collisions.js';
 import { destinationRules, isPlumbingRoute } from './destinations.js';
 import { routeDevices, type MirrorChanges, type MirrorView } from './mirror.js';
@@ -51,6 +52,9 @@ export interface Update {
 }
 
 /** One managed interface's share of the desired state. */
+/** An interface planned: its plan, a refusal, or nothing (not managed). */
+type Planned = { plan: InterfacePlan; problems: string[] } | string | undefined;
+
 interface Part {
   readonly plan: InterfacePlan;
   /** Its routes and candidate `from` rules (none when its table collides). */
@@ -73,16 +77,13 @@ export class DesiredState {
   private readonly byName = new Map<string, number>();
   /** Managed interfaces refused a table another one (lower ifindex) has: why. */
   private readonly refused = new Map<number, string>();
-  /** The table each managed interface wants, and per table who wants it: the lowest index gets it. */
-  private readonly wantedTable = new Map<number, number>();
-  private readonly tableClaims = new Map<number, Set<number>>();
+  /** The table each managed interface wants: the lowest index wanting one gets it. */
+  private readonly tableClaims = new TableClaims();
   private readonly prefixOwners = new PrefixOwners();
   /** Interfaces sharing an IPv4 subnet with another one, by name. */
   private readonly shared = new Map<number, string>();
-  /** Per rule source (ruleSource), the interfaces wanting a rule for it: the lowest index wins. */
-  private readonly ruleClaims = new Map<RuleSource, Map<number, Rule>>();
-  private readonly winners = new Map<RuleSource, Rule>();
-  private readonly sourceRuleFamilies = new Map<Family, number>();
+  /** Per rule source, the interfaces wanting a rule for it: the lowest index wins. */
+  private readonly election = new RuleElection();
   /** Every rule wanted, by ruleKey: the winners and the destination rules. */
   readonly rules = new Map<RuleKey, Rule>();
   private destinationKeys: RuleKey[] = [];
@@ -124,7 +125,7 @@ export class DesiredState {
 
   /** Plans everything from nothing. */
   rebuild(mirror: MirrorView): Update {
-    const dirty = new Set([...mirror.links.keys(), ...this.parts.keys(), ...this.refused.keys(), ...this.wantedTable.keys()]);
+    const dirty = new Set([...mirror.links.keys(), ...this.parts.keys(), ...this.refused.keys(), ...this.tableClaims.interfaces()]);
     this.plumbing.clear();
     for (const [key, route] of mirror.routesIn(RT_TABLE_MAIN)) if (this.isPlumbing(mirror, route)) this.plumbing.set(key, route);
     return this.replan(mirror, dirty, emptyScope(), true);
@@ -143,7 +144,7 @@ export class DesiredState {
         for (const device of routeDevices(route)) dirty.add(device);
         destinations = this.notePlumbing(mirror, routeKey(route), route) || destinations;
       } else {
-        for (const claimant of this.tableClaims.get(route.table) ?? []) dirty.add(claimant);
+        for (const claimant of this.tableClaims.claimantsOf(route.table)) dirty.add(claimant);
       }
     }
     for (const rule of changes.rules) if (rule.protocol === this.config.protocol) scope.ruleKeys.add(ruleKey(rule));
@@ -159,7 +160,7 @@ export class DesiredState {
     const destinations = this.destinationKeys.map((key) => this.rules.get(key)!);
     return {
       routes: parts.flatMap((part) => part.routes),
-      rules: [...parts.flatMap((part) => part.rules.filter((rule) => this.winners.get(ruleSource(rule)) === rule)), ...destinations],
+      rules: [...parts.flatMap((part) => part.rules.filter((rule) => this.election.won(rule))), ...destinations],
       interfaces: parts.map((part) => part.plan),
       protectedTables: new Set(this.protectedTables),
       problems: order.flatMap((ifindex) => this.problemsOf(ifindex)),
@@ -185,37 +186,47 @@ export class DesiredState {
   }
 
   private replan(mirror: MirrorView, dirty: Set<number>, scope: Scope, destinationsDirty: boolean): Update {
-    const interfaces = new Set<string>();
-    let tablesChanged = false;
-    // Who wants which table first: a change of one interface's table can hand a pinned
-    // table to, or take it from, another one.
+    this.claimTables(mirror, dirty);
+    const planned = this.planInterfaces(mirror, dirty);
+    const prefixes = this.reindexPrefixes(planned);
+    const swapped = this.swapParts(mirror, planned, scope);
+    const familiesBefore = [...this.election.winningFamilies()].sort().join();
+    for (const { lost, won } of this.election.elect()) {
+      if (lost) this.unwant(ruleKey(lost), scope);
+      if (won) this.want(ruleKey(won), won, scope);
+    }
+    const familiesChanged = [...this.election.winningFamilies()].sort().join() !== familiesBefore;
+    if (destinationsDirty || familiesChanged || (prefixes.changed && this.wantsDestinations())) this.updateDestinations(scope);
+    let sharedChanged = false;
+    for (const ifindex of prefixes.sharing) sharedChanged = this.checkShared(ifindex) || sharedChanged;
+    return { scope, ...swapped, sharedChanged };
+  }
+
+  /**
+   * Who wants which table first: a change of one interface's table can hand a pinned table
+   * to, or take it from, another one, which is then planned again too.
+   */
+  private claimTables(mirror: MirrorView, dirty: Set<number>): void {
     const claimed = [...dirty];
     for (let i = 0; i < claimed.length; i++) {
       const ifindex = claimed[i]!;
       const link = mirror.links.get(ifindex);
       const table = link && this.isManaged(link) ? tableOf(this.config, link) : undefined;
-      const before = this.wantedTable.get(ifindex);
-      if (before === table) continue;
-      for (const t of [before, table]) {
-        if (t === undefined) continue;
-        for (const other of this.tableClaims.get(t) ?? []) if (!dirty.has(other)) (dirty.add(other), claimed.push(other));
-      }
-      if (before !== undefined) setDelete(this.tableClaims, before, ifindex);
-      if (table !== undefined) setAdd(this.tableClaims, table, ifindex);
-      if (table === undefined) this.wantedTable.delete(ifindex);
-      else this.wantedTable.set(ifindex, table);
+      for (const other of this.tableClaims.claim(ifindex, table)) if (!dirty.has(other)) (dirty.add(other), claimed.push(other));
     }
+  }
 
-    // Each dirty interface's own plan; prefixes are indexed before any rule is made from them.
-    const planned = new Map<number, { plan: InterfacePlan; problems: string[] } | string | undefined>();
+  /** Each dirty interface's own plan; a refusal (its table is another's) as text; undefined: unmanaged. */
+  private planInterfaces(mirror: MirrorView, dirty: Set<number>): Map<number, Planned> {
+    const planned = new Map<number, Planned>();
     for (const ifindex of dirty) {
-      const table = this.wantedTable.get(ifindex);
+      const table = this.tableClaims.tableOf(ifindex);
       const link = mirror.links.get(ifindex);
       if (table === undefined || !link) {
         planned.set(ifindex, undefined);
         continue;
       }
-      const owner = Math.min(...this.tableClaims.get(table)!);
+      const owner = this.tableClaims.owner(table);
       if (owner !== ifindex) {
         const ownerName = mirror.links.get(owner)?.name ?? `#${owner}`;
         planned.set(ifindex, `${link.name}: table ${table} is already used by ${ownerName}; ${link.name} is not managed`);
@@ -223,21 +234,29 @@ export class DesiredState {
       }
       planned.set(ifindex, planInterface(this.config, mirror, link, table, () => this.alternatives(mirror, link)));
     }
-    let prefixesChanged = false;
+    return planned;
+  }
+
+  /**
+   * Indexes the planned interfaces' prefixes before any rule is made from them. In prefix
+   * mode, whether a prefix rule is possible depends on the others' prefixes: those whose
+   * prefixes overlap a changed one are planned again (added to `planned`).
+   */
+  private reindexPrefixes(planned: Map<number, Planned>): { changed: boolean; sharing: Set<number> } {
+    let changed = false;
     const overlapped = new Set<number>();
     const sharing = new Set<number>();
     for (const [ifindex, result] of planned) {
       const before = this.parts.get(ifindex)?.prefixes ?? [];
       const after = typeof result === 'object' ? ownedPrefixes(result.plan) : [];
-      if (prefixText(before) === prefixText(after)) continue;
-      prefixesChanged = true;
+      if (samePrefixes(before, after)) continue;
+      changed = true;
       for (const prefix of before) this.prefixOwners.delete(prefix, ifindex);
       for (const prefix of after) this.prefixOwners.add(prefix, ifindex);
       sharing.add(ifindex);
       for (const prefix of [...before, ...after]) {
         const others = this.prefixOwners.overlapping(prefix);
         if (prefix.family === 4) for (const other of others) sharing.add(other);
-        // In prefix mode, whether a prefix rule is possible depends on the others' prefixes.
         if (this.config.rule.match === 'prefix') for (const other of others) overlapped.add(other);
       }
     }
@@ -246,10 +265,14 @@ export class DesiredState {
       const part = this.parts.get(ifindex);
       if (part) planned.set(ifindex, { plan: part.plan, problems: [...part.planProblems] });
     }
+    return { changed, sharing };
+  }
 
-    // Every old part goes before any new one comes: two of them may share a table (one
-    // refused it, the other got it), in either order.
-    const sources = new Set<RuleSource>();
+  /**
+   * Every old part goes before any new one comes: two of them may share a table (one
+   * refused it, the other got it), in either order.
+   */
+  private swapParts(mirror: MirrorView, planned: Map<number, Planned>, scope: Scope): Pick<Update, 'raised' | 'cleared' | 'interfaces' | 'tablesChanged'> {
     const swaps: { ifindex: number; old: Part | undefined; part: Part | undefined; oldProblems: readonly string[] }[] = [];
     for (const [ifindex, result] of planned) {
       const old = this.parts.get(ifindex);
@@ -264,13 +287,15 @@ export class DesiredState {
         const prefixes = ownedPrefixes(result.plan);
         part = { plan: result.plan, routes: objects.routes, rules: objects.rules, prefixes, planProblems: result.problems, problems: [...result.problems, ...objects.problems] };
       }
-      if (old) this.removePart(ifindex, old, scope, sources);
+      if (old) this.removePart(ifindex, old, scope);
       swaps.push({ ifindex, old, part, oldProblems });
     }
     const raised: string[] = [];
     const cleared: string[] = [];
+    const interfaces = new Set<string>();
+    let tablesChanged = false;
     for (const { ifindex, old, part, oldProblems } of swaps) {
-      if (part) this.addPart(ifindex, part, scope, sources);
+      if (part) this.addPart(ifindex, part, scope);
       const problems = this.problemsOf(ifindex);
       for (const problem of problems) if (!oldProblems.includes(problem)) raised.push(problem);
       for (const problem of oldProblems) if (!problems.includes(problem)) cleared.push(problem);
@@ -278,13 +303,7 @@ export class DesiredState {
       if (old && !samePart(old, part)) interfaces.add(old.plan.link.name);
       if (part && !samePart(part, old)) interfaces.add(part.plan.link.name);
     }
-    const familiesBefore = [...this.sourceRuleFamilies.keys()].sort().join();
-    for (const source of sources) this.electWinner(source, scope);
-    const familiesChanged = [...this.sourceRuleFamilies.keys()].sort().join() !== familiesBefore;
-    if (destinationsDirty || familiesChanged || (prefixesChanged && this.wantsDestinations())) this.updateDestinations(scope);
-    let sharedChanged = false;
-    for (const ifindex of sharing) sharedChanged = this.checkShared(ifindex) || sharedChanged;
-    return { scope, raised, cleared, interfaces, tablesChanged, sharedChanged };
+    return { raised, cleared, interfaces, tablesChanged };
   }
 
   /** Whether an interface shares an IPv4 subnet now; true if that (or its name) changed. */
@@ -306,56 +325,37 @@ export class DesiredState {
     return link.up && !link.loopback && isManagedName(this.config, link.name);
   }
 
-  private removePart(ifindex: number, old: Part, scope: Scope, sources: Set<RuleSource>): void {
+  private removePart(ifindex: number, old: Part, scope: Scope): void {
     scope.tables.add(old.plan.table);
     this.routesByTable.delete(old.plan.table);
     this.protectedTables.delete(old.plan.table);
     this.routeTotal -= old.routes.length;
-    for (const family of old.plan.families) if (family.unusableGateway) this.count(this.unusable, family.family, -1);
-    for (const rule of old.rules) {
-      sources.add(ruleSource(rule));
-      mapDelete(this.ruleClaims, ruleSource(rule), ifindex);
-    }
+    for (const family of old.plan.families) if (family.unusableGateway) bump(this.unusable, family.family, -1);
+    this.election.withdraw(ifindex, old.rules);
     this.parts.delete(ifindex);
     if (this.byName.get(old.plan.link.name) === ifindex) this.byName.delete(old.plan.link.name);
   }
 
-  private addPart(ifindex: number, part: Part, scope: Scope, sources: Set<RuleSource>): void {
+  private addPart(ifindex: number, part: Part, scope: Scope): void {
     const table = part.plan.table;
     scope.tables.add(table);
     if (part.plan.collision) this.protectedTables.add(table);
     if (part.routes.length > 0) this.routesByTable.set(table, part.routes);
     this.routeTotal += part.routes.length;
-    for (const family of part.plan.families) if (family.unusableGateway) this.count(this.unusable, family.family, 1);
-    for (const rule of part.rules) {
-      sources.add(ruleSource(rule));
-      mapSet(this.ruleClaims, ruleSource(rule), ifindex, rule);
-    }
+    for (const family of part.plan.families) if (family.unusableGateway) bump(this.unusable, family.family, 1);
+    this.election.claim(ifindex, part.rules);
     this.parts.set(ifindex, part);
     this.byName.set(part.plan.link.name, ifindex);
   }
 
-  /** The rule for one source: the claim of the lowest ifindex. */
-  private electWinner(source: RuleSource, scope: Scope): void {
-    const claims = this.ruleClaims.get(source);
-    const winner = claims && claims.size > 0 ? claims.get(Math.min(...claims.keys())) : undefined;
-    const before = this.winners.get(source);
-    if (before === winner) return;
-    if (before) {
-      const key = ruleKey(before);
-      this.rules.delete(key);
-      scope.ruleKeys.add(key);
-      this.count(this.sourceRuleFamilies, before.family, -1);
-    }
-    if (winner) {
-      const key = ruleKey(winner);
-      this.rules.set(key, winner);
-      scope.ruleKeys.add(key);
-      this.winners.set(source, winner);
-      this.count(this.sourceRuleFamilies, winner.family, 1);
-    } else {
-      this.winners.delete(source);
-    }
+  private want(key: RuleKey, rule: Rule, scope: Scope): void {
+    this.rules.set(key, rule);
+    scope.ruleKeys.add(key);
+  }
+
+  private unwant(key: RuleKey, scope: Scope): void {
+    this.rules.delete(key);
+    scope.ruleKeys.add(key);
   }
 
   private wantsDestinations(): boolean {
@@ -364,7 +364,7 @@ export class DesiredState {
 
   private updateDestinations(scope: Scope): void {
     const prefixes = [...this.parts.values()].flatMap((part) => part.prefixes);
-    const wanted = destinationRules(this.config, this.plumbing.values(), new Set(this.sourceRuleFamilies.keys()), prefixes);
+    const wanted = destinationRules(this.config, this.plumbing.values(), this.election.winningFamilies(), prefixes);
     const keys = wanted.map(ruleKey);
     for (const key of this.destinationKeys) {
       this.rules.delete(key);
@@ -384,7 +384,7 @@ export class DesiredState {
 
   /** `table.pinned.<name>: <free id>, or move every table with table.base: <free base>`. */
   private alternatives(mirror: MirrorView, link: Link): string {
-    const ifindexes = [...this.wantedTable.keys()];
+    const ifindexes = [...this.tableClaims.interfaces()];
     const used = new Set<number>(mirror.tables());
     for (const { rule } of mirror.rules.values()) used.add(rule.table);
     const foreign = new Set([...mirror.tables()].filter((table) => [...mirror.routesIn(table).values()].some((r) => r.protocol !== this.config.protocol)));
@@ -392,83 +392,15 @@ export class DesiredState {
     const base = freeTableBase(this.config, ifindexes, foreign);
     return `table.pinned.${link.name}: ${id}${base === undefined ? '' : `, or move every table with table.base: ${base}`}`;
   }
-
-  private count(counts: Map<Family, number>, family: Family, delta: number): void {
-    const count = (counts.get(family) ?? 0) + delta;
-    if (count === 0) counts.delete(family);
-    else counts.set(family, count);
-  }
-}
-
-/**
- * Connected prefixes and who holds them, to find those equal to, inside or around a prefix:
- * by hash for every shorter or equal length present, by a scan of the longer ones.
- */
-class PrefixOwners {
-  /** family → length → network → owners */
-  private readonly byFamily = new Map<Family, Map<number, Map<string, Set<number>>>>();
-
-  add(prefix: OwnedPrefix, owner: number): void {
-    let lengths = this.byFamily.get(prefix.family);
-    if (!lengths) this.byFamily.set(prefix.family, (lengths = new Map()));
-    let networks = lengths.get(prefix.length);
-    if (!networks) lengths.set(prefix.length, (networks = new Map()));
-    setAdd(networks, prefix.network, owner);
-  }
-
-  delete(prefix: OwnedPrefix, owner: number): void {
-    const networks = this.byFamily.get(prefix.family)?.get(prefix.length);
-    if (!networks) return;
-    setDelete(networks, prefix.network, owner);
-    if (networks.size === 0) this.byFamily.get(prefix.family)!.delete(prefix.length);
-  }
-
-  overlapping(prefix: OwnedPrefix): Set<number> {
-    const owners = new Set<number>();
-    for (const [length, networks] of this.byFamily.get(prefix.family) ?? []) {
-      if (length <= prefix.length) {
-        for (const owner of networks.get(networkOf(prefix.network, length)) ?? []) owners.add(owner);
-      } else {
-        for (const [network, holders] of networks) {
-          if (networkOf(network, prefix.length) === prefix.network) for (const owner of holders) owners.add(owner);
-        }
-      }
-    }
-    return owners;
-  }
 }
 
 const emptyScope = (): Scope => ({ tables: new Set(), ruleKeys: new Set() });
-// With the owner's name: messages about overlapping prefixes name the other interface.
-const prefixText = (prefixes: readonly OwnedPrefix[]): string => prefixes.map((p) => `${p.owner}|${p.family}|${p.network}/${p.length}`).join(',');
+/** Owners included: messages about overlapping prefixes name the other interface. */
+function samePrefixes(a: readonly OwnedPrefix[], b: readonly OwnedPrefix[]): boolean {
+  return a.length === b.length && a.every((p, i) => p.owner === b[i]!.owner && p.family === b[i]!.family && p.network === b[i]!.network && p.length === b[i]!.length);
+}
 
 /** Whether a part is the same interface under the same name with the same table. */
 function samePart(a: Part, b: Part | undefined): boolean {
   return b !== undefined && a.plan.link.name === b.plan.link.name && a.plan.table === b.plan.table;
-}
-
-function setAdd<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  const set = map.get(key);
-  if (set) set.add(value);
-  else map.set(key, new Set([value]));
-}
-
-function setDelete<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  const set = map.get(key);
-  if (!set) return;
-  set.delete(value);
-  if (set.size === 0) map.delete(key);
-}
-
-function mapSet<K, I, V>(map: Map<K, Map<I, V>>, key: K, inner: I, value: V): void {
-  const entries = map.get(key);
-  if (entries) entries.set(inner, value);
-  else map.set(key, new Map([[inner, value]]));
-}
-
-function mapDelete<K, I, V>(map: Map<K, Map<I, V>>, key: K, inner: I): void {
-  const entries = map.get(key);
-  if (!entries) return;
-  entries.delete(inner);
-  if (entries.size === 0) map.delete(key);
 }
