@@ -4,6 +4,7 @@
 // that doubles up to a ceiling and resets on success; a pass may ask to be run again after a
 // delay (requeue-after). The same shape as a controller-runtime work queue with a single key,
 // and like it the only owner of timers.
+import { Coalescer } from './coalescer.js';
 
 export type Trigger = 'startup' | 'event' | 'resync' | 'reload' | 'retry';
 
@@ -24,13 +25,13 @@ export interface SchedulerOptions {
 
 export const DEFAULT_BACKOFF: SchedulerOptions = { backoffStartMs: 100, backoffMaxMs: 30_000 };
 
-type State = 'idle' | 'scheduled' | 'running';
-
 export class PassScheduler {
-  private state: State = 'idle';
-  private dirty = false;
+  private readonly passLoop = new Coalescer(
+    () => this.runOnce(),
+    () => !this.stopped,
+    (start) => setImmediate(start),
+  );
   private trigger: Trigger = 'startup';
-  private loop: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | null = null;
   private requeueTimer: NodeJS.Timeout | null = null;
   private backoffMs: number;
@@ -53,22 +54,13 @@ export class PassScheduler {
    * from before the pass's first line, so no second pass can start beside it.
    */
   request(trigger: Trigger): void {
-    if (!this.dirty) this.trigger = trigger;
-    this.dirty = true;
-    if (this.state !== 'idle' || this.stopped) return;
-    this.state = 'scheduled';
-    setImmediate(() => {
-      this.state = 'running';
-      this.loop = this.drainRequests().finally(() => (this.state = 'idle'));
-    });
+    if (!this.passLoop.pending) this.trigger = trigger;
+    this.passLoop.request();
   }
 
   /** Resolves when no pass is running or scheduled (retries waiting on their timer aside). */
-  async idle(): Promise<void> {
-    while (this.state !== 'idle') {
-      if (this.state === 'scheduled') await new Promise((resolve) => setImmediate(resolve));
-      else await this.loop;
-    }
+  idle(): Promise<void> {
+    return this.passLoop.idle();
   }
 
   /** Since when the current pass runs, or null. */
@@ -84,28 +76,25 @@ export class PassScheduler {
     this.requeue(undefined);
   }
 
-  private async drainRequests(): Promise<void> {
-    while (this.dirty && !this.stopped) {
-      this.dirty = false;
-      const trigger = this.trigger;
-      this.passes++;
-      this.startedAt = Date.now();
-      let verdict: PassVerdict;
-      try {
-        verdict = await this.runPass(trigger);
-        this.requeue(verdict.requeueAfterMs);
-      } catch (error) {
-        this.onError(error as Error);
-        verdict = { again: false, failed: true };
-      } finally {
-        this.startedAt = null;
-      }
-      if (verdict.failed) this.scheduleRetry();
-      else if (!verdict.again) this.backoffMs = this.options.backoffStartMs;
-      if (verdict.again && !this.dirty) {
-        this.dirty = true;
-        this.trigger = trigger;
-      }
+  private async runOnce(): Promise<void> {
+    const trigger = this.trigger;
+    this.passes++;
+    this.startedAt = Date.now();
+    let verdict: PassVerdict;
+    try {
+      verdict = await this.runPass(trigger);
+      this.requeue(verdict.requeueAfterMs);
+    } catch (error) {
+      this.onError(error as Error);
+      verdict = { again: false, failed: true };
+    } finally {
+      this.startedAt = null;
+    }
+    if (verdict.failed) this.scheduleRetry();
+    else if (!verdict.again) this.backoffMs = this.options.backoffStartMs;
+    if (verdict.again && !this.passLoop.pending) {
+      this.trigger = trigger;
+      this.passLoop.request();
     }
   }
 

@@ -2,6 +2,7 @@
 // SIGHUP reloads and clean shutdown around the control loop in daemon.ts.
 import type { BuildInfo } from '../build.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config/config.js';
+import { Coalescer } from '../control/coalescer.js';
 import { Daemon } from '../control/daemon.js';
 import { ConfigFileWatcher } from './config-watch.js';
 import { createLogger, type Logger } from './log.js';
@@ -156,9 +157,8 @@ async function serve(options: RunOptions, log: Logger, control: ControlServer): 
  * starts after it. Reloads asked for before the first convergence wait for it.
  */
 class Reloader {
-  private requested = false;
   private enabled = false;
-  private running: Promise<void> | null = null;
+  private readonly reloads = new Coalescer(() => this.reloadOnce(), () => this.enabled);
   private waiting: Array<(verdict: ReloadVerdict) => void> = [];
 
   constructor(
@@ -167,41 +167,32 @@ class Reloader {
   ) {}
 
   request(): Promise<ReloadVerdict> {
-    this.requested = true;
     const verdict = new Promise<ReloadVerdict>((resolve) => this.waiting.push(resolve));
-    this.kick();
+    this.reloads.request();
     return verdict;
   }
 
   enable(): void {
     this.enabled = true;
-    this.kick();
+    this.reloads.kick();
   }
 
   /** Lets a reload under way finish; requests still waiting are answered that none will come. */
   async drain(): Promise<void> {
     this.enabled = false;
-    await this.running;
+    await this.reloads.idle();
     for (const resolve of this.waiting.splice(0)) resolve({ applied: false, problems: ['symroute is stopping'] });
   }
 
-  private kick(): void {
-    if (!this.enabled || this.running || !this.requested) return;
-    this.running = this.loop().finally(() => (this.running = null));
-  }
-
-  private async loop(): Promise<void> {
-    while (this.requested && this.enabled) {
-      this.requested = false;
-      const waiting = this.waiting.splice(0);
-      let verdict: ReloadVerdict;
-      try {
-        verdict = await this.reload();
-      } catch (error) {
-        this.log.error({ err: error }, `reload failed: ${(error as Error).message}`);
-        verdict = { applied: false, problems: [`reload failed: ${(error as Error).message}`] };
-      }
-      for (const resolve of waiting) resolve(verdict);
+  private async reloadOnce(): Promise<void> {
+    const waiting = this.waiting.splice(0);
+    let verdict: ReloadVerdict;
+    try {
+      verdict = await this.reload();
+    } catch (error) {
+      this.log.error({ err: error }, `reload failed: ${(error as Error).message}`);
+      verdict = { applied: false, problems: [`reload failed: ${(error as Error).message}`] };
     }
+    for (const resolve of waiting) resolve(verdict);
   }
 }
