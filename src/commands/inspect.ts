@@ -9,7 +9,7 @@ import { priorityCollision } from '../domain/collisions.js';
 import { isPlumbingRoute } from '../domain/destinations.js';
 import { computeChanges, type Change } from '../domain/diff.js';
 import { canonicalAddress, familyOf, networkOf } from '../net/ip.js';
-import type { Mirror } from '../domain/mirror.js';
+import { linkName, type Mirror } from '../domain/mirror.js';
 import { describeRoute, describeRule, type Route, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
@@ -44,7 +44,7 @@ async function snapshot(config: Config, client: RtnlClient): Promise<Snapshot> {
     mirror,
     plan: desired,
     phases: computeChanges(desired, mirror, config.protocol),
-    linkName: (ifindex) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`,
+    linkName: (ifindex) => linkName(mirror, ifindex),
   };
 }
 
@@ -320,7 +320,7 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
   const src = canonicalAddress(srcText);
   return withClient(async (client) => {
     const mirror = await dumpMirror(client, config);
-    const name = (ifindex: number) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
+    const name = (ifindex: number) => linkName(mirror, ifindex);
     const owners = [...mirror.addresses.values()].filter((a) => a.address === src).map((a) => a.ifindex);
     if (owners.length === 0) {
       // The kernel would refuse the lookup anyway (ENETUNREACH for IPv4).

@@ -6,9 +6,9 @@ import type { Config } from '../config/config.js';
 import { priorityCollision } from '../domain/collisions.js';
 import { changesWithin, computeChanges, wholeScope, type Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
-import type { MirrorView } from '../domain/mirror.js';
+import { linkName, type MirrorView } from '../domain/mirror.js';
 import { ruleKey } from '../domain/keys.js';
-import { DesiredState, type Plan, type Scope, type Update } from '../domain/planner.js';
+import { addScope, DesiredState, emptyScope, type Plan, type Scope, type Update } from '../domain/planner.js';
 import type { Host } from '../host/host.js';
 import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reconciler.js';
 import type { Watcher } from '../kernel/watcher.js';
@@ -340,17 +340,10 @@ export class Converger {
     return this.tableInterfaces.get(change.rule.table);
   }
 
-  private readonly linkName = (ifindex: number): string => this.watcher.mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
+  private readonly linkName = (ifindex: number): string => linkName(this.watcher.mirror, ifindex);
 }
 
-const emptyScope = (): Scope => ({ tables: new Set(), ruleKeys: new Set() });
 const mergeScopes = (a: Scope, b: Scope): Scope => addScope(addScope(emptyScope(), a), b);
-
-function addScope(into: Scope, scope: Scope): Scope {
-  for (const table of scope.tables) into.tables.add(table);
-  for (const key of scope.ruleKeys) into.ruleKeys.add(key);
-  return into;
-}
 
 /** The tables and rules these changes are about: what the next pass must look at again. */
 function scopeOf(changes: readonly Change[]): Scope {

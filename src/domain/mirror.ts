@@ -32,6 +32,11 @@ function unpackDeviceRoute(oif: number, prefix: string, value: number): Route {
   return { family: Number(family) as Family, table: RT_TABLE_MAIN, dst, dstLength: Number(length), metric, protocol: (value >> 8) & 0xff, scope: value & 0xff, type: RTN_UNICAST, oif };
 }
 
+/** A link's name, or `if<index>` for one the mirror does not hold (gone, or not seen yet). */
+export function linkName(mirror: MirrorView, ifindex: number): string {
+  return mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
+}
+
 /** Every device a route goes through: its own, or each of its nexthops'. */
 export function routeDevices(route: Route): number[] {
   if (route.nexthops) return route.nexthops.map((n) => n.ifindex);

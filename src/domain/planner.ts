@@ -394,7 +394,14 @@ export class DesiredState {
   }
 }
 
-const emptyScope = (): Scope => ({ tables: new Set(), ruleKeys: new Set() });
+export const emptyScope = (): Scope => ({ tables: new Set(), ruleKeys: new Set() });
+
+/** Adds `scope` to `into`. */
+export function addScope(into: Scope, scope: Scope): Scope {
+  for (const table of scope.tables) into.tables.add(table);
+  for (const key of scope.ruleKeys) into.ruleKeys.add(key);
+  return into;
+}
 /** Owners included: messages about overlapping prefixes name the other interface. */
 function samePrefixes(a: readonly OwnedPrefix[], b: readonly OwnedPrefix[]): boolean {
   return a.length === b.length && a.every((p, i) => p.owner === b[i]!.owner && p.family === b[i]!.family && p.network === b[i]!.network && p.length === b[i]!.length);

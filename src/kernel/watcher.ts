@@ -5,11 +5,8 @@
 // decoded, in dumps and notifications alike; when a table starts to matter (a link appears
 // whose table is base + its index) that one table is dumped and merged the same way.
 import type { RtnlClient } from '../netlink/client.js';
-import { encodeMessage, type RawMessage } from '../netlink/codec.js';
+import type { RawMessage } from '../netlink/codec.js';
 import {
-  NLM_F_ACK,
-  NLM_F_REQUEST,
-  NLMSG_NOOP,
   RTM_GETADDR,
   RTM_GETLINK,
   RTM_GETROUTE,
@@ -24,6 +21,7 @@ import {
   RTNLGRP_LINK,
 } from '../netlink/constants.js';
 import { isRtnlBody, peekRoute, type RtnlBody } from '../netlink/messages.js';
+import { ping } from '../netlink/ping.js';
 import { receiveAll, type KeepFilter } from '../netlink/receive.js';
 import type { KernelEvent } from '../domain/events.js';
 import { RouteInterest, type TableScope } from '../domain/interest.js';
@@ -210,26 +208,12 @@ export class Watcher {
    * arrives through the same receive path as notifications. Rejects after `timeoutMs`.
    */
   pingSocket(timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const seq = (this.pingSeq = (this.pingSeq % 0xffffffff) + 1);
-      const timer = setTimeout(() => {
+    const seq = (this.pingSeq = (this.pingSeq % 0xffffffff) + 1);
+    return ping(this.socket, seq, timeoutMs, (answered) => {
+      this.ping = { seq, answered: () => answered() };
+      return () => {
         if (this.ping?.seq === seq) this.ping = null;
-        reject(new Error(`no answer to a ping within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.ping = {
-        seq,
-        answered: () => {
-          clearTimeout(timer);
-          resolve();
-        },
       };
-      try {
-        this.socket.send([encodeMessage({ type: NLMSG_NOOP, flags: NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, new Uint8Array(0))]);
-      } catch (error) {
-        clearTimeout(timer);
-        this.ping = null;
-        reject(error as Error);
-      }
     });
   }
 

@@ -2,11 +2,11 @@
 // ACKs, and multipart dumps (retried when the kernel flags them NLM_F_DUMP_INTR). Like
 // libmnl's receive loop it accepts only messages from the kernel, addressed to this socket,
 // carrying a sequence number it is waiting for.
-import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP } from './constants.js';
-import { encodeMessage } from './codec.js';
+import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR } from './constants.js';
 import { NetlinkError } from './errors.js';
 import { encodeRequest, isRtnlBody, type DecodedMessage, type RtnlBody } from './messages.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from './native.js';
+import { ping } from './ping.js';
 import { receiveAll, type KeepFilter } from './receive.js';
 import type { RawMessage } from './codec.js';
 
@@ -111,30 +111,13 @@ export class RtnlClient {
    * kernel sends back without doing anything. Rejects when no ACK came within `timeoutMs`.
    */
   ping(timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const seq = this.allocateSeq();
-      const timer = setTimeout(() => {
-        this.pending.delete(seq);
-        reject(new Error(`no answer to a ping within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(seq, {
-        kind: 'request',
-        action: 'pinging the kernel',
-        settle: (result) => {
-          clearTimeout(timer);
-          if (result.ok) resolve();
-          else reject(result.error);
-        },
-      });
-      try {
-        this.socket.send([encodeMessage({ type: NLMSG_NOOP, flags: NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, new Uint8Array(0))]);
-      } catch (error) {
-        this.pending.delete(seq);
-        clearTimeout(timer);
-        reject(error as Error);
-      }
+    const seq = this.allocateSeq();
+    return ping(this.socket, seq, timeoutMs, (answered) => {
+      this.pending.set(seq, { kind: 'request', action: 'pinging the kernel', settle: (result) => answered(result.ok ? undefined : result.error) });
+      return () => this.pending.delete(seq);
     });
   }
+
 
   /**
    * Dumps objects matching `body` (a GET request's filter). A dump the kernel marks as
