@@ -4,7 +4,7 @@
 // tests can script the kernel's side; what happens is told to an observer.
 import { ConfigError, type Config } from '../config/config.js';
 import { priorityCollision } from '../domain/collisions.js';
-import { isPlumbingRoute } from '../domain/destinations.js';
+import { mirrorScope, mirrorsDiffer } from '../domain/interest.js';
 import { HostFiles, type Host } from '../host/host.js';
 import { Watcher, openNotificationSocket } from '../kernel/watcher.js';
 import { RtnlClient, openRequestSocket } from '../netlink/client.js';
@@ -52,7 +52,7 @@ export class Daemon {
       discarded: (reason) => observer.discarded(reason),
       skipped: (count) => observer.skipped(count),
       fetchingTables: (tables) => observer.fetchingTables(tables),
-    }, () => this.config, (route, linkName) => isPlumbingRoute(this.config, route, linkName));
+    }, () => mirrorScope(this.config));
     this.converger = new Converger(config, this.client, this.watcher, host, observer);
     this.scheduler = new PassScheduler((trigger) => this.converger.pass(trigger), (error) => observer.passFailed(error), backoff);
   }
@@ -102,8 +102,7 @@ export class Daemon {
     if (collision) throw new ConfigError([collision]);
     // The mirror keeps main's routes through plumbing, and the routes of the tables symroute
     // uses or could use: a new idea of either needs a re-dump.
-    const mirrored = (c: Config) => JSON.stringify([c.containerRoutes, c.interfaces.exclude, c.table]);
-    const remirror = mirrored(config) !== mirrored(this.config);
+    const remirror = mirrorsDiffer(mirrorScope(config), mirrorScope(this.config));
     this.config = config;
     this.converger.reconfigure(config);
     if (remirror) this.watcher.requestResync('reload');

@@ -20,7 +20,13 @@ export const destinationPriority = (config: Config): number => config.rule.prior
  * Whether the mirror must keep this main-table route: its device is plumbing whose prefixes
  * get a rule. (Other main routes, but the defaults gateways are learned from, are not kept.)
  */
-export function isPlumbingRoute(config: Config, route: Route, linkName: string | undefined): boolean {
+/** The part of the config that decides which main routes are plumbing's. */
+export interface PlumbingScope {
+  readonly containerRoutes: boolean;
+  readonly interfaces: Pick<Config['interfaces'], 'exclude'>;
+}
+
+export function isPlumbingRoute(config: PlumbingScope, route: Route, linkName: string | undefined): boolean {
   return (
     config.containerRoutes &&
     route.table === RT_TABLE_MAIN &&

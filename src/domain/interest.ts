@@ -10,9 +10,27 @@
 // Pure: no I/O.
 import type { Config } from '../config/config.js';
 import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from './constants.js';
+import type { PlumbingScope } from './destinations.js';
 
 /** The part of the config that decides which tables matter. */
 export type TableScope = Pick<Config, 'protocol' | 'table'>;
+
+/** Everything the config decides about what is mirrored: the tables, and which main routes. */
+export interface MirrorScope {
+  readonly tables: TableScope;
+  readonly plumbing: PlumbingScope;
+}
+
+/** What of `config` the mirror depends on: the watcher reads nothing else of it. */
+export function mirrorScope(config: Config): MirrorScope {
+  return {
+    tables: { protocol: config.protocol, table: config.table },
+    plumbing: { containerRoutes: config.containerRoutes, interfaces: { exclude: config.interfaces.exclude } },
+  };
+}
+
+/** Whether the mirror must be dumped again for `next`: it would hold other routes. */
+export const mirrorsDiffer = (a: MirrorScope, b: MirrorScope): boolean => JSON.stringify(a) !== JSON.stringify(b);
 
 export class RouteInterest {
   private readonly wanted: Set<number>;

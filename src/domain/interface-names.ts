@@ -3,7 +3,7 @@ import type { Config } from '../config/config.js';
 import { matchesGlob } from '../config/glob.js';
 
 /** Excluded plumbing: a container, VM or tunnel device whose routes in main stay reachable from every source. */
-export function isPlumbingName(config: Config, ifname: string): boolean {
+export function isPlumbingName(config: { readonly interfaces: Pick<Config['interfaces'], 'exclude'> }, ifname: string): boolean {
   return ifname !== 'lo' && config.interfaces.exclude.some((glob) => matchesGlob(glob, ifname));
 }
 

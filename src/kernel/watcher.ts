@@ -24,7 +24,8 @@ import { isRtnlBody, peekRoute, type RtnlBody } from '../netlink/messages.js';
 import { ping } from '../netlink/ping.js';
 import { receiveAll, type KeepFilter } from '../netlink/receive.js';
 import type { KernelEvent } from '../domain/events.js';
-import { RouteInterest, type TableScope } from '../domain/interest.js';
+import { isPlumbingRoute } from '../domain/destinations.js';
+import { RouteInterest, type MirrorScope, type TableScope } from '../domain/interest.js';
 import { RT_TABLE_MAIN } from '../domain/constants.js';
 import { eventFromMessage } from './events.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
@@ -84,6 +85,8 @@ export class Watcher {
   private mirrorState: Mirror;
   /** Which routes are decoded: replaced at each full dump, grown as links appear. */
   private interest: RouteInterest;
+  /** Which main routes the mirror keeps whole: those of plumbing. */
+  private readonly keepMainRoute: MainRouteFilter;
   /** Tables that started to matter and wait to be dumped. */
   private pendingTables = new Set<number>();
   private skippedRoutes = 0;
@@ -99,18 +102,19 @@ export class Watcher {
   private pingSeq = 0;
 
   /**
-   * `socket` receives notifications: see openNotificationSocket(). `scope` is read at every
-   * full dump: a config that changes it must ask for one (requestResync('reload')).
+   * `socket` receives notifications: see openNotificationSocket(). `scope` is all the watcher
+   * knows of the config, read at every full dump: a config that changes it must ask for one
+   * (requestResync('reload')).
    */
   constructor(
     private readonly client: RtnlClient,
     private readonly socket: NativeNetlinkSocket,
     private readonly observer: WatcherObserver,
-    private readonly scope: () => TableScope,
-    private readonly keepMainRoute: MainRouteFilter = () => false,
+    private readonly scope: () => MirrorScope,
   ) {
-    this.mirrorState = new Mirror(keepMainRoute);
-    this.interest = new RouteInterest(scope());
+    this.keepMainRoute = (route, linkName) => isPlumbingRoute(scope().plumbing, route, linkName);
+    this.mirrorState = new Mirror(this.keepMainRoute);
+    this.interest = new RouteInterest(scope().tables);
   }
 
   get mirror(): MirrorView {
@@ -242,7 +246,7 @@ export class Watcher {
     // Once the links are dumped, the routes of their tables are what matters, in the route
     // dump and in the notifications from then on (those before are older than that dump).
     const adopt = (fresh: RouteInterest): KeepFilter => ((this.interest = fresh), this.keepRoute);
-    this.resyncDone = dumpMirror(this.client, this.scope(), this.keepMainRoute, adopt).then(
+    this.resyncDone = dumpMirror(this.client, this.scope().tables, this.keepMainRoute, adopt).then(
       (fresh) => this.finishResync(fresh),
       (error: Error) => {
         // The dump itself failed: keep the old mirror (and what it reads), replay what came
