@@ -30,14 +30,6 @@ async function symroute(ns: string, args: string[]): Promise<{ code: number | nu
   }
 }
 
-/** A namespace with a NIC n0 (and its veth peer n1) holding an address symroute would manage. */
-async function hostWithNic(lab: Lab): Promise<string> {
-  const ns = await lab.namespace('h');
-  await lab.veth(ns, 'n0', ns, 'n1');
-  await lab.ip(ns, 'addr', 'add', '198.18.5.10/24', 'dev', 'n0');
-  return ns;
-}
-
 
 /** Runs symroute with `args` and checks it refused with exit 2 and left the kernel alone. */
 async function expectRefused(lab: Lab, ns: string, args: string[]): Promise<string> {
@@ -157,7 +149,7 @@ describe('a bad config', () => {
 
   it.each(MISTAKES)('is refused with file, line and key: $mistake', async ({ lines, line, key, says }) => {
     lab = new Lab();
-    const ns = await hostWithNic(lab);
+    const ns = await lab.hostWithNic();
     const file = lab.writeConfig(`${lines.join('\n')}\n`);
 
     const stderr = await expectRefused(lab, ns, ['run', '--config', file]);
@@ -171,7 +163,7 @@ describe('a bad config', () => {
 
   it('is refused when the --config file does not exist', async () => {
     lab = new Lab();
-    const ns = await hostWithNic(lab);
+    const ns = await lab.hostWithNic();
     const missing = join(lab.dir, 'missing.yaml');
 
     const stderr = await expectRefused(lab, ns, ['run', '--config', missing]);
@@ -188,7 +180,7 @@ describe('a config that is not text symroute reads', () => {
 
   it('is refused when it holds bytes that are not UTF-8, naming file and line', async () => {
     lab = new Lab();
-    const ns = await hostWithNic(lab);
+    const ns = await lab.hostWithNic();
     // A Latin-1 editor's "ä": it used to become U+FFFD and the glob matched other names.
     const file = join(lab.dir, 'latin1.yaml');
     writeFileSync(file, Buffer.from('interfaces:\n  include: ["n\xe4*", "n0"]\n', 'latin1'));
@@ -203,7 +195,7 @@ describe('a config that is not text symroute reads', () => {
 
   it('is refused when it is larger than 1 MiB', async () => {
     lab = new Lab();
-    const ns = await hostWithNic(lab);
+    const ns = await lab.hostWithNic();
     const file = lab.writeConfig(`on_exit: keep\n${`#${'x'.repeat(1022)}\n`.repeat(1025)}`);
 
     const stderr = await expectRefused(lab, ns, ['run', '--config', file]);
@@ -217,7 +209,7 @@ describe('a bad command line', () => {
 
   it('is refused for an unknown flag', async () => {
     lab = new Lab();
-    const ns = await hostWithNic(lab);
+    const ns = await lab.hostWithNic();
 
     const stderr = await expectRefused(lab, ns, ['run', '--bogus-flag']);
 

@@ -22,14 +22,9 @@ const COMMANDS = ['run', 'reload', 'plan', 'status', 'check-config', 'explain', 
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-async function ifindex(lab: Lab, ns: string, dev: string): Promise<number> {
-  const [link] = await lab.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', dev);
-  return link!.ifindex;
-}
-
 /** The table symroute uses for each NIC: table.base + ifindex (nothing is pinned here). */
 function tablesOf(lab: Lab, ns: string, nics: readonly string[]): Promise<number[]> {
-  return Promise.all(nics.map(async (nic) => TABLE_BASE + (await ifindex(lab, ns, nic))));
+  return Promise.all(nics.map(async (nic) => TABLE_BASE + (await lab.ifindex(ns, nic))));
 }
 
 
@@ -38,14 +33,6 @@ const linesOf = (text: string): string[] => text.split('\n').filter((line) => li
 /** `gateways:` naming each NIC's router address, as an admin would write it. */
 function gatewaysConfig(t: RoutedSubnets, override: Record<string, string> = {}): string {
   return ['gateways:', ...t.nics.map((nic, k) => `  ${nic}: {ipv4: ${override[nic] ?? t.gateways[k]}}`)].join('\n') + '\n';
-}
-
-/** A namespace with one managed NIC n0 (peer n1, excluded by having no address) for CLI-only checks. */
-async function hostWithNic(lab: Lab): Promise<string> {
-  const ns = await lab.namespace('h');
-  await lab.veth(ns, 'n0', ns, 'n1');
-  await lab.ip(ns, 'addr', 'add', '198.18.5.10/24', 'dev', 'n0');
-  return ns;
 }
 
 // --- demo: runs on the host (it makes its own namespaces), so it is spawned directly ------
@@ -201,7 +188,7 @@ describe('symroute commands', () => {
 
     it('refuses a bad config with exit 2 and file:line on stderr', async () => {
       lab = new Lab();
-      const ns = await hostWithNic(lab);
+      const ns = await lab.hostWithNic();
       const bad = lab.writeConfig('# symroute\nrule:\n  priority: 0\n', 'bad.yaml');
       const before = await lab.kernelState(ns);
 
@@ -220,7 +207,7 @@ describe('symroute commands', () => {
       // Per-device defaults in the main table for every NIC; the config names s3's anyway.
       const t = await buildRoutedSubnets(lab, { learnGateways: true });
       const config = lab.writeConfig('gateways:\n  s3: {ipv4: 198.18.3.1}\n');
-      const indexes = await Promise.all(t.nics.map((nic) => ifindex(lab!, t.serverNs, nic)));
+      const indexes = await Promise.all(t.nics.map((nic) => lab!.ifindex(t.serverNs, nic)));
       const tables = indexes.map((i) => TABLE_BASE + i);
       const source = (k: number) => (t.nics[k] === 's3' ? 'config' : 'main table');
 
@@ -486,7 +473,7 @@ describe('symroute commands', () => {
       await lab.ip(ns, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'e1');
       const config = lab.writeConfig('');
       expect((await lab.runCli(ns, ['run', '--once', '--config', config])).code).toBe(0);
-      const table = TABLE_BASE + (await ifindex(lab, ns, 'e1'));
+      const table = TABLE_BASE + (await lab.ifindex(ns, 'e1'));
       const result = await lab.runCli(ns, ['explain', '2001:DB8:9::1', '--from', '2001:DB8:1::10', '--config', config]);
       expect(result.code, result.stderr).toBe(0);
       expect(linesOf(result.stdout)).toEqual([
@@ -563,7 +550,7 @@ describe('symroute commands', () => {
 
     it('--log-level debug adds debug lines; warn leaves only warnings and errors', async () => {
       lab = new Lab();
-      const ns = await hostWithNic(lab);
+      const ns = await lab.hostWithNic();
       const config = lab.writeConfig('');
       const debug = await lab.runCli(ns, ['run', '--once', '--config', config, '--log-level', 'debug']);
       expect(debug.code, debug.stderr).toBe(0);
@@ -577,7 +564,7 @@ describe('symroute commands', () => {
 
     it('log.level in the config applies, and --log-level overrides it', async () => {
       lab = new Lab();
-      const ns = await hostWithNic(lab);
+      const ns = await lab.hostWithNic();
       const config = lab.writeConfig('log:\n  level: error\n');
       const quiet = await lab.runCli(ns, ['run', '--once', '--config', config]);
       expect(quiet.code, quiet.stderr).toBe(0);
@@ -589,7 +576,7 @@ describe('symroute commands', () => {
 
     it('--log-format text prints readable lines, json (the default off a terminal) JSON lines', async () => {
       lab = new Lab();
-      const ns = await hostWithNic(lab);
+      const ns = await lab.hostWithNic();
       const config = lab.writeConfig('');
       const text = await lab.runCli(ns, ['run', '--once', '--log-format', 'text', '--config', config]);
       expect(text.code, text.stderr).toBe(0);
@@ -608,7 +595,7 @@ describe('symroute commands', () => {
 
     it('an unknown --log-level is a usage error that changes nothing', async () => {
       lab = new Lab();
-      const ns = await hostWithNic(lab);
+      const ns = await lab.hostWithNic();
       const result = await lab.runCli(ns, ['run', '--once', '--log-level', 'loud', '--config', lab.writeConfig('')]);
       expect(result.code).toBe(EXIT_USAGE);
       expect(result.stderr).toContain('--log-level: expected one of fatal, error, warn, info, debug, trace, got "loud"');
@@ -662,7 +649,7 @@ describe('symroute commands', () => {
       ['demo', '--fast'],
     ])('an unknown option (%s %s) exits 2 with the usage', async (command, option) => {
       lab = new Lab();
-      const ns = await hostWithNic(lab);
+      const ns = await lab.hostWithNic();
       const before = await lab.kernelState(ns);
       const result = await lab.runCli(ns, [command, option]);
       expect(result.code).toBe(EXIT_USAGE);
@@ -682,7 +669,7 @@ describe('symroute commands', () => {
       ['explain', '198.51.100.10', '203.0.113.10', '--from', '198.18.5.10'],
     ])('a wrong number of arguments (%s %s) exits 2 with the usage', async (command, ...args) => {
       lab = new Lab();
-      const ns = await hostWithNic(lab);
+      const ns = await lab.hostWithNic();
       const before = await lab.kernelState(ns);
       const result = await lab.runCli(ns, [command, ...args]);
       expect(result.code).toBe(EXIT_USAGE);

@@ -9,16 +9,9 @@ import { buildSharedSubnet } from '../support/topologies.js';
 
 const METRICS = 'metrics:\n  listen: 127.0.0.1:9477\n';
 
-/** Series of the metrics text whose name starts with `prefix`, with their values. */
-async function series(lab: Lab, ns: string, prefix: string): Promise<Record<string, number>> {
-  const text = await lab.exec(ns, 'curl', '-sS', '--fail', '--max-time', '5', 'http://127.0.0.1:9477/metrics');
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) if (line.startsWith(prefix)) out[line.slice(0, line.lastIndexOf(' '))] = Number(line.slice(line.lastIndexOf(' ') + 1));
-  return out;
-}
 const routeDumps = async (lab: Lab, ns: string) =>
-  (await series(lab, ns, 'symroute_netlink_requests_total{op="dump_route"'))['symroute_netlink_requests_total{op="dump_route",result="ok"}'];
-const skipped = async (lab: Lab, ns: string) => (await series(lab, ns, 'symroute_routes_skipped_total'))['symroute_routes_skipped_total']!;
+  (await lab.metricSeries(ns, 'symroute_netlink_requests_total{op="dump_route"'))['symroute_netlink_requests_total{op="dump_route",result="ok"}'];
+const skipped = async (lab: Lab, ns: string) => (await lab.metricSeries(ns, 'symroute_routes_skipped_total'))['symroute_routes_skipped_total']!;
 
 /** Host routes 198.19.x.y (the `first`th onwards) into `table` through `dev`, in one ip -batch. */
 async function bulkRoutes(lab: Lab, ns: string, table: number, dev: string, first: number, count: number, name: string): Promise<void> {
@@ -69,7 +62,7 @@ describe('routes of tables symroute does not use', () => {
 
     // Not a re-dump (only the kernel's own dump interruptions may count), and nothing louder
     // than the collision itself (and the repair daemonCaughtUp() asked for).
-    const resyncs = await series(lab, ns, 'symroute_resyncs_total');
+    const resyncs = await lab.metricSeries(ns, 'symroute_resyncs_total');
     expect(Object.entries(resyncs).filter(([s, v]) => !s.includes('dump_interrupted') && v !== 0), JSON.stringify(resyncs)).toEqual([]);
     expect(await routeDumps(lab, ns)).toBe(2 + links + 1); // and b2's table
     const loud = daemon.records.filter((r) => r.level >= 40 && !r.msg.startsWith('repairing 1 rules/routes')).map((r) => r.msg);

@@ -4,7 +4,7 @@
 // (buildSharedSubnet): NIC k = b{k} with 198.18.1.{k+1}/20, one table and one rule per address.
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { Lab, REPO, type DaemonProcess, type IpRule } from '../support/lab.js';
+import { Lab, REPO, type DaemonProcess } from '../support/lab.js';
 import { addSharedSubnetNic, buildSharedSubnet } from '../support/topologies.js';
 
 const OWNED = '83'; // symroute's default protocol number, as `ip -N -json` prints it
@@ -23,9 +23,6 @@ function changesLogged(daemon: DaemonProcess): Array<{ text: string; ifname?: un
     .map((r) => ({ text: r.msg.replace(/ \([^()]*\)$/, ''), ifname: r.ifname }));
 }
 
-const ruleText = (r: IpRule) =>
-  `from ${r.src}${r.srclen !== undefined ? `/${r.srclen}` : ''} lookup ${r.table} pref ${r.priority}`;
-
 /** The rules symroute should own for `addresses` (nic -> its addresses), as ruleText gives them. */
 async function wantedRules(lab: Lab, ns: string, addresses: Record<string, string[]>): Promise<string[]> {
   const rules: string[] = [];
@@ -36,17 +33,13 @@ async function wantedRules(lab: Lab, ns: string, addresses: Record<string, strin
   return rules.sort();
 }
 
-async function ownedRuleTexts(lab: Lab, ns: string): Promise<string[]> {
-  return (await lab.ownedRules(ns)).map(ruleText).sort();
-}
-
 /** Every rule (both families) and every IPv4 route in every table, as `ip -N -json` prints each. */
 interface KernelState {
   rules: Array<Record<string, unknown>>;
   routes: Array<Record<string, unknown>>;
 }
 
-async function kernelState(lab: Lab, ns: string): Promise<KernelState> {
+async function everyObject(lab: Lab, ns: string): Promise<KernelState> {
   const rules = [
     ...(await lab.ipJsonNumeric<Record<string, unknown>>(ns, '-4', 'rule', 'show')),
     ...(await lab.ipJsonNumeric<Record<string, unknown>>(ns, '-6', 'rule', 'show')),
@@ -115,7 +108,7 @@ describe('restarts and shutdown', () => {
     const config = lab.writeConfig('');
 
     const first = await lab.startConverged(ns, config);
-    expect(await ownedRuleTexts(lab, ns)).toEqual(
+    expect(await lab.ownedRuleTexts(ns)).toEqual(
       await wantedRules(lab, ns, { b0: ['198.18.1.1'], b1: ['198.18.1.2'], b2: ['198.18.1.3'], b3: ['198.18.1.4'] }),
     );
     const untouchedRoutes = async () =>
@@ -130,7 +123,7 @@ describe('restarts and shutdown', () => {
     const [table1, table2, table4] = [await lab.tableOf(ns, 'b1'), await lab.tableOf(ns, 'b2'), await lab.tableOf(ns, 'b4')];
 
     const second = await lab.startConverged(ns, config);
-    expect(await ownedRuleTexts(lab, ns)).toEqual(
+    expect(await lab.ownedRuleTexts(ns)).toEqual(
       await wantedRules(lab, ns, {
         b0: ['198.18.1.1'],
         b2: ['198.18.1.3', '198.18.1.20'],
@@ -173,12 +166,12 @@ describe('restarts and shutdown', () => {
     const t = await buildSharedSubnet(lab, 3);
     const daemon = await lab.startConverged(t.serverNs, lab.writeConfig(''));
     expect(await lab.ownedRules(t.serverNs)).toHaveLength(3);
-    const before = await kernelState(lab, t.serverNs);
+    const before = await everyObject(lab, t.serverNs);
 
     expect(await daemon.stop('SIGTERM')).toBe(0);
 
     // on_exit defaults to keep: replies keep working while symroute is restarted or upgraded.
-    expect(await kernelState(lab, t.serverNs)).toEqual(before);
+    expect(await everyObject(lab, t.serverNs)).toEqual(before);
     expect(await lab.reachable(t.clientNs, t.serverAddresses)).toEqual(t.serverAddresses);
   });
 
@@ -186,14 +179,14 @@ describe('restarts and shutdown', () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 3);
     const daemon = await lab.startConverged(t.serverNs, lab.writeConfig('on_exit: remove\n'));
-    const before = await kernelState(lab, t.serverNs);
+    const before = await everyObject(lab, t.serverNs);
     expect(before.rules.filter((r) => r.protocol === OWNED)).toHaveLength(3);
     expect(before.routes.filter((r) => r.protocol === OWNED)).toHaveLength(3);
 
     expect(await daemon.stop('SIGTERM')).toBe(0);
 
     expect(await ownedAnywhere(lab, t.serverNs)).toEqual([]);
-    expect(foreign(await kernelState(lab, t.serverNs))).toEqual(foreign(before));
+    expect(foreign(await everyObject(lab, t.serverNs))).toEqual(foreign(before));
   });
 
   it('never touches foreign rules and routes: start, kill -9, restart, SIGTERM with on_exit: remove', async () => {
@@ -207,7 +200,7 @@ describe('restarts and shutdown', () => {
     await lab.ip(ns, 'rule', 'add', 'from', '203.0.113.5', 'lookup', '77', 'pref', '30002');
     await lab.ip(ns, 'rule', 'add', 'from', t.serverAddresses[0]!, 'lookup', String(table0), 'pref', '30001');
     await lab.ip(ns, 'route', 'add', '203.0.113.0/24', 'dev', 'b0', 'table', '77');
-    const foreignBefore = foreign(await kernelState(lab, ns));
+    const foreignBefore = foreign(await everyObject(lab, ns));
     // The snapshot really holds them, so comparing it is not vacuous.
     expect(foreignBefore.rules).toContain(JSON.stringify({ priority: 30002, src: '203.0.113.5', table: '77' }));
     expect(foreignBefore.rules).toContain(
@@ -216,7 +209,7 @@ describe('restarts and shutdown', () => {
     expect(foreignBefore.routes).toContain(
       JSON.stringify({ dst: '203.0.113.0/24', dev: 'b0', table: '77', scope: 'link', flags: [] }),
     );
-    const expectForeignUnchanged = async () => expect(foreign(await kernelState(lab, ns))).toEqual(foreignBefore);
+    const expectForeignUnchanged = async () => expect(foreign(await everyObject(lab, ns))).toEqual(foreignBefore);
     const config = lab.writeConfig('on_exit: remove\n');
 
     const first = await lab.startConverged(ns, config);
@@ -246,7 +239,7 @@ describe('restarts and shutdown', () => {
     // The rule b0 wants, twice.
     await addRuleWithoutExcl(lab, ns, { src: '198.18.1.1', table: table0, protocol: 83 });
     await addRuleWithoutExcl(lab, ns, { src: '198.18.1.1', table: table0, protocol: 83 });
-    expect(await ownedRuleTexts(lab, ns)).toEqual([
+    expect(await lab.ownedRuleTexts(ns)).toEqual([
       `from 198.18.1.1 lookup ${table0} pref ${PRIORITY}`,
       `from 198.18.1.1 lookup ${table0} pref ${PRIORITY}`,
       `from 198.18.9.9 lookup 1999 pref ${PRIORITY}`,
@@ -254,7 +247,7 @@ describe('restarts and shutdown', () => {
 
     const daemon = await lab.startConverged(ns, lab.writeConfig(''));
 
-    expect(await ownedRuleTexts(lab, ns)).toEqual(
+    expect(await lab.ownedRuleTexts(ns)).toEqual(
       await wantedRules(lab, ns, { b0: ['198.18.1.1'], b1: ['198.18.1.2'], b2: ['198.18.1.3'] }),
     );
     await expectNoDuplicateRules(lab, ns);

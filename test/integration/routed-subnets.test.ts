@@ -2,7 +2,7 @@
 // strict rp_filter, the default route via the first NIC only, and a client in a fifth subnet.
 // Without symroute every reply leaves through s1, so the router drops all but s1's replies.
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, Lab, type IpRoute, type IpRule } from '../support/lab.js';
+import { eventually, Lab, type IpRoute } from '../support/lab.js';
 import { buildRoutedSubnets, type RoutedSubnets } from '../support/topologies.js';
 
 const PRIORITY = 30000;
@@ -13,19 +13,10 @@ function gatewaysConfig(t: RoutedSubnets): string {
   return ['gateways:', ...t.nics.map((nic, k) => `  ${nic}: {ipv4: ${t.gateways[k]}}`)].join('\n') + '\n';
 }
 
-async function ifindex(lab: Lab, ns: string, dev: string): Promise<number> {
-  const [link] = await lab.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', dev);
-  return link!.ifindex;
-}
-
 /** The table symroute uses for each NIC: base + ifindex unless pinned. */
 async function tablesOf(lab: Lab, t: RoutedSubnets, pinned: Record<string, number> = {}): Promise<number[]> {
-  return Promise.all(t.nics.map(async (nic) => pinned[nic] ?? TABLE_BASE + (await ifindex(lab, t.serverNs, nic))));
+  return Promise.all(t.nics.map(async (nic) => pinned[nic] ?? TABLE_BASE + (await lab.ifindex(t.serverNs, nic))));
 }
-
-/** A rule in ip(8) syntax, so a failed comparison reads like `ip rule` output. */
-const ruleText = (r: IpRule) =>
-  `from ${r.src}${r.srclen !== undefined ? `/${r.srclen}` : ''} lookup ${r.table} pref ${r.priority}`;
 
 const routeText = (r: IpRoute) =>
   [
@@ -38,10 +29,6 @@ const routeText = (r: IpRoute) =>
   ]
     .filter(Boolean)
     .join(' ');
-
-async function ownedRuleTexts(lab: Lab, ns: string): Promise<string[]> {
-  return (await lab.ownedRules(ns)).map(ruleText).sort();
-}
 
 /**
  * Waits until the server holds exactly what Case 1 needs: for NIC k, table k with
@@ -56,7 +43,7 @@ async function expectPerNicTables(
 ): Promise<void> {
   const wantedRules = t.nics.map((_, k) => `from ${ruleSources(k)} lookup ${tables[k]} pref ${PRIORITY}`).sort();
   await eventually(async () => {
-    expect(await ownedRuleTexts(lab, t.serverNs)).toEqual(wantedRules);
+    expect(await lab.ownedRuleTexts(t.serverNs)).toEqual(wantedRules);
     for (const [k, nic] of t.nics.entries()) {
       const routes = (await lab.routes(t.serverNs, tables[k]!)).map(routeText).sort();
       expect(routes, `table ${tables[k]} (${nic})`).toEqual([

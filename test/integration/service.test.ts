@@ -112,7 +112,7 @@ async function ownedRoutes(l: Lab, ns: string, family: 4 | 6): Promise<IpRoute[]
 }
 
 /** Rules and IPv4 routes of every table, as text, to compare before and after. */
-async function kernelState(l: Lab, ns: string): Promise<string> {
+async function ipv4RulesAndRoutes(l: Lab, ns: string): Promise<string> {
   const parts = await Promise.all([
     l.ip(ns, '-N', '-json', '-4', 'rule', 'show'),
     l.ip(ns, '-N', '-json', '-4', 'route', 'show', 'table', 'all'),
@@ -121,7 +121,7 @@ async function kernelState(l: Lab, ns: string): Promise<string> {
 }
 
 /** Starts the daemon and waits for its first convergence (`running: …` is logged after it). */
-async function startConverged(
+async function startRunning(
   l: Lab,
   ns: string,
   yaml: string,
@@ -295,7 +295,7 @@ describe('metrics endpoint', () => {
   it('serves a scrape that passes promtool, has every metric with its type, and matches the kernel', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 3, { ipv6: true });
-    await startConverged(lab, host.ns, '');
+    await startRunning(lab, host.ns, '');
     const l = lab;
 
     // Gauges are set when a pass finds the kernel in sync; the first one may still be running.
@@ -368,7 +368,7 @@ describe('metrics endpoint', () => {
   it('counts a drift repair after `ip rule del` of a symroute rule', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
-    await startConverged(lab, host.ns, '');
+    await startRunning(lab, host.ns, '');
     const before = await ownedRuleLines(lab, host.ns);
     const table = await tableOf(lab, host.ns, 'b0');
     const l = lab;
@@ -392,7 +392,7 @@ describe('metrics endpoint', () => {
   it('answers /healthz with 200 when in sync', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
-    await startConverged(lab, host.ns, '');
+    await startRunning(lab, host.ns, '');
     const l = lab;
     const health = await eventually(async () => {
       const response = await httpGet(l, host.ns, '/healthz');
@@ -407,7 +407,7 @@ describe('metrics endpoint', () => {
     const host = await multiNicHost(lab, 2);
     // The kernel rejects the default route via 203.0.113.99, every retry.
     await lab.refuseGateway(host.ns, 'b0', '203.0.113.99');
-    const { daemon } = await startConverged(lab, host.ns, 'gateways:\n  b0:\n    ipv4: 203.0.113.99\n');
+    const { daemon } = await startRunning(lab, host.ns, 'gateways:\n  b0:\n    ipv4: 203.0.113.99\n');
     const l = lab;
     await eventually(async () => {
       expect((await httpGet(l, host.ns, '/healthz')).status).toBe(503);
@@ -423,7 +423,7 @@ describe('metrics endpoint', () => {
   it('serves nothing with metrics.listen: false (connection refused)', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
-    const { daemon } = await startConverged(lab, host.ns, 'metrics:\n  listen: false\n');
+    const { daemon } = await startRunning(lab, host.ns, 'metrics:\n  listen: false\n');
     expect(await lab.ownedRules(host.ns)).toHaveLength(2);
     expect(await tcpConnect(lab, host.ns, 9477)).toBe('ECONNREFUSED');
     expect(daemon.messages()).not.toContainEqual(expect.stringMatching(/serving metrics/));
@@ -446,7 +446,7 @@ describe('metrics endpoint', () => {
     const squatterOut = collectLines(squatter);
     await eventually(() => expect(squatterOut).toContain('listening'));
 
-    const { daemon } = await startConverged(lab, host.ns, '');
+    const { daemon } = await startRunning(lab, host.ns, '');
     expect(await ownedRuleLines(lab, host.ns)).toHaveLength(2);
     const error = daemon.records.find((r) => r.level === 50 && r.msg.startsWith('cannot serve metrics'));
     expect(error?.msg).toMatch(/^cannot serve metrics on 127\.0\.0\.1:9477: .*EADDRINUSE/);
@@ -487,7 +487,7 @@ describe('SIGHUP reload', () => {
   it('applies a valid new config as a diff, leaving unchanged routes alone', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 3);
-    const { daemon, config } = await startConverged(lab, host.ns, 'rule:\n  priority: 30000\n');
+    const { daemon, config } = await startRunning(lab, host.ns, 'rule:\n  priority: 30000\n');
     const tables = await Promise.all(host.nics.map((nic) => tableOf(lab!, host.ns, nic)));
     expect(await ownedRuleLines(lab, host.ns)).toEqual(
       host.v4.map((src, k) => `from ${src} lookup ${tables[k]} pref 30000`).sort(),
@@ -547,8 +547,8 @@ describe('SIGHUP reload', () => {
   it('rejects an invalid config whole: file:line logged, state unchanged, drift still repaired', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 3);
-    const { daemon, config } = await startConverged(lab, host.ns, 'rule:\n  priority: 30000\n');
-    const before = await kernelState(lab, host.ns);
+    const { daemon, config } = await startRunning(lab, host.ns, 'rule:\n  priority: 30000\n');
+    const before = await ipv4RulesAndRoutes(lab, host.ns);
     const rulesBefore = await ownedRuleLines(lab, host.ns);
     const logFrom = daemon.lines.length;
     const l = lab;
@@ -571,7 +571,7 @@ describe('SIGHUP reload', () => {
     });
     expect(sample(text, 'symroute_config_reloads_total{result="success"}')).toBe(0);
     expect(sample(text, 'symroute_config_last_reload_successful')).toBe(0);
-    expect(await kernelState(lab, host.ns)).toEqual(before);
+    expect(await ipv4RulesAndRoutes(lab, host.ns)).toEqual(before);
     expect(recordsSince(daemon, logFrom).filter((r) => CHANGE.test(r.msg))).toEqual([]);
     expect(alive(daemon)).toBe(true);
 
@@ -588,8 +588,8 @@ describe('SIGHUP reload', () => {
   it('refuses a protocol change on reload and keeps running the old config', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
-    const { daemon } = await startConverged(lab, host.ns, '');
-    const before = await kernelState(lab, host.ns);
+    const { daemon } = await startRunning(lab, host.ns, '');
+    const before = await ipv4RulesAndRoutes(lab, host.ns);
     const logFrom = daemon.lines.length;
     const l = lab;
 
@@ -607,15 +607,15 @@ describe('SIGHUP reload', () => {
       expect(sample(text, 'symroute_config_reloads_total{result="failure"}')).toBe(1);
       expect(sample(text, 'symroute_config_last_reload_successful')).toBe(0);
     });
-    expect(await kernelState(lab, host.ns)).toEqual(before);
+    expect(await ipv4RulesAndRoutes(lab, host.ns)).toEqual(before);
     expect(alive(daemon)).toBe(true);
   });
 
   it('rejects a config file over 1 MiB on reload, by its size, and keeps running the old config', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 2);
-    const { daemon, config } = await startConverged(lab, host.ns, '');
-    const before = await kernelState(lab, host.ns);
+    const { daemon, config } = await startRunning(lab, host.ns, '');
+    const before = await ipv4RulesAndRoutes(lab, host.ns);
     const logFrom = daemon.lines.length;
     const l = lab;
 
@@ -635,14 +635,14 @@ describe('SIGHUP reload', () => {
     await eventually(async () =>
       expect(sample(await scrape(l, host.ns), 'symroute_config_reloads_total{result="failure"}')).toBe(1),
     );
-    expect(await kernelState(lab, host.ns)).toEqual(before);
+    expect(await ipv4RulesAndRoutes(lab, host.ns)).toEqual(before);
     expect(alive(daemon)).toBe(true);
   });
 
   it('survives a storm of 20 SIGHUPs with rewrites in between and ends on the final config', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 3);
-    const { daemon, config } = await startConverged(lab, host.ns, '');
+    const { daemon, config } = await startRunning(lab, host.ns, '');
     const tables = await Promise.all(host.nics.map((nic) => tableOf(lab!, host.ns, nic)));
     const logFrom = daemon.lines.length;
     const l = lab;
@@ -871,7 +871,7 @@ describe('logs', () => {
   it('logs exactly one line per change, naming the interface', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 3, { ipv6: true });
-    const { daemon } = await startConverged(lab, host.ns, '');
+    const { daemon } = await startRunning(lab, host.ns, '');
     const tables = await Promise.all(host.nics.map((nic) => tableOf(lab!, host.ns, nic)));
     const expected = host.nics.flatMap((nic, k) => [
       `added rule from ${host.v4[k]} lookup ${tables[k]} pref 30000 (${nic})`,

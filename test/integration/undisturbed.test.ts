@@ -23,26 +23,18 @@ async function batch(l: Lab, ns: string, name: string, lines: string[]): Promise
 
 const nicAddress = (k: number, second = false) => `198.${second ? 19 : 18}.${Math.floor(k / 250)}.${(k % 250) + 1}`;
 
-/** Series of the metrics text whose name starts with `prefix`, with their values. */
-async function series(l: Lab, ns: string, prefix: string): Promise<Record<string, number>> {
-  const text = await l.exec(ns, 'curl', '-sS', '--fail', '--max-time', '5', 'http://127.0.0.1:9477/metrics');
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) if (line.startsWith(prefix)) out[line.slice(0, line.lastIndexOf(' '))] = Number(line.slice(line.lastIndexOf(' ') + 1));
-  return out;
-}
-
 async function expectQuiet(l: Lab, ns: string, daemon: DaemonProcess): Promise<void> {
   const loud = daemon.records.filter((r) => r.level >= 40).map((r) => r.msg);
   expect(loud, daemon.log().slice(-5000)).toEqual([]);
   // A dump the kernel flags interrupted (links still settling, e.g. IPv6 link-local addresses
   // arriving) is taken again; that is the kernel's doing. Every other reason is a re-dump.
-  const resyncs = await series(l, ns, 'symroute_resyncs_total');
+  const resyncs = await l.metricSeries(ns, 'symroute_resyncs_total');
   const redumps = Object.entries(resyncs).filter(([s, v]) => !s.includes('dump_interrupted') && v !== 0);
   expect(redumps, JSON.stringify(resyncs)).toEqual([]);
-  const drift = await series(l, ns, 'symroute_drift_repairs_total');
+  const drift = await l.metricSeries(ns, 'symroute_drift_repairs_total');
   expect(Object.values(drift).every((v) => v === 0), JSON.stringify(drift)).toBe(true);
   // A flap can overtake a request (ENETDOWN); symroute's own objects never answer back.
-  const errors = await series(l, ns, 'symroute_netlink_errors_total');
+  const errors = await l.metricSeries(ns, 'symroute_netlink_errors_total');
   expect(Object.keys(errors).filter((s) => /EEXIST|ENOENT|ESRCH/.test(s))).toEqual([]);
 }
 
@@ -65,7 +57,7 @@ describe('undisturbed operation', () => {
     await batch(lab, ns, 'first.batch', Array.from({ length: NICS }, (_, i) => `addr add ${nicAddress(i + 1)}/24 dev n${i + 1}`));
     await batch(lab, ns, 'second.batch', Array.from({ length: NICS }, (_, i) => `addr add ${nicAddress(i + 1, true)}/24 dev n${i + 1}`));
     await eventually(async () => expect(await lab!.ownedRules(ns)).toHaveLength(2 * NICS), 120_000, 500);
-    await eventually(async () => expect((await series(lab!, ns, 'symroute_in_sync'))['symroute_in_sync']).toBe(1), 60_000, 200);
+    await eventually(async () => expect((await lab!.metricSeries(ns, 'symroute_in_sync'))['symroute_in_sync']).toBe(1), 60_000, 200);
     await expectQuiet(lab, ns, daemon);
   }, 300_000);
 

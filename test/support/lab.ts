@@ -129,6 +129,32 @@ export class Lab extends NetnsLab {
     return route!;
   }
 
+  async ifindex(ns: string, dev: string): Promise<number> {
+    const [link] = await this.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', dev);
+    return link!.ifindex;
+  }
+
+  /** A namespace with a NIC n0 (and its veth peer n1) holding an address symroute would manage. */
+  async hostWithNic(): Promise<string> {
+    const ns = await this.namespace('h');
+    await this.veth(ns, 'n0', ns, 'n1');
+    await this.ip(ns, 'addr', 'add', '198.18.5.10/24', 'dev', 'n0');
+    return ns;
+  }
+
+  /** Series of the daemon's metrics (on 127.0.0.1:9477) whose name starts with `prefix`, with their values. */
+  async metricSeries(ns: string, prefix: string): Promise<Record<string, number>> {
+    const text = await this.exec(ns, 'curl', '-sS', '--fail', '--max-time', '5', 'http://127.0.0.1:9477/metrics');
+    const out: Record<string, number> = {};
+    for (const line of text.split('\n')) if (line.startsWith(prefix)) out[line.slice(0, line.lastIndexOf(' '))] = Number(line.slice(line.lastIndexOf(' ') + 1));
+    return out;
+  }
+
+  /** symroute's rules as sorted ruleText lines. */
+  async ownedRuleTexts(ns: string): Promise<string[]> {
+    return (await this.ownedRules(ns)).map(ruleText).sort();
+  }
+
   /** The table symroute uses for a NIC with nothing pinned: table.base (1000) + ifindex. */
   async tableOf(ns: string, nic: string): Promise<number> {
     const [link] = await this.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', nic);
@@ -265,6 +291,10 @@ function namedScopeAndType(o: Record<string, unknown>): Record<string, unknown> 
   if (typeof o.type === 'string') named.type = TYPE_NAMES[o.type] ?? o.type;
   return named;
 }
+
+/** A rule in ip(8) syntax, prefix length included, so a failed comparison reads like `ip rule` output. */
+export const ruleText = (r: IpRule): string =>
+  `from ${r.src}${r.srclen !== undefined ? `/${r.srclen}` : ''} lookup ${r.table} pref ${r.priority}`;
 
 export const ruleLine = (r: Pick<IpRule, 'src' | 'table' | 'priority'>): string =>
   `from ${r.src} lookup ${r.table} pref ${r.priority}`;

@@ -1,66 +1,23 @@
 // The daemon against a scripted kernel (no root): passes run one at a time and coalesce,
 // undisturbed operation writes nothing twice and never re-dumps, a lost notification is
 // a re-dump, and drift is only what someone else did.
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
-import { Daemon } from '../../src/control/daemon.js';
-import { Metrics } from '../../src/service/metrics.js';
-import { Telemetry } from '../../src/service/telemetry.js';
 import { rule } from '../support/builders.js';
+import { metricTotal, settle, startScriptedDaemon, stopScriptedDaemons, type ScriptedDaemon } from '../support/scripted-daemon.js';
 import { ScriptedKernel } from '../support/scripted-kernel.js';
 
 const PROTO = 83;
 
-interface Harness {
-  readonly kernel: ScriptedKernel;
-  readonly daemon: Daemon;
-  readonly metrics: Metrics;
-  readonly lines: { level: number; msg: string }[];
-}
+afterEach(stopScriptedDaemons);
 
-let running: Daemon[] = [];
-afterEach(async () => {
-  for (const daemon of running) await daemon.stop(false);
-  running = [];
-});
-
-async function harness(setup: (kernel: ScriptedKernel) => void, config: Config = defaultConfig()): Promise<Harness> {
+async function harness(setup: (kernel: ScriptedKernel) => void, config: Config = defaultConfig()): Promise<ScriptedDaemon> {
   const kernel = new ScriptedKernel();
   setup(kernel);
-  const lines: { level: number; msg: string }[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-      done();
-    },
-  });
-  const log = pino({ level: 'debug' }, sink);
-  const metrics = new Metrics({ version: 'test', commit: 'test' });
-  const daemon = new Daemon(config, new Telemetry(log, metrics), kernel, { backoffStartMs: 5, backoffMaxMs: 20 });
-  running.push(daemon);
-  await daemon.start();
-  return { kernel, daemon, metrics, lines };
+  return startScriptedDaemon(kernel, config);
 }
 
-/** Waits until the daemon has read everything and no pass runs or is due. */
-async function settle(h: Harness): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    await new Promise((resolve) => setImmediate(resolve));
-    await h.daemon.idle();
-    if (h.kernel.notifications.queued === 0 && h.kernel.requests.queued === 0) return;
-  }
-}
-
-async function counter(metric: { get(): Promise<{ values: { labels: object; value: number }[] }> }, labels: object = {}): Promise<number> {
-  const { values } = await metric.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want))
-    .reduce((n, v) => n + v.value, 0);
-}
-
-const warnings = (h: Harness) => h.lines.filter((l) => l.level >= 40).map((l) => l.msg);
+const warnings = (h: ScriptedDaemon) => h.lines.filter((l) => l.level >= 40).map((l) => l.msg);
 const nics = (kernel: ScriptedKernel, n: number) => {
   for (let i = 0; i < n; i++) {
     kernel.link(2 + i, `eth${i}`);
@@ -89,7 +46,7 @@ describe('daemon against a scripted kernel', () => {
     await settle(h);
     expect(h.kernel.errors()).toEqual([]);
     expect(h.kernel.count('dump_route')).toBe(1);
-    expect(await counter(h.metrics.resyncs)).toBe(0);
+    expect(await metricTotal(h.metrics.resyncs)).toBe(0);
     expect(h.kernel.ownedRules(PROTO)).toHaveLength(24);
     expect(h.kernel.ownedRoutes(PROTO)).toHaveLength(24);
     expect(warnings(h)).toEqual([]);
@@ -103,7 +60,7 @@ describe('daemon against a scripted kernel', () => {
     h.kernel.notifications.overrun();
     h.kernel.notifications.release();
     await settle(h);
-    expect(await counter(h.metrics.resyncs, { reason: 'enobufs' })).toBe(1);
+    expect(await metricTotal(h.metrics.resyncs, { reason: 'enobufs' })).toBe(1);
     expect(h.kernel.count('dump_route')).toBe(2);
     expect(h.kernel.ownedRules(PROTO)).toHaveLength(3);
     expect(h.kernel.errors()).toEqual([]);
@@ -114,8 +71,8 @@ describe('daemon against a scripted kernel', () => {
     h.kernel.delRule(rule({ from: '198.18.0.10', table: 1002 }));
     await settle(h);
     expect(h.kernel.ownedRules(PROTO)).toHaveLength(2);
-    expect(await counter(h.metrics.driftRepairs)).toBe(1);
-    expect(await counter(h.metrics.driftRepairs, { kind: 'rule' })).toBe(1);
+    expect(await metricTotal(h.metrics.driftRepairs)).toBe(1);
+    expect(await metricTotal(h.metrics.driftRepairs, { kind: 'rule' })).toBe(1);
     expect(h.kernel.errors()).toEqual([]);
   });
 
@@ -134,8 +91,8 @@ describe('daemon against a scripted kernel', () => {
     await settle(h);
     expect(h.kernel.ownedRules(PROTO)).toHaveLength(2);
     expect(h.kernel.ownedRoutes(PROTO)).toHaveLength(2);
-    expect(await counter(h.metrics.driftRepairs)).toBe(0);
-    expect(await counter(h.metrics.reconciles, { trigger: 'drift' })).toBe(0);
+    expect(await metricTotal(h.metrics.driftRepairs)).toBe(0);
+    expect(await metricTotal(h.metrics.reconciles, { trigger: 'drift' })).toBe(0);
     expect(h.kernel.errors()).toEqual([]);
     expect(warnings(h)).toEqual([]);
   });

@@ -1,20 +1,16 @@
 // Routes of tables symroute does not use are passed over before they are decoded: the peek
 // at a raw message's table and protocol, the predicate that judges them, and the daemon
 // (against a scripted kernel) fetching a table once a link makes it matter.
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
-import { Daemon } from '../../src/control/daemon.js';
 import { RouteInterest } from '../../src/domain/interest.js';
 import { encodeAttribute, encodeMessage, splitDatagram, type RawMessage } from '../../src/netlink/codec.js';
 import { RTM_DELROUTE, RTM_GETROUTE, RTM_NEWLINK, RTM_NEWROUTE } from '../../src/netlink/constants.js';
 import { decodeMessage, encodeBody, encodeRequest, peekRoute, type RouteMessage } from '../../src/netlink/messages.js';
 import { RTA_OIF, RTA_TABLE } from '../../src/netlink/schemas.js';
 import { routeFromMessage, routeToMessage } from '../../src/kernel/objects.js';
-import { Metrics } from '../../src/service/metrics.js';
-import { Telemetry } from '../../src/service/telemetry.js';
 import { fixture, linkMessage, PROTO, PROTO_BOOT, PROTO_STATIC, route } from '../support/builders.js';
+import { metricTotal, settle, startScriptedDaemon, stopScriptedDaemons } from '../support/scripted-daemon.js';
 import { ScriptedKernel } from '../support/scripted-kernel.js';
 
 /** A route as the kernel sends it: a table >= 256 says RT_TABLE_COMPAT (252) in the header. */
@@ -111,35 +107,8 @@ describe('RouteInterest', () => {
 });
 
 describe('the daemon against a scripted kernel: tables that start to matter', () => {
-  let running: Daemon[] = [];
-  afterEach(async () => {
-    for (const daemon of running) await daemon.stop(false);
-    running = [];
-  });
-
-  async function start(kernel: ScriptedKernel) {
-    const lines: { level: number; msg: string }[] = [];
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-        done();
-      },
-    });
-    const metrics = new Metrics({ version: 'test', commit: 'test' });
-    const daemon = new Daemon(defaultConfig(), new Telemetry(pino({ level: 'debug' }, sink), metrics), kernel, { backoffStartMs: 5, backoffMaxMs: 20 });
-    running.push(daemon);
-    await daemon.start();
-    return { daemon, metrics, lines };
-  }
-  const settle = async (daemon: Daemon, kernel: ScriptedKernel) => {
-    for (let i = 0; i < 50; i++) {
-      await new Promise((resolve) => setImmediate(resolve));
-      await daemon.idle();
-      if (kernel.notifications.queued === 0 && kernel.requests.queued === 0) return;
-    }
-  };
-  const value = async (metric: { get(): Promise<{ values: { value: number }[] }> }) =>
-    (await metric.get()).values.reduce((n, v) => n + v.value, 0);
+  afterEach(stopScriptedDaemons);
+  const start = (kernel: ScriptedKernel) => startScriptedDaemon(kernel);
 
   it('passes over foreign tables, then fetches a NIC\'s table when the NIC appears and leaves it alone for its foreign route', async () => {
     const kernel = new ScriptedKernel();
@@ -150,18 +119,18 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     const { daemon, metrics, lines } = await start(kernel);
     // The kernel is asked for main, symroute's own routes, and eth0's table: nothing else comes.
     expect([...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route'))).toEqual(['dump_route protocol 83', 'dump_route', 'dump_route table 1002']);
-    expect(await value(metrics.routesSkipped)).toBe(0);
+    expect(await metricTotal(metrics.routesSkipped)).toBe(0);
     expect(kernel.ownedRules(PROTO)).toHaveLength(1);
 
     // Routes into table 500 keep being passed over; eth1 (index 3) makes table 1003 matter.
     kernel.addRoute(route({ dst: '203.0.113.128/25', oif: 2, table: 500, protocol: PROTO_STATIC }));
     kernel.link(3, 'eth1');
     kernel.address({ ifindex: 3, cidr: '198.18.1.10/24' });
-    await settle(daemon, kernel);
+    await settle({ daemon, kernel });
     expect(kernel.count('dump_route table 1003')).toBe(1);
     expect(kernel.count('dump_route')).toBe(1); // no full re-dump
-    expect(await value(metrics.routesSkipped)).toBe(1); // the notification of the route into table 500
-    expect(await value(metrics.resyncs)).toBe(0);
+    expect(await metricTotal(metrics.routesSkipped)).toBe(1); // the notification of the route into table 500
+    expect(await metricTotal(metrics.resyncs)).toBe(0);
     expect(kernel.ownedRules(PROTO).map((r) => r.table)).toEqual([1002]);
     const warnings = lines.filter((l) => l.level >= 40).map((l) => l.msg);
     expect(warnings).toEqual([expect.stringMatching(/^eth1: table 1003 holds a route symroute does not own \(203\.0\.113\.0\/24 dev eth0 table 1003/)]);
@@ -171,10 +140,10 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     // A route added to the table once it matters is seen: eth2's table gets one too.
     kernel.link(4, 'eth2');
     kernel.address({ ifindex: 4, cidr: '198.18.2.10/24' });
-    await settle(daemon, kernel);
+    await settle({ daemon, kernel });
     expect(kernel.ownedRules(PROTO).map((r) => r.table).sort()).toEqual([1002, 1004]);
     kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 1004, protocol: PROTO_STATIC }));
-    await settle(daemon, kernel);
+    await settle({ daemon, kernel });
     expect(lines.some((l) => l.level >= 40 && l.msg.startsWith('eth2: table 1004 holds a route symroute does not own'))).toBe(true);
   });
 
@@ -193,10 +162,10 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 1003, protocol: PROTO_STATIC }));
     for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
     kernel.requests.release();
-    await settle(daemon, kernel);
+    await settle({ daemon, kernel });
     expect(kernel.ownedRules(PROTO).map((r) => r.table)).toEqual([1002]);
     expect(lines.some((l) => l.level >= 40 && l.msg.startsWith('eth1: table 1003 holds a route symroute does not own'))).toBe(true);
-    expect(await value(metrics.resyncs)).toBe(0);
+    expect(await metricTotal(metrics.resyncs)).toBe(0);
     expect(kernel.errors()).toEqual([]);
   });
 
@@ -210,10 +179,10 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     const { daemon, metrics } = await start(kernel);
     kernel.link(3, 'eth1');
     kernel.address({ ifindex: 3, cidr: '198.18.1.10/24' });
-    await settle(daemon, kernel);
+    await settle({ daemon, kernel });
     expect(kernel.count('dump_route table 1003')).toBe(1);
     expect(kernel.ownedRules(PROTO).map((r) => r.table)).toEqual([1002]); // eth1's table is taken
-    expect(await value(metrics.resyncs)).toBe(0);
+    expect(await metricTotal(metrics.resyncs)).toBe(0);
   }, 60_000);
 
   it('fetches each table that starts to matter once, with one kernel-filtered dump, however many come at once', async () => {
@@ -224,13 +193,13 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     const { daemon, metrics } = await start(kernel);
     for (let i = 0; i < 100; i++) kernel.link(3 + i, `eth${1 + i}`);
     for (let i = 0; i < 100; i++) kernel.address({ ifindex: 3 + i, cidr: `198.18.${1 + i}.10/24` });
-    await settle(daemon, kernel);
+    await settle({ daemon, kernel });
     // Work in proportion to the links that appeared: not a dump of every route.
     const tableDumps = [...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route table'));
     expect(tableDumps).toHaveLength(101);
     expect(tableDumps.every((entry) => kernel.count(entry) === 1)).toBe(true);
     expect(kernel.count('dump_route')).toBe(1);
-    expect(await value(metrics.resyncs)).toBe(0);
+    expect(await metricTotal(metrics.resyncs)).toBe(0);
     // eth48 (index 50) sits behind table 1050, which holds a foreign route: left alone.
     expect(kernel.ownedRules(PROTO).map((r) => r.table)).not.toContain(1050);
     expect(kernel.ownedRules(PROTO)).toHaveLength(100);
