@@ -4,8 +4,7 @@
 // attribute), multicasts a notification for every change (before the ACK, like the kernel),
 // and lets a test play "someone else" (ip rule del, an address removed) or hold notifications
 // back to force interleavings. It models only what symroute relies on.
-import { type Route, type Rule } from '../../src/domain/model.js';
-import { routeKey, routeSlot, ruleKey } from '../../src/domain/keys.js';
+import type { Nexthop, Route, Rule } from '../../src/domain/model.js';
 import { concat, decodeAttributes, encodeMessage, splitDatagram } from '../../src/netlink/codec.js';
 import { RTMSG_PROTOCOL_OFFSET, RTMSG_TABLE_OFFSET, routeSchema } from '../../src/netlink/schemas.js';
 import {
@@ -31,6 +30,27 @@ import { decodeMessage, encodeRequest, type AddressMessage, type LinkMessage, ty
 import type { NativeNetlinkSocket, ReadResult } from '../../src/netlink/native.js';
 import { routeFromMessage, routeToMessage, ruleFromMessage, ruleToMessage } from '../../src/kernel/objects.js';
 import { addressMessage, linkMessage, type AddressSpec, type LinkSpec } from './builders.js';
+
+/**
+ * Written from the kernel's rules, not from src/, so that a mistake in symroute's keys is
+ * caught rather than mirrored. One place for a route (what NLM_F_EXCL refuses and
+ * NLM_F_REPLACE takes over): its table, destination, IPv6 source and metric (fib_table_insert
+ * and fib6_add compare these; symroute sets no tos).
+ */
+const placeOf = (r: Route): string =>
+  JSON.stringify([r.family, r.table, r.dst, r.dstLength, r.family === 6 ? [r.src ?? null, r.srcLength ?? 0] : null, r.metric]);
+
+/** Every attribute, nexthops in any order: what a delete that names them all matches. */
+function sameObject(a: Route | Rule, b: Route | Rule): boolean {
+  const canonical = (o: Route | Rule) =>
+    JSON.stringify(
+      Object.entries(o)
+        .filter(([, value]) => value !== undefined)
+        .map(([key, value]) => [key, key === 'nexthops' ? (value as Nexthop[]).map((n) => `${n.ifindex} ${n.gateway}`).sort() : value])
+        .sort(([x], [y]) => String(x).localeCompare(String(y))),
+    );
+  return canonical(a) === canonical(b);
+}
 
 const EEXIST = 17;
 const ENOENT = 2;
@@ -115,7 +135,7 @@ export class ScriptedKernel {
   readonly log: RequestLog = new Map();
   private readonly links = new Map<number, LinkMessage>();
   private readonly addresses = new Map<string, AddressMessage>();
-  private routes = new Map<string, Route>();
+  private routes: Route[] = [];
   /** Identical rules side by side, as the kernel keeps them. */
   private rules: Rule[] = [];
 
@@ -142,14 +162,14 @@ export class ScriptedKernel {
     this.notify(RTM_DELADDR, 0, message);
   }
   delRule(rule: Rule): void {
-    const i = this.rules.findIndex((r) => ruleKey(r) === ruleKey(rule));
+    const i = this.rules.findIndex((r) => sameObject(r, rule));
     if (i < 0) throw new Error('no such rule');
     this.rules.splice(i, 1);
     this.notify(RTM_DELRULE, 0, ruleToMessage(rule));
   }
   /** Someone else's route; `ip route add` also works in a table no link is behind yet. */
   addRoute(route: Route): void {
-    this.routes.set(routeKey(route), route);
+    this.routes.push(route);
     this.notify(RTM_NEWROUTE, 0, routeToMessage(route));
   }
 
@@ -159,7 +179,7 @@ export class ScriptedKernel {
     return this.rules.filter((r) => r.protocol === protocol);
   }
   ownedRoutes(protocol: number): Route[] {
-    return [...this.routes.values()].filter((r) => r.protocol === protocol);
+    return this.routes.filter((r) => r.protocol === protocol);
   }
   count(entry: string): number {
     return this.log.get(entry) ?? 0;
@@ -198,7 +218,7 @@ export class ScriptedKernel {
     let errno = 0;
     if (body.kind === 'rule') {
       const rule = ruleFromMessage(body)!;
-      const i = this.rules.findIndex((r) => ruleKey(r) === ruleKey(rule));
+      const i = this.rules.findIndex((r) => sameObject(r, rule));
       if (type === RTM_NEWRULE && i >= 0 && flags & NLM_F_EXCL) errno = EEXIST;
       else if (type === RTM_DELRULE && i < 0) errno = ENOENT;
       else {
@@ -208,16 +228,20 @@ export class ScriptedKernel {
       }
     } else if (body.kind === 'route') {
       const route = routeFromMessage(body)!;
-      const inSlot = [...this.routes.values()].find((r) => routeSlot(r) === routeSlot(route));
+      const inPlace = this.routes.findIndex((r) => placeOf(r) === placeOf(route));
       if (type === RTM_DELROUTE) {
-        if (!this.routes.delete(routeKey(route))) errno = ESRCH;
-        else this.notify(type, 0, routeToMessage(route));
-      } else if (inSlot && flags & NLM_F_EXCL) {
+        const i = this.routes.findIndex((r) => sameObject(r, route));
+        if (i < 0) errno = ESRCH;
+        else {
+          this.routes.splice(i, 1);
+          this.notify(type, 0, routeToMessage(route));
+        }
+      } else if (inPlace >= 0 && flags & NLM_F_EXCL) {
         errno = EEXIST;
       } else {
-        if (inSlot) this.routes.delete(routeKey(inSlot));
-        this.routes.set(routeKey(route), route);
-        this.notify(type, inSlot && flags & NLM_F_REPLACE ? NLM_F_REPLACE : 0, routeToMessage(route));
+        if (inPlace >= 0) this.routes.splice(inPlace, 1);
+        this.routes.push(route);
+        this.notify(type, inPlace >= 0 && flags & NLM_F_REPLACE ? NLM_F_REPLACE : 0, routeToMessage(route));
       }
     }
     this.record(`${op} ${errno ? { [EEXIST]: 'EEXIST', [ENOENT]: 'ENOENT', [ESRCH]: 'ESRCH' }[errno] : 'ok'}`);
@@ -228,7 +252,7 @@ export class ScriptedKernel {
     if (getType === RTM_GETLINK) return [...this.links.values()].map((m) => [RTM_NEWLINK, m]);
     if (getType === RTM_GETADDR) return [...this.addresses.values()].map((m) => [RTM_NEWADDR, m]);
     if (getType === RTM_GETROUTE) {
-      const routes = [...this.routes.values()].filter(
+      const routes = this.routes.filter(
         (r) => (!filter.table || r.table === filter.table) && (!filter.protocol || r.protocol === filter.protocol),
       );
       return routes.map((r) => [RTM_NEWROUTE, routeToMessage(r)]);
@@ -242,7 +266,7 @@ export class ScriptedKernel {
   }
 
   private dropRoutesVia(ifindex: number): void {
-    for (const [key, route] of this.routes) if (route.family === 4 && route.oif === ifindex) this.routes.delete(key);
+    this.routes = this.routes.filter((route) => !(route.family === 4 && route.oif === ifindex));
   }
 
   private record(entry: string): void {
