@@ -58,8 +58,8 @@ const NOTIFY_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 const DUMP_RETRY_MS = 1000;
 /**
  * A full dump reads up to this many tables one by one, each filtered by the kernel (a round
- * trip costs ~0.2 ms); more are read from one dump of every route, filtered here (~2 ms per
- * 1000 routes the host has, needed or not). Tables that start to matter later are always
+ * trip each); more are read from one dump of every route, filtered here (its cost grows with
+ * every route the host has, needed or not: BENCHMARKS.md). Tables that start to matter later are always
  * dumped one by one: work in proportion to the links that appeared, however many routes the
  * host holds (one dump of everything per burst of links could cost far more, again and again).
  */
