@@ -1,5 +1,5 @@
-// The kernel objects symroute reasons about, in a form independent of the wire format, plus
-// their identities and ip(8)-style descriptions. Shared by the watcher, planner and reconciler.
+// The kernel objects symroute reasons about, in a form independent of the wire format, and
+// their ip(8)-style descriptions (their keys: keys.ts). Shared by the watcher, planner and reconciler.
 import type { Family } from '../net/ip.js';
 
 export interface Link {
