@@ -3,14 +3,16 @@
 // (a route of a device going down, a route the kernel drops silently), nor are symroute's
 // own writes. The ledger keeps what the kernel last fully matched, the notifications
 // symroute's requests will cause, and what drifted since.
-import type { Change, Desired } from '../domain/diff.js';
+import type { Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import type { MirrorView } from '../domain/mirror.js';
 import { type Route } from '../domain/model.js';
 import { routeKey, routeSlot, ruleKey, type RouteKey, type RouteSlot, type RuleKey } from '../domain/keys.js';
-import type { Scope } from '../domain/planner.js';
+import type { DesiredState, Scope } from '../domain/planner.js';
 
 type Own = 'write' | 'delete';
+/** What the ledger reads of the desired state the kernel matched. */
+type Converged = Pick<DesiredState, 'routesIn' | 'tables' | 'rules'>;
 /** A rule's or a route's key: what a change is about. */
 export type ObjectKey = RouteKey | RuleKey;
 
@@ -98,7 +100,7 @@ export class DriftLedger {
    * looked at since the last time (`since`; null: everything). Every notification of our
    * writes was read before the pass that found nothing to do.
    */
-  converged(desired: Desired, since: Scope | null): void {
+  converged(desired: Converged, since: Scope | null): void {
     if (since === null) {
       this.convergedRoutes = new Map();
       this.convergedSlots = new Map();
@@ -117,7 +119,7 @@ export class DriftLedger {
     this.wentDown.clear();
   }
 
-  private convergeTable(desired: Desired, table: number): void {
+  private convergeTable(desired: Converged, table: number): void {
     for (const route of this.convergedRoutes.get(table)?.values() ?? []) this.convergedSlots.delete(routeSlot(route));
     const routes = desired.routesIn(table);
     if (routes.length === 0) {

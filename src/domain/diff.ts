@@ -5,9 +5,9 @@
 // every table and rule in scope it is the whole diff.
 import { groupBy } from './collections.js';
 import type { Route, Rule } from './model.js';
-import { routeKey, routeSlot, ruleKey, type RouteKey, type RuleKey } from './keys.js';
+import { routeKey, routeSlot, ruleKey, type RouteKey } from './keys.js';
 import type { MirrorView } from './mirror.js';
-import type { Plan, Scope } from './planner.js';
+import type { DesiredState, Plan, Scope } from './planner.js';
 
 export type Change =
   | { readonly op: 'add'; readonly kind: 'route'; readonly route: Route }
@@ -15,16 +15,11 @@ export type Change =
   | { readonly op: 'delete'; readonly kind: 'route'; readonly route: Route }
   | { readonly op: 'add' | 'delete'; readonly kind: 'rule'; readonly rule: Rule };
 
-/** The desired state as the diff reads it (DesiredState, or a Plan through desiredOf). */
-export interface Desired {
-  routesIn(table: number): readonly Route[];
-  tables(): Iterable<number>;
-  readonly rules: ReadonlyMap<RuleKey, Rule>;
-  readonly protectedTables: ReadonlySet<number>;
-}
+/** What the diff reads of the desired state. */
+type Wanted = Pick<DesiredState, 'routesIn' | 'tables' | 'rules' | 'protectedTables'>;
 
-/** A whole plan, as the diff reads it. */
-export function desiredOf(plan: Plan): Desired {
+/** A whole plan, read as the desired state. */
+export function desiredOf(plan: Plan): Wanted {
   const routesByTable = groupBy(plan.routes, (route) => route.table);
   return {
     routesIn: (table) => routesByTable.get(table) ?? [],
@@ -35,7 +30,7 @@ export function desiredOf(plan: Plan): Desired {
 }
 
 /** Everything: every table planned or holding a route, every rule planned or owned. */
-export function wholeScope(desired: Desired, mirror: MirrorView, protocol: number): Scope {
+export function wholeScope(desired: Wanted, mirror: MirrorView, protocol: number): Scope {
   const ruleKeys = new Set(desired.rules.keys());
   for (const [key, { rule }] of mirror.rules) if (rule.protocol === protocol) ruleKeys.add(key);
   return { tables: new Set([...desired.tables(), ...mirror.tables()]), ruleKeys };
@@ -52,7 +47,7 @@ export function computeChanges(plan: Plan, mirror: MirrorView, protocol: number)
  * checks a gateway against them) before rules point at it, and rules stop pointing at a
  * table before its routes go. Each phase is sent as one pipelined batch.
  */
-export function changesWithin(desired: Desired, mirror: MirrorView, protocol: number, scope: Scope): Change[][] {
+export function changesWithin(desired: Wanted, mirror: MirrorView, protocol: number, scope: Scope): Change[][] {
   const owned = (table: number) => !desired.protectedTables.has(table);
   const routeWrites: Change[] = [];
   const routeDeletes: Change[] = [];

@@ -20,6 +20,7 @@ import { RT_TABLE_MAIN } from './constants.js';
 
 export type { FamilyPlan, Gateway, GatewaySource, InterfacePlan } from './interface-plan.js';
 
+/** The desired state whole, at one moment: what `symroute plan` prints and a one-shot diff reads. */
 export interface Plan {
   readonly routes: readonly Route[];
   readonly rules: readonly Rule[];
@@ -88,13 +89,18 @@ export class DesiredState {
   readonly rules = new Map<RuleKey, Rule>();
   private destinationKeys: RuleKey[] = [];
   private readonly routesByTable = new Map<number, readonly Route[]>();
-  readonly protectedTables = new Set<number>();
+  private readonly protectedSet = new Set<number>();
   /** Main-table routes into excluded plumbing, by routeKey: each prefix gets a destination rule. */
   private readonly plumbing = new Map<RouteKey, Route>();
   private routeTotal = 0;
   private readonly unusable = new Map<Family, number>();
 
   constructor(readonly config: Config) {}
+
+  /** Tables holding routes symroute does not own: nothing in them, or pointing at them, is touched. */
+  get protectedTables(): ReadonlySet<number> {
+    return this.protectedSet;
+  }
 
   routesIn(table: number): readonly Route[] {
     return this.routesByTable.get(table) ?? [];
@@ -328,7 +334,7 @@ export class DesiredState {
   private removePart(ifindex: number, old: Part, scope: Scope): void {
     scope.tables.add(old.plan.table);
     this.routesByTable.delete(old.plan.table);
-    this.protectedTables.delete(old.plan.table);
+    this.protectedSet.delete(old.plan.table);
     this.routeTotal -= old.routes.length;
     for (const family of old.plan.families) if (family.unusableGateway) bump(this.unusable, family.family, -1);
     this.election.withdraw(ifindex, old.rules);
@@ -339,7 +345,7 @@ export class DesiredState {
   private addPart(ifindex: number, part: Part, scope: Scope): void {
     const table = part.plan.table;
     scope.tables.add(table);
-    if (part.plan.collision) this.protectedTables.add(table);
+    if (part.plan.collision) this.protectedSet.add(table);
     if (part.routes.length > 0) this.routesByTable.set(table, part.routes);
     this.routeTotal += part.routes.length;
     for (const family of part.plan.families) if (family.unusableGateway) bump(this.unusable, family.family, 1);
