@@ -22,10 +22,6 @@ export class Coalescer {
     return this.dirty;
   }
 
-  get running(): boolean {
-    return this.state === 'running';
-  }
-
   request(): void {
     this.dirty = true;
     this.kick();

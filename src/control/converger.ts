@@ -4,7 +4,7 @@
 // the observer turns into metrics and log lines.
 import type { Config } from '../config/config.js';
 import { priorityCollision } from '../domain/collisions.js';
-import { changesWithin, computeChanges, wholeScope, type Change } from '../domain/diff.js';
+import { changeKey, changesWithin, computeChanges, wholeScope, type Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import { linkName, type MirrorView } from '../domain/mirror.js';
 import { ruleKey } from '../domain/keys.js';
@@ -14,7 +14,7 @@ import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reco
 import type { Watcher } from '../kernel/watcher.js';
 import type { RtnlClient } from '../netlink/client.js';
 import { ConflictTracker, WINDOW_MS } from './conflicts.js';
-import { changeKey, DriftLedger } from './drift.js';
+import { DriftLedger } from './drift.js';
 import { newPassReport, type ChangeReport, type DaemonObserver, type InterfaceState, type PassReport } from './observer.js';
 import type { PassVerdict, Trigger } from './scheduler.js';
 

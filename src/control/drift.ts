@@ -3,18 +3,16 @@
 // (a route of a device going down, a route the kernel drops silently), nor are symroute's
 // own writes. The ledger keeps what the kernel last fully matched, the notifications
 // symroute's requests will cause, and what drifted since.
-import type { Change } from '../domain/diff.js';
+import { changeKey, type Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import type { MirrorView } from '../domain/mirror.js';
 import { type Route } from '../domain/model.js';
-import { routeKey, routeSlot, ruleKey, type RouteKey, type RouteSlot, type RuleKey } from '../domain/keys.js';
+import { routeKey, routeSlot, ruleKey, type ObjectKey, type RouteKey, type RouteSlot, type RuleKey } from '../domain/keys.js';
 import type { DesiredState, Scope } from '../domain/planner.js';
 
 type Own = 'write' | 'delete';
 /** What the ledger reads of the desired state the kernel matched. */
 type Converged = Pick<DesiredState, 'routesIn' | 'tables' | 'rules'>;
-/** A rule's or a route's key: what a change is about. */
-export type ObjectKey = RouteKey | RuleKey;
 
 export class DriftLedger {
   /**
@@ -145,5 +143,4 @@ export class DriftLedger {
   }
 }
 
-export const changeKey = (change: Change): ObjectKey => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
 const ownKind = (change: Change): Own => (change.op === 'delete' ? 'delete' : 'write');

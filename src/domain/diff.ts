@@ -5,7 +5,7 @@
 // every table and rule in scope it is the whole diff.
 import { groupBy } from './collections.js';
 import type { Route, Rule } from './model.js';
-import { routeKey, routeSlot, ruleKey, type RouteKey } from './keys.js';
+import { routeKey, routeSlot, ruleKey, type ObjectKey, type RouteKey } from './keys.js';
 import type { MirrorView } from './mirror.js';
 import type { DesiredState, Plan, Scope } from './planner.js';
 
@@ -14,6 +14,9 @@ export type Change =
   | { readonly op: 'replace'; readonly kind: 'route'; readonly route: Route; readonly replaced: Route }
   | { readonly op: 'delete'; readonly kind: 'route'; readonly route: Route }
   | { readonly op: 'add' | 'delete'; readonly kind: 'rule'; readonly rule: Rule };
+
+/** The key of what a change is about. */
+export const changeKey = (change: Change): ObjectKey => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
 
 /** What the diff reads of the desired state. */
 type Wanted = Pick<DesiredState, 'routesIn' | 'tables' | 'rules' | 'protectedTables'>;

@@ -12,6 +12,8 @@ export type AddressKey = Key<'address'>;
 export type RouteSlot = Key<'route slot'>;
 export type RouteKey = Key<'route'>;
 export type RuleKey = Key<'rule'>;
+/** A rule's or a route's key: what a change is about. */
+export type ObjectKey = RouteKey | RuleKey;
 /** The source a rule is for (family and prefix): one rule per source is elected. */
 export type RuleSource = Key<'rule source'>;
 /** A prefix of one family, as a route's destination or an address's network. */
