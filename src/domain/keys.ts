@@ -16,8 +16,6 @@ export type RuleKey = Key<'rule'>;
 export type ObjectKey = RouteKey | RuleKey;
 /** The source a rule is for (family and prefix): one rule per source is elected. */
 export type RuleSource = Key<'rule source'>;
-/** A prefix of one family, as a route's destination or an address's network. */
-export type PrefixKey = Key<'prefix'>;
 
 export const addressKey = (a: Address): AddressKey => `${a.family}|${a.ifindex}|${a.address}/${a.prefixLength}` as AddressKey;
 
@@ -59,8 +57,6 @@ export const ruleKey = (r: Rule): RuleKey =>
   ].join('|') as RuleKey;
 
 export const ruleSource = (rule: Rule): RuleSource => `${rule.family}|${rule.src}/${rule.srcLength}` as RuleSource;
-
-export const prefixKey = (family: Family, network: string | undefined, length: number): PrefixKey => `${family}|${network}/${length}` as PrefixKey;
 
 /** Objects of one owner (protocol number) and family, counted together. */
 export const ownerKey = (protocol: number, family: Family): number => protocol * 8 + family;

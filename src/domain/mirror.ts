@@ -6,9 +6,9 @@
 // silent side effects included) without inferring it from the event.
 import { bump, mapDelete, mapSet } from './collections.js';
 import type { KernelEvent } from './events.js';
-import { networkOf, type Family } from '../net/ip.js';
+import { familyOf, networkOf, type Family } from '../net/ip.js';
 import { type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
-import { addressKey, ownerKey, prefixKey, routeKey, routeSlot, ruleKey, type AddressKey, type PrefixKey, type RouteKey, type RouteSlot, type RuleKey } from './keys.js';
+import { addressKey, ownerKey, routeKey, routeSlot, ruleKey, type AddressKey, type RouteKey, type RouteSlot, type RuleKey } from './keys.js';
 import { RT_SCOPE_LINK, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
 
 /** Which main-table routes besides the defaults to keep, given the name of the route's device. */
@@ -24,12 +24,17 @@ function withNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
 
 /** A device route's metric, protocol and scope in one number (exact: under 2^48). */
 const packDeviceRoute = (route: Route): number => route.metric * 65536 + route.protocol * 256 + route.scope;
+const metricOf = (packed: number): number => Math.floor(packed / 65536);
 
-function unpackDeviceRoute(oif: number, prefix: string, value: number): Route {
-  const [family, dstText] = prefix.split('|') as [string, string];
-  const [dst, length] = dstText.split('/') as [string, string];
-  const metric = Math.floor(value / 65536);
-  return { family: Number(family) as Family, table: RT_TABLE_MAIN, dst, dstLength: Number(length), metric, protocol: (value >> 8) & 0xff, scope: value & 0xff, type: RTN_UNICAST, oif };
+/** The main-table device route to `dst`/`dstLength` through `oif` that `packed` stands for. */
+function deviceRoute(oif: number, dst: string, dstLength: number, packed: number): Route {
+  const family = familyOf(dst)!;
+  return { family, table: RT_TABLE_MAIN, dst, dstLength, metric: metricOf(packed), protocol: (packed >> 8) & 0xff, scope: packed & 0xff, type: RTN_UNICAST, oif };
+}
+
+/** Each (prefix length, packed route) of a destination's list. */
+function* deviceRoutePairs(pairs: readonly number[]): Generator<[number, number]> {
+  for (let i = 0; i < pairs.length; i += 2) yield [pairs[i]!, pairs[i + 1]!];
 }
 
 /** A link's name, or `if<index>` for one the mirror does not hold (gone, or not seen yet). */
@@ -104,11 +109,11 @@ export class Mirror implements MirrorView {
   private readonly mainDefaults = new Map<number, Map<RouteKey, Route>>();
   /**
    * Main-table device routes (unicast, no gateway) but those `keepMainRoute` wants whole:
-   * per device, prefix → each route's metric, protocol and scope
-   * packed in one number. A full table of them (a BGP host) would otherwise cost most of
-   * the daemon's memory, and only their prefixes are ever looked at.
+   * per device and destination address, two numbers per route: its prefix length, and its
+   * metric, protocol and scope packed in one. A full table of them (a BGP host) would
+   * otherwise cost most of the daemon's memory, and only their prefixes are ever looked at.
    */
-  private readonly mainDeviceRoutes = new Map<number, Map<PrefixKey, number[]>>();
+  private readonly mainDeviceRoutes = new Map<number, Map<string, number[]>>();
   private readonly rulesByTable = new Map<number, Map<RuleKey, CountedRule>>();
   /** By ownerKey. */
   private readonly routeCounts = new Map<number, number>();
@@ -149,10 +154,11 @@ export class Mirror implements MirrorView {
   }
 
   mainDeviceRouteCovers(ifindex: number, family: Family, address: string): boolean {
-    const prefixes = this.mainDeviceRoutes.get(ifindex);
-    if (!prefixes) return false;
+    const destinations = this.mainDeviceRoutes.get(ifindex);
+    if (!destinations) return false;
     for (let length = family === 4 ? 32 : 128; length >= 0; length--) {
-      if (prefixes.has(prefixKey(family, networkOf(address, length), length))) return true;
+      const pairs = destinations.get(networkOf(address, length));
+      if (pairs) for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === length) return true;
     }
     return false;
   }
@@ -302,42 +308,59 @@ export class Mirror implements MirrorView {
 
   /** A main-table device route kept as its prefix (see mainDeviceRoutes). */
   private applyDeviceRoute(route: Route, op: 'add' | 'replace' | 'delete'): boolean {
-    const prefix = prefixKey(route.family, route.dst, route.dstLength);
+    const { dst, dstLength } = route;
     const packed = packDeviceRoute(route);
-    const sameSlot = (value: number) => Math.floor(value / 65536) === route.metric;
+    const same = (length: number, value: number) => length === dstLength && value === packed;
+    const inSlot = (length: number, value: number) => length === dstLength && metricOf(value) === route.metric;
     let changed = false;
     if (op === 'replace') {
       // A replace takes over its slot (prefix and metric) whatever device held it.
-      for (const [device, prefixes] of this.mainDeviceRoutes) if (device !== route.oif) changed = this.dropDeviceRoute(device, prefixes, prefix, sameSlot) || changed;
+      for (const device of [...this.mainDeviceRoutes.keys()]) if (device !== route.oif) changed = this.dropDeviceRoutes(device, dst, inSlot) || changed;
     }
-    const prefixes = this.mainDeviceRoutes.get(route.oif!);
-    if (op === 'delete') changed = (prefixes !== undefined && this.dropDeviceRoute(route.oif!, prefixes, prefix, (value) => value === packed)) || changed;
+    if (op === 'delete') changed = this.dropDeviceRoutes(route.oif!, dst, same) || changed;
     else {
-      const values = prefixes?.get(prefix) ?? [];
-      const kept = values.filter((value) => !(op === 'replace' && sameSlot(value)) && value !== packed);
+      let destinations = this.mainDeviceRoutes.get(route.oif!);
+      if (!destinations) this.mainDeviceRoutes.set(route.oif!, (destinations = new Map()));
+      const kept: number[] = [];
+      let there = false;
+      let displaced = false;
+      const pairs = destinations.get(dst) ?? [];
+      for (let i = 0; i < pairs.length; i += 2) {
+        const length = pairs[i]!;
+        const value = pairs[i + 1]!;
+        if (same(length, value)) there = true;
+        else if (op === 'replace' && inSlot(length, value)) displaced = true;
+        else kept.push(length, value);
+      }
       // Unchanged only if the route was there already and nothing else left its slot.
-      if (!values.includes(packed) || kept.length !== values.length - 1) changed = true;
-      if (prefixes) prefixes.set(prefix, [...kept, packed]);
-      else this.mainDeviceRoutes.set(route.oif!, new Map([[prefix, [packed]]]));
+      if (!there || displaced) changed = true;
+      kept.push(dstLength, packed);
+      destinations.set(dst, kept);
     }
     if (changed) this.journal?.routes.push(route);
     return changed;
   }
 
-  private dropDeviceRoute(device: number, prefixes: Map<PrefixKey, number[]>, prefix: PrefixKey, matches: (value: number) => boolean): boolean {
-    const values = prefixes.get(prefix);
-    if (!values?.some(matches)) return false;
-    const rest = values.filter((value) => !matches(value));
-    if (rest.length > 0) prefixes.set(prefix, rest);
-    else prefixes.delete(prefix);
-    if (prefixes.size === 0) this.mainDeviceRoutes.delete(device);
+  /** Drops the device routes to `dst` through `device` that match; true if there were any. */
+  private dropDeviceRoutes(device: number, dst: string, matches: (length: number, value: number) => boolean): boolean {
+    const destinations = this.mainDeviceRoutes.get(device);
+    const pairs = destinations?.get(dst);
+    if (!pairs) return false;
+    const rest: number[] = [];
+    for (let i = 0; i < pairs.length; i += 2) if (!matches(pairs[i]!, pairs[i + 1]!)) rest.push(pairs[i]!, pairs[i + 1]!);
+    if (rest.length === pairs.length) return false;
+    if (rest.length > 0) destinations!.set(dst, rest);
+    else destinations!.delete(dst);
+    if (destinations!.size === 0) this.mainDeviceRoutes.delete(device);
     return true;
   }
 
   /** A renamed device may have become plumbing, or stopped being it: its main routes are kept anew. */
   private rekeepMainRoutes(index: number): void {
     const whole = [...(this.routesByDevice.get(index)?.values() ?? [])].filter((route) => route.table === RT_TABLE_MAIN && route.dstLength > 0);
-    const prefixes = [...(this.mainDeviceRoutes.get(index) ?? [])].flatMap(([prefix, values]) => values.map((value) => unpackDeviceRoute(index, prefix, value)));
+    const prefixes = [...(this.mainDeviceRoutes.get(index) ?? [])].flatMap(([dst, pairs]) =>
+      [...deviceRoutePairs(pairs)].map(([length, value]) => deviceRoute(index, dst, length, value)),
+    );
     for (const route of whole) this.removeRoute(routeKey(route));
     this.mainDeviceRoutes.delete(index);
     for (const route of [...whole, ...prefixes]) this.apply({ kind: 'route', op: 'add', route });
@@ -385,9 +408,9 @@ export class Mirror implements MirrorView {
 
   /** A device going down takes its IPv4 routes with it; multipath ones lose only when all hops do. */
   private dropRoutesVia(index: number, family: Family): void {
-    const prefixes = this.mainDeviceRoutes.get(index);
-    for (const prefix of prefixes?.keys() ?? []) if (prefix.startsWith(`${family}|`)) prefixes!.delete(prefix);
-    if (prefixes?.size === 0) this.mainDeviceRoutes.delete(index);
+    const destinations = this.mainDeviceRoutes.get(index);
+    for (const dst of destinations?.keys() ?? []) if (familyOf(dst) === family) destinations!.delete(dst);
+    if (destinations?.size === 0) this.mainDeviceRoutes.delete(index);
     for (const [key, route] of [...(this.routesByDevice.get(index) ?? EMPTY)]) {
       if (route.family !== family) continue;
       const via = route.nexthops ? route.nexthops.every((n) => n.ifindex === index) : route.oif === index;
