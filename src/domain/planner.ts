@@ -54,7 +54,11 @@ export interface Update {
 
 /** One managed interface's share of the desired state. */
 /** An interface planned: its plan, a refusal, or nothing (not managed). */
-type Planned = { plan: InterfacePlan; problems: string[] } | string | undefined;
+type Planned =
+  | { readonly kind: 'planned'; readonly plan: InterfacePlan; readonly problems: readonly string[] }
+  /** Its table is another interface's (a lower ifindex wants it too). */
+  | { readonly kind: 'refused'; readonly problem: string }
+  | { readonly kind: 'unmanaged' };
 
 interface Part {
   readonly plan: InterfacePlan;
@@ -222,23 +226,23 @@ export class DesiredState {
     }
   }
 
-  /** Each dirty interface's own plan; a refusal (its table is another's) as text; undefined: unmanaged. */
+  /** Each dirty interface's own plan, or why it has none. */
   private planInterfaces(mirror: MirrorView, dirty: Set<number>): Map<number, Planned> {
     const planned = new Map<number, Planned>();
     for (const ifindex of dirty) {
       const table = this.tableClaims.tableOf(ifindex);
       const link = mirror.links.get(ifindex);
       if (table === undefined || !link) {
-        planned.set(ifindex, undefined);
+        planned.set(ifindex, { kind: 'unmanaged' });
         continue;
       }
       const owner = this.tableClaims.owner(table);
       if (owner !== ifindex) {
         const ownerName = mirror.links.get(owner)?.name ?? `#${owner}`;
-        planned.set(ifindex, `${link.name}: table ${table} is already used by ${ownerName}; ${link.name} is not managed`);
+        planned.set(ifindex, { kind: 'refused', problem: `${link.name}: table ${table} is already used by ${ownerName}; ${link.name} is not managed` });
         continue;
       }
-      planned.set(ifindex, planInterface(this.config, mirror, link, table, () => this.alternatives(mirror, link)));
+      planned.set(ifindex, { kind: 'planned', ...planInterface(this.config, mirror, link, table, () => this.alternatives(mirror, link)) });
     }
     return planned;
   }
@@ -254,7 +258,7 @@ export class DesiredState {
     const sharing = new Set<number>();
     for (const [ifindex, result] of planned) {
       const before = this.parts.get(ifindex)?.prefixes ?? [];
-      const after = typeof result === 'object' ? ownedPrefixes(result.plan) : [];
+      const after = result.kind === 'planned' ? ownedPrefixes(result.plan) : [];
       if (samePrefixes(before, after)) continue;
       changed = true;
       for (const prefix of before) this.prefixOwners.delete(prefix, ifindex);
@@ -269,7 +273,7 @@ export class DesiredState {
     for (const ifindex of overlapped) {
       if (planned.has(ifindex)) continue;
       const part = this.parts.get(ifindex);
-      if (part) planned.set(ifindex, { plan: part.plan, problems: [...part.planProblems] });
+      if (part) planned.set(ifindex, { kind: 'planned', plan: part.plan, problems: part.planProblems });
     }
     return { changed, sharing };
   }
@@ -285,8 +289,8 @@ export class DesiredState {
       const oldProblems = this.problemsOf(ifindex);
       let part: Part | undefined;
       this.refused.delete(ifindex);
-      if (typeof result === 'string') this.refused.set(ifindex, result);
-      else if (result) {
+      if (result.kind === 'refused') this.refused.set(ifindex, result.problem);
+      else if (result.kind === 'planned') {
         const objects = result.plan.collision
           ? { routes: [], rules: [], problems: [] }
           : interfaceObjects(this.config, result.plan, (prefix) => this.overlappingNames(mirror, prefix, ifindex));
