@@ -3,6 +3,7 @@
 // (a route of a device going down, a route the kernel drops silently), nor are symroute's
 // own writes. The ledger keeps what the kernel last fully matched, the notifications
 // symroute's requests will cause, and what drifted since.
+import { bump } from '../domain/collections.js';
 import { changeKey, type Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import type { MirrorView } from '../domain/mirror.js';
@@ -72,9 +73,8 @@ export class DriftLedger {
   expect(change: Change, sent: boolean): void {
     const writes = this.ownWrites[ownKind(change)];
     const key = changeKey(change);
-    const count = (writes.get(key) ?? 0) + (sent ? 1 : -1);
-    if (count > 0) writes.set(key, count);
-    else writes.delete(key);
+    // A refusal after a re-dump cleared the ledger has nothing left to take back.
+    if (sent || writes.has(key)) bump(writes, key, sent ? 1 : -1);
   }
 
   /** Whether this change puts back something that drifted (it is no longer counted as drifted). */
@@ -130,10 +130,8 @@ export class DriftLedger {
 
   private settleOwn(kind: Own, key: ObjectKey): boolean {
     const writes = this.ownWrites[kind];
-    const count = writes.get(key);
-    if (count === undefined) return false;
-    if (count > 1) writes.set(key, count - 1);
-    else writes.delete(key);
+    if (!writes.has(key)) return false;
+    bump(writes, key, -1);
     return true;
   }
 
