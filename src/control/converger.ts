@@ -7,7 +7,7 @@ import { priorityCollision } from '../domain/collisions.js';
 import { changeKey, changesWithin, computeChanges, wholeScope, type Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import { linkName, type MirrorView } from '../domain/mirror.js';
-import { ruleKey } from '../domain/keys.js';
+import { routeKey, ruleKey } from '../domain/keys.js';
 import { addScope, DesiredState, emptyScope, type Plan, type Scope, type Update } from '../domain/planner.js';
 import type { Host } from '../host/host.js';
 import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reconciler.js';
@@ -198,11 +198,13 @@ export class Converger {
     for (const outcome of outcomes) if (!outcome.error) this.conflicts.repaired(changeKey(outcome.change), now);
     if (held.size > 0) this.isInSync = false;
     this.lastWriteAckedAt = process.hrtime.bigint();
-    report.outcomes.push(...this.changeReports(outcomes));
+    const reports = this.changeReports(outcomes);
+    report.outcomes.push(...reports);
     const failures = outcomes.filter((o) => o.error);
     if (failures.length > 0) {
       this.isInSync = false;
-      if (failures.some(isStaleMirror)) this.watcher.requestResync('stale_mirror');
+      // Only a refusal that stands says the mirror is behind; an overtaken one is planned again.
+      if (reports.some((r) => !r.overtaken && isStaleMirror(r))) this.watcher.requestResync('stale_mirror');
     }
     return { changes: changes.length - held.size, failures: failures.length };
   }
@@ -324,13 +326,21 @@ export class Converger {
   }
 
   /**
-   * A refusal the kernel's state had already moved past (a device went down, an address went
-   * away while the request was on its way): the mirror changed since the pass planned, and
-   * the pass that follows plans from that. A refusal that stands is an error then.
+   * A refusal the kernel's state had already moved past: an add after a device went down or
+   * an address went away while the request was on its way (the mirror changed since the
+   * pass planned), or a delete of an object the kernel dropped meanwhile on its own (the last
+   * IPv4 address of a device takes its routes, unannounced) or someone else deleted: the
+   * mirror, having read of it, holds the object no more. The pass that follows plans from
+   * that. A refusal that stands is an error then.
    */
   private overtaken(outcome: ChangeOutcome): boolean {
-    if (!outcome.error || outcome.change.op === 'delete') return false;
+    if (!outcome.error) return false;
     this.watcher.drain();
+    const change = outcome.change;
+    if (change.op === 'delete') {
+      const mirror = this.watcher.mirror;
+      return change.kind === 'route' ? !mirror.routes.has(routeKey(change.route)) : !mirror.rules.has(ruleKey(change.rule));
+    }
     return this.watcher.generation !== this.plannedAt;
   }
 

@@ -133,4 +133,38 @@ describe('kernel quirks', () => {
       reason: 'notification not from the kernel',
     });
   });
+
+  it("a gateway and then the address taken back to back (a DHCP client's release): the kernel's flush overtaking symroute's delete is followed silently", async () => {
+    lab = new Lab();
+    const ns = await lab.namespace('h');
+    const peer = await lab.namespace('p');
+    await lab.veth(ns, 'e1', peer, 'f1');
+    await lab.ip(ns, 'addr', 'add', '198.18.1.10/24', 'dev', 'e1');
+    const gateway = 'default via 198.18.1.1 dev e1 proto dhcp metric 1024';
+    await lab.ip(ns, 'route', 'add', ...gateway.split(' '));
+    const daemon = await lab.startConverged(ns, lab.writeConfig('metrics:\n  listen: false\n'));
+    const table = await lab.tableOf(ns, 'e1');
+    const before = await lab.tableLines(ns, table);
+    expect(before).toContain('default via 198.18.1.1 dev e1 proto 83');
+    // symroute reads of the gateway's removal and deletes its copy; if the address goes while
+    // that delete is on its way, the kernel has flushed the copy already (ESRCH). The window is
+    // about as long as one pass takes: swept with a growing gap between the two (idle `ip rule`
+    // reads in one `ip -batch`) until the race is hit.
+    const overtaken = () => daemon.records.filter((r) => r.errno === 'ESRCH').length;
+    for (let gap = 0; gap < 200 && overtaken() === 0; gap++) {
+      const batch = join(lab.dir, 'release.batch');
+      const filler = Array.from({ length: 100 + (gap % 50) * 4 }, () => 'rule show pref 7');
+      writeFileSync(batch, [`route del ${gateway}`, ...filler, 'addr del 198.18.1.10/24 dev e1'].join('\n') + '\n');
+      await lab.ip(ns, '-batch', batch);
+      await lab.ip(ns, 'addr', 'add', '198.18.1.10/24', 'dev', 'e1');
+      await lab.ip(ns, 'route', 'add', ...gateway.split(' '));
+      await eventually(async () => expect(await lab.tableLines(ns, table)).toEqual(before));
+    }
+    expect(overtaken(), 'the race was never hit').toBeGreaterThan(0);
+    await lab.daemonCaughtUp(ns, '198.18.1.10', table);
+    // The one warning: the repair of the rule daemonCaughtUp deleted.
+    expect(daemon.records.filter((r) => r.level >= 40).map((r) => r.msg), daemon.log()).toEqual(['repairing 1 rules/routes changed by someone else']);
+    expect(daemon.messages().filter((m) => m.startsWith('dumping kernel state again'))).toEqual([]);
+    await inSync(lab, ns);
+  }, 120_000);
 });

@@ -138,6 +138,7 @@ export class ScriptedKernel {
   private routes: Route[] = [];
   /** Identical rules side by side, as the kernel keeps them. */
   private rules: Rule[] = [];
+  private pendingAct: (() => void) | undefined;
 
   // ---- someone else acting on the kernel (ip link, ip address, ip rule, ip route) ----
 
@@ -166,6 +167,20 @@ export class ScriptedKernel {
     if (i < 0) throw new Error('no such rule');
     this.rules.splice(i, 1);
     this.notify(RTM_DELRULE, 0, ruleToMessage(rule));
+  }
+  /** Someone else's `ip route del`. */
+  delRoute(route: Route): void {
+    const i = this.routes.findIndex((r) => sameObject(r, route));
+    if (i < 0) throw new Error('no such route');
+    this.routes.splice(i, 1);
+    this.notify(RTM_DELROUTE, 0, routeToMessage(route));
+  }
+  /**
+   * Lets someone else act just before the kernel takes the daemon's next write: a change
+   * that overtakes a request already on its way (the daemon reads of it only afterwards).
+   */
+  beforeNextWrite(act: () => void): void {
+    this.pendingAct = act;
   }
   /** Someone else's route; `ip route add` also works in a table no link is behind yet. */
   addRoute(route: Route): void {
@@ -206,6 +221,9 @@ export class ScriptedKernel {
         reply(concat([...parts, encodeMessage({ type: NLMSG_DONE, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, new Uint8Array(4))]) as Buffer);
         continue;
       }
+      const act = this.pendingAct;
+      this.pendingAct = undefined;
+      act?.();
       const errno = this.write(raw.type, raw.flags, message.body as RtnlBody);
       const error = Buffer.alloc(4 + 16);
       error.writeInt32LE(-errno, 0);

@@ -3,7 +3,7 @@
 // a re-dump, and drift is only what someone else did.
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
-import { rule } from '../support/builders.js';
+import { PROTO_DHCP, route, rule } from '../support/builders.js';
 import { metricTotal, settle, startScriptedDaemon, stopScriptedDaemons, type ScriptedDaemon } from '../support/scripted-daemon.js';
 import { ScriptedKernel } from '../support/scripted-kernel.js';
 
@@ -95,5 +95,29 @@ describe('daemon against a scripted kernel', () => {
     expect(await metricTotal(h.metrics.reconciles, { trigger: 'drift' })).toBe(0);
     expect(h.kernel.errors()).toEqual([]);
     expect(warnings(h)).toEqual([]);
+  });
+
+  it('follows an address removal that overtakes its delete of the gateway route silently (ESRCH answered, no re-dump)', async () => {
+    const address = { ifindex: 2, cidr: '198.18.0.10/24' };
+    const gateway = route({ dst: '0.0.0.0/0', gateway: '198.18.0.1', oif: 2, protocol: PROTO_DHCP, metric: 1024 });
+    const h = await harness((k) => {
+      nics(k, 2);
+      k.addRoute(gateway);
+    });
+    expect(h.kernel.ownedRoutes(PROTO).filter((r) => r.gateway)).toHaveLength(1);
+    // A DHCP client (networkd reconfiguring) takes the gateway, then the address, back to back:
+    // symroute's delete of its table's default route meets a kernel that already dropped it.
+    h.kernel.beforeNextWrite(() => h.kernel.delAddress(address));
+    h.kernel.delRoute(gateway);
+    await settle(h);
+    expect(h.kernel.errors()).toEqual(['delete_route ESRCH']);
+    h.kernel.address(address);
+    h.kernel.addRoute(gateway);
+    await settle(h);
+    expect(h.kernel.ownedRules(PROTO)).toHaveLength(2);
+    expect(h.kernel.ownedRoutes(PROTO)).toHaveLength(3);
+    expect(warnings(h)).toEqual([]);
+    expect(await metricTotal(h.metrics.resyncs, { reason: 'stale_mirror' })).toBe(0);
+    expect(await metricTotal(h.metrics.driftRepairs)).toBe(0);
   });
 });
