@@ -121,9 +121,10 @@ export class Machine {
       if (init !== undefined) this.initPid = init;
       else await sleep(50);
     }
-    // Until systemd has set up its private socket, systemctl cannot connect: try again.
+    // Until systemd has set up its private socket, systemctl cannot connect, and until it has
+    // made /run/systemd/system, it says "offline": try again.
     let state = await this.exec(['systemctl', 'is-system-running', '--wait'], 60_000);
-    while (/Failed to connect/.test(state.stderr) && Date.now() < deadline) {
+    while ((/Failed to connect/.test(state.stderr) || state.stdout.trim() === 'offline') && Date.now() < deadline) {
       await sleep(100);
       state = await this.exec(['systemctl', 'is-system-running', '--wait'], 60_000);
     }
