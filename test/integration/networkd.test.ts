@@ -1,61 +1,17 @@
 // symroute next to a real systemd-networkd (252, the machine's own), as the README's neighbour
-// section describes it. Two machines boot this machine's root under systemd-nspawn, each in a
-// network namespace of the test's own: a router whose networkd serves DHCPv4 (DHCPServer=)
-// and router advertisements (IPv6SendRA=) on three links, and a host whose networkd takes
-// its three NICs' addresses and gateways from them. symroute runs in the host's namespace;
-// a client behind the router checks that replies leave through the NIC the request came in
-// on (strict rp_filter everywhere); `ip -N -json` and symroute's metrics are the judges.
-// Addresses: 198.18.k.0/24 and 2001:db8:k::/64 per NIC, the client in 198.51.100.0/24.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// section describes it: the router machine of support/neighbours.ts serves DHCPv4 and RAs,
+// and the host machine's networkd takes its three NICs' addresses and gateways from them.
+// symroute runs in the host's namespace; `ip -N -json`, real traffic from the client behind
+// the router (strict rp_filter everywhere) and symroute's metrics are the judges.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, Lab, routeLine, type DaemonProcess } from '../support/lab.js';
-import { Machine } from '../support/machine.js';
+import type { Machine } from '../support/machine.js';
+import { bootMachines, buildNeighbours, LEASE_S, metricSum, NICS, RA_LIFETIME_S, routerFiles, routerNetwork } from '../support/neighbours.js';
 
-const NICS = [1, 2, 3];
-/** DHCP leases this short renew every 3 s (T1 = half the lease). */
-const LEASE_S = 6;
-const RA_LIFETIME_S = 9;
 /** The README's two settings. */
 const README_SETTINGS = '[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n';
 const DROP_IN = '/etc/systemd/networkd.conf.d/symroute.conf';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const mac = (k: number) => `02:00:5e:10:00:0${k}`;
-
-function routerNetwork(k: number, gateway = `198.18.${k}.1`): string {
-  return `[Match]
-Name=r${k}
-
-[Network]
-Address=198.18.${k}.1/24
-Address=198.18.${k}.254/24
-Address=2001:db8:${k}::1/64
-DHCPServer=yes
-IPv6SendRA=yes
-LinkLocalAddressing=ipv6
-IPv6AcceptRA=no
-
-[DHCPServer]
-PoolOffset=100
-PoolSize=50
-DefaultLeaseTimeSec=${LEASE_S}
-MaxLeaseTimeSec=${LEASE_S}
-EmitDNS=no
-EmitNTP=no
-Router=${gateway}
-
-[DHCPServerStaticLease]
-MACAddress=${mac(k)}
-Address=198.18.${k}.10
-
-[IPv6SendRA]
-RouterLifetimeSec=${RA_LIFETIME_S}
-EmitDNS=no
-
-[IPv6Prefix]
-Prefix=2001:db8:${k}::/64
-`;
-}
 
 /** The host's NIC: DHCPv4 and RAs, plus a static address that outlives the lease. */
 function hostNetwork(k: number): string {
@@ -94,13 +50,7 @@ describe('next to systemd-networkd (real, under systemd-nspawn)', () => {
   const tables = new Map<number, number>();
 
   const networkctl = (m: Machine, ...args: string[]) => m.check(['networkctl', ...args], 60_000);
-  const metric = async (name: string): Promise<number> => {
-    const text = await lab.exec(hostNs, 'curl', '-sS', '--fail', '--max-time', '5', 'http://127.0.0.1:9477/metrics');
-    return text
-      .split('\n')
-      .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
-  };
+  const metric = (name: string) => metricSum(lab, hostNs, name);
   const loud = () => daemon.records.filter((r) => r.level >= 40).map((r) => r.msg);
   const defaults = async (k: number, family: 4 | 6 = 4) =>
     (await lab.routes(hostNs, tables.get(k)!, family)).filter((r) => r.dst === 'default').map(routeLine);
@@ -111,38 +61,17 @@ describe('next to systemd-networkd (real, under systemd-nspawn)', () => {
   };
 
   beforeAll(async () => {
-    const routerNs = await lab.namespace('r');
-    hostNs = await lab.namespace('h');
-    clientNs = await lab.namespace('c');
-    await lab.sysctl(routerNs, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1');
-    await lab.sysctl(hostNs, 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1');
-    for (const k of NICS) {
-      await lab.veth(hostNs, `e${k}`, routerNs, `r${k}`);
-      await lab.ip(hostNs, 'link', 'set', `e${k}`, 'address', mac(k));
-    }
-    await lab.veth(hostNs, 'x1', hostNs, 'x2'); // for caughtUp(), unmanaged by networkd
-    await lab.veth(routerNs, 'rc', clientNs, 'c0');
-    await lab.ip(routerNs, 'addr', 'add', '198.51.100.1/24', 'dev', 'rc');
-    await lab.ip(clientNs, 'addr', 'add', '198.51.100.10/24', 'dev', 'c0');
-    await lab.ip(clientNs, 'route', 'add', 'default', 'via', '198.51.100.1');
-    // Files under /etc, in place before boot; the host starts with the README's settings.
-    const etcFiles = (files: Record<string, string>) => (upper: (dir: string) => string) => {
-      for (const [path, text] of Object.entries(files)) {
-        mkdirSync(dirname(join(upper('/etc'), path)), { recursive: true });
-        writeFileSync(join(upper('/etc'), path), text);
-      }
-    };
-    const boot = (name: string, netns: string, files: Record<string, string>) =>
-      Machine.boot({ name: `symroute-${name}-${process.pid}`, netns, overlays: ['/etc', '/var'], prepare: etcFiles(files) });
-    const booted = await Promise.allSettled([
-      boot('nd-router', routerNs, Object.fromEntries(NICS.map((k) => [`systemd/network/10-r${k}.network`, routerNetwork(k)]))),
-      boot('nd-host', hostNs, {
-        ...Object.fromEntries(NICS.map((k) => [`systemd/network/10-e${k}.network`, hostNetwork(k)])),
-        [DROP_IN.replace('/etc/', '')]: README_SETTINGS,
-      }),
+    let routerNs: string;
+    ({ routerNs, hostNs, clientNs } = await buildNeighbours(lab));
+    // The host starts with the README's settings.
+    [router, host] = await bootMachines([
+      { name: 'nd-router', netns: routerNs, etc: routerFiles() },
+      {
+        name: 'nd-host',
+        netns: hostNs,
+        etc: { ...Object.fromEntries(NICS.map((k) => [`systemd/network/10-e${k}.network`, hostNetwork(k)])), [DROP_IN.replace('/etc/', '')]: README_SETTINGS },
+      },
     ]);
-    [router, host] = booted.map((b) => (b.status === 'fulfilled' ? b.value : undefined));
-    for (const b of booted) if (b.status === 'rejected') throw b.reason;
     await Promise.all([router!, host!].map((m) => m.check(['systemctl', 'start', 'systemd-networkd'], 60_000)));
     config = lab.writeConfig('metrics:\n  listen: 127.0.0.1:9477\n');
     daemon = await lab.startConverged(hostNs, config);
