@@ -61,13 +61,19 @@ describe('next to NetworkManager (real, under systemd-nspawn)', () => {
 
   /** Every NIC has its lease, and its table both gateways. */
   async function settled(): Promise<void> {
-    await eventually(async () => {
-      for (const k of NICS) {
-        expect(await defaults(k)).toEqual([`default via 198.18.${k}.1 dev e${k} proto 83`]);
-        expect(await defaults(k, 6)).toHaveLength(1);
-        expect((await lab.ownedRules(hostNs)).map((r) => r.src)).toContain(`198.18.${k}.10`);
-      }
-    }, 60_000, 200);
+    try {
+      await eventually(async () => {
+        for (const k of NICS) {
+          expect(await defaults(k)).toEqual([`default via 198.18.${k}.1 dev e${k} proto 83`]);
+          expect(await defaults(k, 6)).toHaveLength(1);
+          expect((await lab.ownedRules(hostNs)).map((r) => r.src)).toContain(`198.18.${k}.10`);
+        }
+      }, 45_000, 200);
+    } catch (error) {
+      // What NetworkManager did explains most failures here.
+      const [devices, journal] = await Promise.all([host.exec(['nmcli', 'device']), host.exec(['journalctl', '--no-pager', '-u', 'NetworkManager', '-n', '150'])]);
+      throw new Error(`${String(error)}\n${devices.stdout}\n${journal.stdout}`);
+    }
   }
 
   /** Waits until symroute has read everything so far, without counting drift (support/neighbours.ts: x1 is unmanaged). */
