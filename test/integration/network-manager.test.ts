@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, Lab, routeLine, type DaemonProcess } from '../support/lab.js';
 import type { Machine } from '../support/machine.js';
-import { bootMachines, buildNeighbours, CLIENT, metricSum, networkManagerRoot, NICS, routerFiles } from '../support/neighbours.js';
+import { bootMachines, buildNeighbours, caughtUp as caughtUpIn, CLIENT, metricSum, networkManagerRoot, NICS, routerFiles } from '../support/neighbours.js';
 
 const NM_CONF = `[main]
 plugins=keyfile
@@ -76,14 +76,7 @@ describe('next to NetworkManager (real, under systemd-nspawn)', () => {
     }
   }
 
-  /** Waits until symroute has read everything so far, without counting drift (support/neighbours.ts: x1 is unmanaged). */
-  async function caughtUp(): Promise<void> {
-    const hasProbeRule = async () => (await lab.ownedRules(hostNs)).some((r) => r.src === '198.19.255.1');
-    await lab.ip(hostNs, 'addr', 'add', '198.19.255.1/32', 'dev', 'x1');
-    await eventually(async () => expect(await hasProbeRule()).toBe(true));
-    await lab.ip(hostNs, 'addr', 'del', '198.19.255.1/32', 'dev', 'x1');
-    await eventually(async () => expect(await hasProbeRule()).toBe(false));
-  }
+  const caughtUp = () => caughtUpIn(lab, hostNs);
 
   beforeAll(async () => {
     const nm = await networkManagerRoot();

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, Lab, routeLine, type DaemonProcess } from '../support/lab.js';
 import type { Machine } from '../support/machine.js';
-import { bootMachines, buildNeighbours, LEASE_S, metricSum, NICS, RA_LIFETIME_S, routerFiles, routerNetwork } from '../support/neighbours.js';
+import { bootMachines, buildNeighbours, caughtUp as caughtUpIn, LEASE_S, metricSum, NICS, RA_LIFETIME_S, routerFiles, routerNetwork } from '../support/neighbours.js';
 
 /** The README's two settings. */
 const README_SETTINGS = '[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n';
@@ -51,6 +51,7 @@ describe('next to systemd-networkd (real, under systemd-nspawn)', () => {
 
   const networkctl = (m: Machine, ...args: string[]) => m.check(['networkctl', ...args], 60_000);
   const metric = (name: string) => metricSum(lab, hostNs, name);
+  const caughtUp = () => caughtUpIn(lab, hostNs);
   const loud = () => daemon.records.filter((r) => r.level >= 40).map((r) => r.msg);
   const defaults = async (k: number, family: 4 | 6 = 4) =>
     (await lab.routes(hostNs, tables.get(k)!, family)).filter((r) => r.dst === 'default').map(routeLine);
@@ -231,18 +232,5 @@ describe('next to systemd-networkd (real, under systemd-nspawn)', () => {
       }
       expect(await lab.ownedRules(hostNs)).toHaveLength(2 * NICS.length);
     }, 90_000, 200);
-  }
-
-  /**
-   * Waits until symroute has read everything that happened before, without counting as
-   * drift: an address comes and goes on a link networkd does not manage, and symroute's rule
-   * for it comes and goes (notifications are read in order).
-   */
-  async function caughtUp(): Promise<void> {
-    const hasProbeRule = async () => (await lab.ownedRules(hostNs)).some((r) => r.src === '198.19.255.1');
-    await lab.ip(hostNs, 'addr', 'add', '198.19.255.1/32', 'dev', 'x1');
-    await eventually(async () => expect(await hasProbeRule()).toBe(true));
-    await lab.ip(hostNs, 'addr', 'del', '198.19.255.1/32', 'dev', 'x1');
-    await eventually(async () => expect(await hasProbeRule()).toBe(false));
   }
 });

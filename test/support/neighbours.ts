@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Lab } from './lab.js';
+import { expect } from 'vitest';
+import { eventually, type Lab } from './lab.js';
 import { Machine } from './machine.js';
 
 const run = promisify(execFile);
@@ -129,6 +130,19 @@ export async function metricSum(lab: Lab, ns: string, name: string): Promise<num
     .split('\n')
     .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+/**
+ * Waits until symroute in `ns` has read everything that happened before, without counting as
+ * drift: an address comes and goes on x1 (no network manager touches it), and symroute's rule
+ * for it comes and goes (notifications are read in order).
+ */
+export async function caughtUp(lab: Lab, ns: string): Promise<void> {
+  const hasProbeRule = async () => (await lab.ownedRules(ns)).some((r) => r.src === '198.19.255.1');
+  await lab.ip(ns, 'addr', 'add', '198.19.255.1/32', 'dev', 'x1');
+  await eventually(async () => expect(await hasProbeRule()).toBe(true));
+  await lab.ip(ns, 'addr', 'del', '198.19.255.1/32', 'dev', 'x1');
+  await eventually(async () => expect(await hasProbeRule()).toBe(false));
 }
 
 const NM_CACHE = join(tmpdir(), 'symroute-test-network-manager');
