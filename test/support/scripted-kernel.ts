@@ -41,15 +41,15 @@ const placeOf = (r: Route): string =>
   JSON.stringify([r.family, r.table, r.dst, r.dstLength, r.family === 6 ? [r.src ?? null, r.srcLength ?? 0] : null, r.metric]);
 
 /** Every attribute, nexthops in any order: what a delete that names them all matches. */
-function sameObject(a: Route | Rule, b: Route | Rule): boolean {
-  const canonical = (o: Route | Rule) =>
-    JSON.stringify(
-      Object.entries(o)
-        .filter(([, value]) => value !== undefined)
-        .map(([key, value]) => [key, key === 'nexthops' ? (value as Nexthop[]).map((n) => `${n.ifindex} ${n.gateway}`).sort() : value])
-        .sort(([x], [y]) => String(x).localeCompare(String(y))),
-    );
-  return canonical(a) === canonical(b);
+function identityOf(o: Route | Rule): string {
+  let text = '';
+  for (const key of Object.keys(o).sort()) {
+    const value = (o as unknown as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    const shown = key === 'nexthops' ? (value as Nexthop[]).map((n) => `${n.ifindex} ${n.gateway}`).sort().join(',') : String(value);
+    text += `${key}=${shown};`;
+  }
+  return text;
 }
 
 const EEXIST = 17;
@@ -135,9 +135,11 @@ export class ScriptedKernel {
   readonly log: RequestLog = new Map();
   private readonly links = new Map<number, LinkMessage>();
   private readonly addresses = new Map<string, AddressMessage>();
-  private routes: Route[] = [];
+  /** Routes by identityOf; which of them hold each place (placeOf). */
+  private readonly routes = new Map<string, Route>();
+  private readonly placed = new Map<string, Set<string>>();
   /** Identical rules side by side, as the kernel keeps them. */
-  private rules: Rule[] = [];
+  private rules: { readonly id: string; readonly rule: Rule }[] = [];
   private pendingAct: (() => void) | undefined;
 
   // ---- someone else acting on the kernel (ip link, ip address, ip rule, ip route) ----
@@ -163,16 +165,15 @@ export class ScriptedKernel {
     this.notify(RTM_DELADDR, 0, message);
   }
   delRule(rule: Rule): void {
-    const i = this.rules.findIndex((r) => sameObject(r, rule));
+    const id = identityOf(rule);
+    const i = this.rules.findIndex((r) => r.id === id);
     if (i < 0) throw new Error('no such rule');
     this.rules.splice(i, 1);
     this.notify(RTM_DELRULE, 0, ruleToMessage(rule));
   }
   /** Someone else's `ip route del`. */
   delRoute(route: Route): void {
-    const i = this.routes.findIndex((r) => sameObject(r, route));
-    if (i < 0) throw new Error('no such route');
-    this.routes.splice(i, 1);
+    if (!this.removeRoute(identityOf(route))) throw new Error('no such route');
     this.notify(RTM_DELROUTE, 0, routeToMessage(route));
   }
   /**
@@ -184,17 +185,17 @@ export class ScriptedKernel {
   }
   /** Someone else's route; `ip route add` also works in a table no link is behind yet. */
   addRoute(route: Route): void {
-    this.routes.push(route);
+    this.putRoute(route);
     this.notify(RTM_NEWROUTE, 0, routeToMessage(route));
   }
 
   // ---- what the kernel holds ----
 
   ownedRules(protocol: number): Rule[] {
-    return this.rules.filter((r) => r.protocol === protocol);
+    return this.rules.map(({ rule }) => rule).filter((r) => r.protocol === protocol);
   }
   ownedRoutes(protocol: number): Route[] {
-    return this.routes.filter((r) => r.protocol === protocol);
+    return [...this.routes.values()].filter((r) => r.protocol === protocol);
   }
   count(entry: string): number {
     return this.log.get(entry) ?? 0;
@@ -236,30 +237,27 @@ export class ScriptedKernel {
     let errno = 0;
     if (body.kind === 'rule') {
       const rule = ruleFromMessage(body)!;
-      const i = this.rules.findIndex((r) => sameObject(r, rule));
+      const id = identityOf(rule);
+      const i = this.rules.findIndex((r) => r.id === id);
       if (type === RTM_NEWRULE && i >= 0 && flags & NLM_F_EXCL) errno = EEXIST;
       else if (type === RTM_DELRULE && i < 0) errno = ENOENT;
       else {
-        if (type === RTM_NEWRULE) this.rules.push(rule);
+        if (type === RTM_NEWRULE) this.rules.push({ id, rule });
         else this.rules.splice(i, 1);
         this.notify(type, 0, ruleToMessage(rule));
       }
     } else if (body.kind === 'route') {
       const route = routeFromMessage(body)!;
-      const inPlace = this.routes.findIndex((r) => placeOf(r) === placeOf(route));
+      const [inPlace] = this.placed.get(placeOf(route)) ?? [];
       if (type === RTM_DELROUTE) {
-        const i = this.routes.findIndex((r) => sameObject(r, route));
-        if (i < 0) errno = ESRCH;
-        else {
-          this.routes.splice(i, 1);
-          this.notify(type, 0, routeToMessage(route));
-        }
-      } else if (inPlace >= 0 && flags & NLM_F_EXCL) {
+        if (!this.removeRoute(identityOf(route))) errno = ESRCH;
+        else this.notify(type, 0, routeToMessage(route));
+      } else if (inPlace !== undefined && flags & NLM_F_EXCL) {
         errno = EEXIST;
       } else {
-        if (inPlace >= 0) this.routes.splice(inPlace, 1);
-        this.routes.push(route);
-        this.notify(type, inPlace >= 0 && flags & NLM_F_REPLACE ? NLM_F_REPLACE : 0, routeToMessage(route));
+        if (inPlace !== undefined) this.removeRoute(inPlace);
+        this.putRoute(route);
+        this.notify(type, inPlace !== undefined && flags & NLM_F_REPLACE ? NLM_F_REPLACE : 0, routeToMessage(route));
       }
     }
     this.record(`${op} ${errno ? { [EEXIST]: 'EEXIST', [ENOENT]: 'ENOENT', [ESRCH]: 'ESRCH' }[errno] : 'ok'}`);
@@ -270,12 +268,12 @@ export class ScriptedKernel {
     if (getType === RTM_GETLINK) return [...this.links.values()].map((m) => [RTM_NEWLINK, m]);
     if (getType === RTM_GETADDR) return [...this.addresses.values()].map((m) => [RTM_NEWADDR, m]);
     if (getType === RTM_GETROUTE) {
-      const routes = this.routes.filter(
+      const routes = [...this.routes.values()].filter(
         (r) => (!filter.table || r.table === filter.table) && (!filter.protocol || r.protocol === filter.protocol),
       );
       return routes.map((r) => [RTM_NEWROUTE, routeToMessage(r)]);
     }
-    return this.rules.map((r) => [RTM_NEWRULE, ruleToMessage(r)]);
+    return this.rules.map(({ rule }) => [RTM_NEWRULE, ruleToMessage(rule)]);
   }
 
   private notify(type: number, flags: number, body: RtnlBody): void {
@@ -284,7 +282,26 @@ export class ScriptedKernel {
   }
 
   private dropRoutesVia(ifindex: number): void {
-    this.routes = this.routes.filter((route) => !(route.family === 4 && route.oif === ifindex));
+    for (const [id, route] of [...this.routes]) if (route.family === 4 && route.oif === ifindex) this.removeRoute(id);
+  }
+
+  private putRoute(route: Route): void {
+    const id = identityOf(route);
+    this.routes.set(id, route);
+    const place = placeOf(route);
+    const ids = this.placed.get(place);
+    if (ids) ids.add(id);
+    else this.placed.set(place, new Set([id]));
+  }
+
+  private removeRoute(id: string): boolean {
+    const route = this.routes.get(id);
+    if (!route) return false;
+    this.routes.delete(id);
+    const place = placeOf(route);
+    this.placed.get(place)?.delete(id);
+    if (this.placed.get(place)?.size === 0) this.placed.delete(place);
+    return true;
   }
 
   private record(entry: string): void {
