@@ -6,6 +6,3 @@ export type { NativeNetlinkSocket, ReadResult };
 export function openNetlinkSocket(options: { groups?: number[]; receiveBufferBytes?: number }): NativeNetlinkSocket {
   return new addon.NetlinkSocket(options);
 }
-
-// service/control.ts still imports these from here until it imports them from ../native/unix.js.
-export { lockExclusive, peerCredentials, type PeerCredentials } from '../native/unix.js';

@@ -26,7 +26,7 @@
 import { chmodSync, closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, statSync, writeSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
-import { lockExclusive, peerCredentials, type PeerCredentials } from '../netlink/native.js';
+import { lockExclusive, peerCredentials, type PeerCredentials } from '../native/unix.js';
 import type { Logger } from './log.js';
 
 export const DEFAULT_RUNTIME_DIRECTORY = '/run/symroute';
