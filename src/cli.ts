@@ -109,6 +109,14 @@ const COMMANDS: Record<string, Command> = {
       );
     },
   },
+  verify: {
+    options: { ...CONFIG_OPTION, ...JSON_OPTION },
+    positionals: [0, 0],
+    async run(values) {
+      const { verifyCommand } = await import('./commands/inspect.js');
+      return withConfig(values.config as string | undefined, (config) => verifyCommand(config, values.json === true, io));
+    },
+  },
   'check-config': {
     options: {},
     positionals: [0, 1],

@@ -93,6 +93,13 @@ export const COMMANDS: readonly CommandDoc[] = [
     description: `Like "ip route get DST from SRC": names the rule, table, device and gateway the reply would use, and says whether it leaves through the NIC that owns SRC. Exit 0 if it does, 1 if not.`,
   },
   {
+    name: 'verify',
+    summary: "ask the kernel whether every managed address's replies leave through its NIC",
+    usage: 'symroute verify [--config FILE] [--json]',
+    options: [CONFIG_OPTION, JSON_OPTION],
+    description: `Read-only; works with or without a running daemon. For each managed address, asks the kernel (as "ip route get") how a reply to a neighbour in its prefix, and to an off-link destination when its NIC has a gateway, would leave, and whether a request from that neighbour arriving on the NIC would be accepted (rp_filter). Prints each path with its verdict, and for a broken one the reason, the device the reply would leave by and the rule and table that took it. Exit 0 when every path holds, 1 when any is broken.`,
+  },
+  {
     name: 'check-config',
     summary: 'validate a config file and exit (2 if it has errors)',
     usage: 'symroute check-config [FILE]',
@@ -119,8 +126,8 @@ export const COMMANDS: readonly CommandDoc[] = [
 
 /** Exit codes, the same for every command (each command's description says which apply). */
 export const EXIT_CODES: readonly { code: number; meaning: string }[] = [
-  { code: 0, meaning: 'success: in sync, config valid, reload applied, reply leaves through the right NIC' },
-  { code: 1, meaning: 'not so: changes pending or failed, reload rejected, reply leaves through another NIC; or an unexpected error' },
+  { code: 0, meaning: 'success: in sync, config valid, reload applied, reply leaves through the right NIC, every reply path holds' },
+  { code: 1, meaning: 'not so: changes pending or failed, reload rejected, reply leaves through another NIC, a reply path is broken; or an unexpected error' },
   { code: 2, meaning: 'bad usage or invalid config; nothing was changed' },
   { code: 3, meaning: 'reload: no symroute daemon is running in this network namespace' },
 ];
@@ -157,6 +164,9 @@ log:
   level: info               # fatal error warn info debug trace
 metrics:
   listen: 127.0.0.1:9477    # "[::1]:9477", or false for no HTTP endpoint
+verify:
+  interval: 60              # seconds between sweeps of every reply path (symroute verify),
+                            # or false; paths a pass touched are verified after it anyway
 `;
 
 export const CONFIG_INTRO = `YAML, default ${CONFIG_PATH}; no file means all defaults. Every key is optional.`;

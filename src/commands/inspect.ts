@@ -2,24 +2,25 @@
 // (the same dumps the daemon starts from) and runs the same pure planner and diff, so what
 // they print is exactly what `symroute run` would do.
 import { get } from 'node:http';
-import { isIPv4 } from 'node:net';
 import type { Config } from '../config/config.js';
 import { isPlumbingName } from '../domain/interface-names.js';
 import { priorityCollision } from '../domain/collisions.js';
 import { isPlumbingRoute } from '../domain/destinations.js';
 import { computeChanges, type Change } from '../domain/diff.js';
-import { canonicalAddress, familyOf, networkOf } from '../net/ip.js';
+import { canonicalAddress, familyOf } from '../net/ip.js';
 import { linkName, type Mirror } from '../domain/mirror.js';
 import { describeRoute, describeRule, type Route, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
-import { FR_ACT_TO_TBL, RT_TABLE_MAIN } from '../domain/constants.js';
+import { RT_TABLE_MAIN } from '../domain/constants.js';
 import type { RouteMessage } from '../netlink/messages.js';
 import { routeFromMessage } from '../kernel/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
 import { describeChange } from '../kernel/reconciler.js';
 import { checkSysctls, ConfFiles } from '../host/sysctl.js';
 import { dumpMirror } from '../kernel/watcher.js';
+import { verifyReplyPaths } from '../kernel/route-lookups.js';
+import { firstMatchingRule, type PathVerdict } from '../domain/reply-paths.js';
 
 interface Snapshot {
   readonly mirror: Mirror;
@@ -176,10 +177,17 @@ export interface InterfaceStatus {
     gateway: { address: string; source: string } | null;
     /** A gateway the kernel would refuse in the table: planned as none (see problems). */
     unusableGateway?: { address: string; source: string };
+    /** The kernel's verdict on this family's reply paths (symroute verify). */
+    replies: ReplyPathStatus;
   }[];
   rules: RuleJson[];
   routes: RouteJson[];
   pending: ChangeJson[];
+}
+
+export interface ReplyPathStatus {
+  ok: boolean;
+  failures: { reason: string; detail: string }[];
 }
 
 export interface StatusJson {
@@ -233,6 +241,11 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
       ...(await daemonConflicts(config)),
     ];
     const inSync = changes.length === 0 && problems.length === 0;
+    const verdicts = await verifyReplyPaths(client, s.mirror, s.plan.interfaces);
+    const replies = (ifname: string, family: 4 | 6): ReplyPathStatus => {
+      const failures = verdicts.filter((v) => v.failure && v.probe.ifname === ifname && v.probe.family === family).map((v) => v.failure!);
+      return { ok: failures.length === 0, failures: failures.map((f) => ({ reason: f.reason, detail: f.detail })) };
+    };
     if (json) {
       const interfaces = s.plan.interfaces.map(
         (i): InterfaceStatus => ({
@@ -248,6 +261,7 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
             ...(f.unusableGateway
               ? { unusableGateway: { address: f.unusableGateway.address, source: f.unusableGateway.source } }
               : {}),
+            replies: replies(i.link.name, f.family),
           })),
           rules: s.plan.rules.filter((r) => r.table === i.table).map(ruleJson),
           routes: s.plan.routes.filter((r) => r.table === i.table).map((r) => routeJson(r, s.linkName)),
@@ -276,6 +290,9 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
             ? `gateway ${f.unusableGateway.address} (from ${f.unusableGateway.source}) unusable, see problems`
             : 'no gateway';
         io.out(`  ${familyName(f.family)}  ${f.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(' ')}  ${gateway}`);
+        const reply = replies(i.link.name, f.family);
+        io.out(reply.ok ? `  replies ${familyName(f.family)} leave through ${i.link.name}` : `  replies ${familyName(f.family)} BROKEN:`);
+        for (const failure of reply.failures) io.out(`    ${failure.reason}: ${failure.detail}`);
       }
       for (const rule of s.plan.rules.filter((r) => r.table === i.table)) io.out(`  rule   ${describeRule(rule)}`);
       for (const route of s.plan.routes.filter((r) => r.table === i.table)) io.out(`  route  ${describeRoute(route, s.linkName)}`);
@@ -389,21 +406,69 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
   });
 }
 
-/** The first rule, by priority, whose selectors match and which leads to `table`. */
-function firstMatchingRule(rules: readonly Rule[], src: string, dst: string, table: number): Rule | undefined {
-  const contains = (prefix: string | undefined, length: number, address: string) =>
-    length === 0 || (prefix !== undefined && isIPv4(prefix) === isIPv4(address) && networkOf(address, length) === prefix);
-  return [...rules]
-    .sort((a, b) => a.priority - b.priority)
-    .find(
-      (rule) =>
-        rule.action === FR_ACT_TO_TBL &&
-        rule.table === table &&
-        // Selectors a locally generated reply cannot be judged on here.
-        rule.iifname === undefined &&
-        rule.oifname === undefined &&
-        rule.fwmark === undefined &&
-        contains(rule.src, rule.srcLength, src) &&
-        contains(rule.dst, rule.dstLength, dst),
-    );
+
+export interface VerifyJson {
+  /** Every path holds. */
+  ok: boolean;
+  paths: {
+    ifname: string;
+    family: FamilyName;
+    direction: 'egress' | 'ingress';
+    address: string;
+    peer: string;
+    offLink: boolean;
+    ok: boolean;
+    reason?: string;
+    detail?: string;
+    /** Where a broken egress path ends: the table that won, the device, the rule that led there. */
+    table?: number;
+    dev?: string;
+    rule?: RuleJson;
+  }[];
+}
+
+/**
+ * `symroute verify [--json]`: the kernel's own verdict on every managed address's reply
+ * paths (src/domain/reply-paths.ts). Exit 0 when all hold, 1 when any is broken.
+ */
+export async function verifyCommand(config: Config, json: boolean, io: Output): Promise<number> {
+  return withClient(async (client) => {
+    const s = await snapshot(config, client);
+    const verdicts = await verifyReplyPaths(client, s.mirror, s.plan.interfaces);
+    const broken = verdicts.filter((v) => v.failure);
+    if (json) {
+      const answer: VerifyJson = { ok: broken.length === 0, paths: verdicts.map((v) => pathJson(v, s.linkName)) };
+      printJson(io, answer);
+      return broken.length === 0 ? 0 : 1;
+    }
+    if (s.plan.interfaces.length === 0) io.out('no managed interfaces');
+    for (const { probe, failure } of verdicts) {
+      const path = probe.direction === 'egress' ? `reply to ${probe.peer}${probe.offLink ? ' (off-link)' : ''}` : `request from ${probe.peer}`;
+      const where = `${probe.ifname}  ${familyName(probe.family)}  ${probe.address}  ${path}`;
+      io.out(failure ? `${where}: BROKEN ${failure.reason}: ${failure.detail}` : `${where}: ok`);
+    }
+    io.out(`${verdicts.length - broken.length} of ${verdicts.length} reply paths hold`);
+    return broken.length === 0 ? 0 : 1;
+  });
+}
+
+function pathJson({ probe, failure }: PathVerdict, linkName: (ifindex: number) => string): VerifyJson['paths'][number] {
+  return {
+    ifname: probe.ifname,
+    family: familyName(probe.family),
+    direction: probe.direction,
+    address: probe.address,
+    peer: probe.peer,
+    offLink: probe.offLink,
+    ok: failure === null,
+    ...(failure
+      ? {
+          reason: failure.reason,
+          detail: failure.detail,
+          ...(failure.table !== undefined ? { table: failure.table } : {}),
+          ...(failure.dev !== undefined ? { dev: linkName(failure.dev) } : {}),
+          ...(failure.rule ? { rule: ruleJson(failure.rule) } : {}),
+        }
+      : {}),
+  };
 }

@@ -41,6 +41,8 @@ export interface Config {
   onExit: OnExit;
   log: { level: LogLevel };
   metrics: { listen: ListenAddress | false };
+  /** Reply paths are verified after each pass, and all of them every `interval` seconds (false: never on a timer). */
+  verify: { interval: number | false };
 }
 
 export interface ListenAddress {
@@ -78,6 +80,7 @@ export function defaultConfig(): Config {
     onExit: 'keep',
     log: { level: 'info' },
     metrics: { listen: { host: '127.0.0.1', port: 9477 } },
+    verify: { interval: 60 },
   };
 }
 
@@ -215,6 +218,8 @@ export function parseConfig(text: string, fileName: string): Config {
       w.section(node, path, { level: w.leaf(oneOf(LOG_LEVELS), (level) => (config.log.level = level)) }),
     metrics: (node, path) =>
       w.section(node, path, { listen: w.leaf(LISTEN, (listen) => (config.metrics.listen = listen)) }),
+    verify: (node, path) =>
+      w.section(node, path, { interval: w.leaf(VERIFY_INTERVAL, (interval) => (config.verify.interval = interval)) }),
   });
   if (w.problems.length > 0) throw new ConfigError(w.problems);
   return config;
@@ -349,6 +354,11 @@ function isPrefix(text: string): boolean {
   const [address = '', , ...rest] = text.split('/');
   return familyOf(address) !== undefined && rest.length === 0 && prefixProblem(text) === undefined;
 }
+
+const VERIFY_INTERVAL = expect(
+  z.union([z.literal(false), z.number().min(1).max(86_400)]),
+  'seconds 1..86400, or false for no periodic sweep',
+);
 
 const PROTOCOL = expect(integer(5, 255), 'an integer 5..255', (value) =>
   integer(0, 4).safeParse(value).success ? '0-4 are reserved by the kernel' : undefined,

@@ -8,7 +8,7 @@ import { changeKey, changesWithin, computeChanges, wholeScope, type Change } fro
 import type { KernelEvent } from '../domain/events.js';
 import { linkName, type MirrorView } from '../domain/mirror.js';
 import { routeKey, ruleKey } from '../domain/keys.js';
-import { addScope, DesiredState, emptyScope, type Plan, type Scope, type Update } from '../domain/planner.js';
+import { addScope, DesiredState, emptyScope, type InterfacePlan, type Plan, type Scope, type Update } from '../domain/planner.js';
 import type { Host } from '../host/host.js';
 import { applyChanges, describeChange, type ChangeOutcome } from '../kernel/reconciler.js';
 import type { Watcher } from '../kernel/watcher.js';
@@ -76,6 +76,11 @@ export class Converger {
   }
 
   /** Objects in conflict, described, for /healthz. */
+  /** The desired state's interface plans (all, or those in `only`). */
+  interfacePlans(only?: ReadonlySet<number>): InterfacePlan[] {
+    return this.desired.interfacePlans(only);
+  }
+
   get conflictList(): string[] {
     return this.conflicts.conflicts.map((key) => this.conflicted.get(key)?.description ?? key);
   }

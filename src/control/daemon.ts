@@ -12,6 +12,10 @@ import type { NativeNetlinkSocket } from '../netlink/native.js';
 import { Converger, type PassResult } from './converger.js';
 import type { DaemonObserver } from './observer.js';
 import { DEFAULT_BACKOFF, PassScheduler, type SchedulerOptions } from './scheduler.js';
+import { ReplyPathVerifier } from './verifier.js';
+import type { KernelEvent } from '../domain/events.js';
+import { verifyReplyPaths } from '../kernel/route-lookups.js';
+import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from '../domain/constants.js';
 
 /** The rtnetlink sockets the daemon talks through: requests and dumps, and notifications. */
 export interface KernelSockets {
@@ -28,6 +32,9 @@ export class Daemon {
   private readonly watcher: Watcher;
   private readonly converger: Converger;
   private readonly scheduler: PassScheduler;
+  private readonly verifier: ReplyPathVerifier;
+  /** NICs (by ifindex) whose reply paths events touched since the last pass, or all. */
+  private touched: Set<number> | 'all' = 'all';
   private started = false;
   private stopping = false;
 
@@ -42,6 +49,7 @@ export class Daemon {
     this.watcher = new Watcher(this.client, sockets.notifications, {
       changed: (eventTime, events) => {
         if (!this.started) return; // start() runs the first pass itself
+        this.noteTouched(events);
         this.converger.observe(eventTime, events);
         this.scheduler.request(events ? 'event' : 'resync');
       },
@@ -54,7 +62,28 @@ export class Daemon {
       fetchingTables: (tables) => observer.fetchingTables(tables),
     }, () => mirrorScope(this.config));
     this.converger = new Converger(config, this.client, this.watcher, host, observer);
-    this.scheduler = new PassScheduler((trigger) => this.converger.pass(trigger), (error) => observer.passFailed(error), backoff);
+    this.verifier = new ReplyPathVerifier(
+      {
+        verify: (only) => verifyReplyPaths(this.client, this.watcher.mirror, this.converger.interfacePlans(only), only),
+        stateVersion: () => {
+          this.watcher.drain();
+          return `${this.scheduler.passes}|${this.watcher.generation}`;
+        },
+        sweepIntervalMs: config.verify.interval === false ? false : config.verify.interval * 1000,
+      },
+      observer,
+    );
+    this.scheduler = new PassScheduler(
+      async (trigger) => {
+        const verdict = await this.converger.pass(trigger);
+        // After every pass, in sync or not: replies matter most while something fails.
+        this.verifier.request(this.touched);
+        this.touched = new Set();
+        return verdict;
+      },
+      (error) => observer.passFailed(error),
+      backoff,
+    );
   }
 
   /** Subscribes, dumps, and runs passes until the first one that needs nothing more. */
@@ -64,6 +93,7 @@ export class Daemon {
     const collision = priorityCollision(this.config, this.watcher.mirror);
     if (collision) throw new ConfigError([collision]);
     this.started = true;
+    this.verifier.start();
     this.converger.observe(process.hrtime.bigint(), null);
     this.scheduler.request('startup');
     await this.scheduler.idle();
@@ -105,6 +135,7 @@ export class Daemon {
     const remirror = mirrorsDiffer(mirrorScope(config), mirrorScope(this.config));
     this.config = config;
     this.converger.reconfigure(config);
+    this.touched = 'all';
     if (remirror) this.watcher.requestResync('reload');
     this.scheduler.request('reload');
     await this.scheduler.idle();
@@ -131,6 +162,38 @@ export class Daemon {
 
   set onConverged(callback: () => void) {
     this.converger.onConverged = callback;
+  }
+
+  /**
+   * Which NICs' reply paths the events may have changed: the NIC of a link, address or main
+   * route, and of symroute's own rules and routes; every NIC when a rule or table symroute
+   * does not own changed (it may take any reply), or after a re-dump.
+   */
+  private noteTouched(events: readonly KernelEvent[] | null): void {
+    if (this.touched === 'all') return;
+    if (events === null) return void (this.touched = 'all');
+    const ours = this.config.protocol;
+    const ownTable = (table: number) => {
+      const pinned = Object.entries(this.config.table.pinned).find(([, id]) => id === table);
+      if (pinned) return [...this.watcher.mirror.links.values()].find((link) => link.name === pinned[0])?.index;
+      const ifindex = table - this.config.table.base;
+      return this.watcher.mirror.links.has(ifindex) ? ifindex : undefined;
+    };
+    for (const event of events) {
+      if (event.kind === 'link') this.touched.add(event.link.index);
+      else if (event.kind === 'address') this.touched.add(event.address.ifindex);
+      else if (event.kind === 'rule') {
+        const ifindex = event.rule.protocol === ours ? ownTable(event.rule.table) : undefined;
+        if (ifindex === undefined) return void (this.touched = 'all');
+        this.touched.add(ifindex);
+      } else {
+        const { route } = event;
+        const system = route.table === RT_TABLE_MAIN || route.table === RT_TABLE_LOCAL;
+        const ifindex = system ? route.oif : ownTable(route.table);
+        if (ifindex !== undefined) this.touched.add(ifindex);
+        else if (!system) return void (this.touched = 'all');
+      }
+    }
   }
 
   /**
@@ -170,6 +233,8 @@ export class Daemon {
   /** Call once start() or converge() has returned. */
   async stop(removeOwned: boolean): Promise<void> {
     this.interrupt();
+    this.verifier.stop();
+    await this.verifier.idle();
     await this.scheduler.idle();
     if (removeOwned) await this.converger.removeOwned();
     this.watcher.stop();

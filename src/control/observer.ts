@@ -8,6 +8,7 @@ import type { ChangeOutcome } from '../kernel/reconciler.js';
 import type { WatcherObserver } from '../kernel/watcher.js';
 import type { ClientObserver } from '../netlink/client.js';
 import type { Trigger as PassTrigger } from './scheduler.js';
+import type { VerifierObserver } from './verifier.js';
 
 /** What a pass is counted under: its trigger, or drift when it repairs some. */
 export type Trigger = PassTrigger | 'drift';
@@ -64,6 +65,7 @@ export const newPassReport = (inSync: boolean): PassReport => ({
 
 export interface DaemonObserver
   extends HostReport,
+    VerifierObserver,
     Required<Omit<ClientObserver, 'discarded'>>,
     Omit<WatcherObserver, 'changed'> {
   passed(report: PassReport): void;

@@ -20,3 +20,4 @@ export const RT_TABLE_LOCAL = 255;
 
 // Rule actions
 export const FR_ACT_TO_TBL = 1;
+export const FR_ACT_PROHIBIT = 8;

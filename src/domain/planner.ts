@@ -128,6 +128,12 @@ export class DesiredState {
     return this.unusable.get(family) ?? 0;
   }
 
+  /** The managed interfaces' plans, in ifindex order, or only those in `only`. */
+  interfacePlans(only?: ReadonlySet<number>): InterfacePlan[] {
+    const ifindexes = only ? [...only].filter((ifindex) => this.parts.has(ifindex)) : [...this.parts.keys()];
+    return ifindexes.sort((a, b) => a - b).map((ifindex) => this.parts.get(ifindex)!.plan);
+  }
+
   interfaceNamed(ifname: string): InterfacePlan | undefined {
     const ifindex = this.byName.get(ifname);
     return ifindex === undefined ? undefined : this.parts.get(ifindex)?.plan;

@@ -153,6 +153,42 @@ export class RtnlClient {
     return parts[0];
   }
 
+  /**
+   * Many single GETs (route lookups), pipelined as `execute` pipelines writes: one sendmsg per
+   * batch. Each resolves to the object it was answered with, or the kernel's refusal.
+   */
+  async getAll(type: number, requests: readonly { body: RtnlBody; action: string }[]): Promise<Array<RtnlBody | NetlinkError>> {
+    const answers: Array<RtnlBody | NetlinkError> = [];
+    for (let start = 0; start < requests.length; start += BATCH_SIZE) {
+      const batch = requests.slice(start, start + BATCH_SIZE).map(({ body, action }) => {
+        const seq = this.allocateSeq();
+        const answer = new Promise<RtnlBody | NetlinkError>((resolve) =>
+          this.pending.set(seq, {
+            kind: 'dump',
+            action,
+            parts: [],
+            keep: undefined,
+            interrupted: false,
+            settle: (outcome) =>
+              resolve(
+                outcome instanceof NetlinkError ? outcome
+                : outcome instanceof Error ? new NetlinkError(action, EIO, outcome.message)
+                : outcome.parts[0] ?? new NetlinkError(action, EIO, 'the kernel answered with nothing'),
+              ),
+          }),
+        );
+        return { answer, message: encodeRequest({ type, flags: NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, body) };
+      });
+      try {
+        this.socket.send(batch.map((request) => request.message));
+      } catch (error) {
+        this.failAll(error as Error);
+      }
+      answers.push(...(await Promise.all(batch.map((request) => request.answer))));
+    }
+    return answers;
+  }
+
   /** Sends one request and gathers the objects it is answered with, until DONE or an ACK. */
   private collect(
     type: number,

@@ -10,6 +10,7 @@ import type { ListenAddress } from '../config/config.js';
 import type { Trigger } from '../control/observer.js';
 import type { Logger } from './log.js';
 import type { ResyncReason } from '../kernel/watcher.js';
+import type { FailureReason } from '../domain/reply-paths.js';
 
 // Every label value a counter is known to take, so each series exists at 0 from the start:
 // increase() and rate() see the first event instead of the series' sudden appearance.
@@ -25,6 +26,14 @@ const RESYNC_REASONS = labelValues<Exclude<ResyncReason, 'startup' | 'reload'> |
   dump_interrupted: true,
 });
 const KINDS = ['rule', 'route'] as const;
+const FAILURE_REASONS: readonly FailureReason[] = [
+  'egress_other_device',
+  'egress_prohibited',
+  'no_route',
+  'ingress_rp_filter',
+  'ingress_refused',
+  'table_collision',
+];
 const NETLINK_OPS = [
   'dump_link',
   'dump_address',
@@ -120,6 +129,20 @@ export class Metrics {
     'symroute_conflicts',
     'Rules and routes symroute currently puts back with backoff because something else keeps removing them.',
   );
+  readonly replyPathOk = this.gauge(
+    'symroute_reply_path_ok',
+    "1 when every reply path of the NIC and family holds by the kernel's own lookups (symroute verify), 0 when one is broken.",
+    ['ifname', 'family'],
+  );
+  readonly replyPathFailures = this.counter(
+    'symroute_reply_path_failures_total',
+    'Reply paths found broken (each break once), by reason.',
+    ['reason'],
+  );
+  readonly replyPathVerifyErrors = this.counter(
+    'symroute_reply_path_verify_errors_total',
+    'Verifications of reply paths that could not be completed (the kernel did not answer a lookup).',
+  );
   readonly nameFileErrors = this.counter(
     'symroute_name_file_errors_total',
     'Failed attempts to write the rt_tables.d / rt_protos.d files that name symroute\'s tables for ip(8).',
@@ -182,6 +205,7 @@ export class Metrics {
     for (const reason of RESYNC_REASONS) this.resyncs.inc({ reason }, 0);
     for (const kind of KINDS) this.driftRepairs.inc({ kind }, 0);
     for (const kind of KINDS) this.conflicts.inc({ kind }, 0);
+    for (const reason of FAILURE_REASONS) this.replyPathFailures.inc({ reason }, 0);
     for (const op of NETLINK_OPS) for (const result of ['ok', 'error']) this.netlinkRequests.inc({ op, result }, 0);
     for (const family of ['ipv4', 'ipv6']) {
       this.managedRules.set({ family }, 0);

@@ -1,6 +1,7 @@
 // The control loop's reports, turned into metrics and log lines: all of symroute's wording
 // about passes, re-dumps, conflicts and host files, and every metric a pass moves.
 import type { ChangeReport, DaemonObserver, InterfaceState, PassReport } from '../control/observer.js';
+import type { PathVerdict } from '../domain/reply-paths.js';
 import type { ResyncReason } from '../kernel/watcher.js';
 import { WINDOW_MS } from '../control/conflicts.js';
 import type { Logger } from './log.js';
@@ -61,6 +62,30 @@ export class Telemetry implements DaemonObserver {
     for (const change of report.repairs) metrics.driftRepairs.inc({ kind: change.kind });
     if (report.repairs.length > 0) log.warn({ repairs: report.repairs.length }, `repairing ${report.repairs.length} rules/routes changed by someone else`);
     this.logOutcomes(report.outcomes);
+  }
+
+  replyPathBroke({ probe, failure }: PathVerdict): void {
+    this.metrics.replyPathFailures.inc({ reason: failure!.reason });
+    const fields = { ifname: probe.ifname, family: probe.family, reason: failure!.reason, address: probe.address, peer: probe.peer };
+    // A table someone else holds is already reported as the interface's problem, once.
+    if (failure!.reason === 'table_collision') return this.log.info(fields, `reply paths of ${probe.ifname} unverified: ${failure!.detail}`);
+    this.log.warn(fields, `reply path broken on ${probe.ifname}: ${failure!.detail} [${failure!.reason}]`);
+  }
+
+  replyPathHealed({ probe }: PathVerdict): void {
+    const path = probe.direction === 'egress' ? `a reply from ${probe.address} to ${probe.peer}` : `a request from ${probe.peer} to ${probe.address}`;
+    this.log.info({ ifname: probe.ifname, family: probe.family }, `reply path healed on ${probe.ifname}: ${path} takes ${probe.ifname} again`);
+  }
+
+  replyPathsOfNic(ifname: string, family: 4 | 6, ok: boolean | null): void {
+    const labels = { ifname, family: FAMILY_LABEL[family] };
+    if (ok === null) this.metrics.replyPathOk.remove(labels);
+    else this.metrics.replyPathOk.set(labels, ok ? 1 : 0);
+  }
+
+  verifyFailed(error: Error): void {
+    this.metrics.replyPathVerifyErrors.inc();
+    this.log.error({ err: error }, `verifying reply paths failed: ${error.message}`);
   }
 
   passFailed(error: Error): void {

@@ -519,6 +519,42 @@ async function burstOnce(sym: SymSide): Promise<void> {
 
 // ---------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------
+// Reply-path verification at 1000 NICs: `symroute verify` (dump, plan, every lookup) against
+// `ip -batch` of the very same `route get` lines, whole processes, interleaved.
+
+const VERIFY_REPS = 5;
+
+async function verifyCost(world: World): Promise<void> {
+  section(`reply-path verification, ${world.nics} NICs`);
+  const verifyOnce = async () => {
+    const started = performance.now();
+    const { stdout } = await run('ip', ['netns', 'exec', world.ns, process.execPath, CLI, 'verify', '--json', '--config', config('verify', false)], {
+      maxBuffer: 1 << 30,
+    }).catch((error: { stdout: string }) => ({ stdout: error.stdout }));
+    return { ms: performance.now() - started, answer: JSON.parse(stdout) as { ok: boolean; paths: Array<{ direction: string; address: string; peer: string; ifname: string; ok: boolean }> } };
+  };
+  const { answer } = await verifyOnce();
+  const lines = answer.paths.map((p) =>
+    p.direction === 'egress' ? `route get ${p.peer} from ${p.address}` : `route get ${p.address} from ${p.peer} iif ${p.ifname}`,
+  );
+  console.log(`  ${answer.paths.length} lookups, ${answer.paths.filter((p) => !p.ok).length} broken`);
+  const sym: number[] = [];
+  const ref: number[] = [];
+  for (let i = 0; i < VERIFY_REPS; i++) {
+    sym.push((await verifyOnce()).ms);
+    ref.push(await ipBatch(world.ns, lines, dir, 'verify', ['-force']));
+  }
+  figures.add({
+    section: `reply-path verification, ${world.nics} NICs (IPv4 + IPv6 + gateways: ${answer.paths.length} lookups)`,
+    name: 'symroute verify (dump, plan, all lookups) vs ip -batch of the same route gets',
+    unit: 'ms',
+    symroute: spread(sym),
+    reference: { name: 'ip -batch', figure: spread(ref) },
+    ratio: spread(ratios(sym, ref)),
+  });
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const load = loadavg();
@@ -533,6 +569,7 @@ async function main(): Promise<void> {
   const big = await buildWorld(lab, 'b', BIG, dir);
   const bigRef = await buildWorld(lab, 'B', BIG, dir);
   const { daemon: bigDaemon, owned: bigOwned } = await coldStart(big, COLD_START_REPS[BIG], servedConfig, true);
+  await verifyCost(big);
   // The reference host holds the same objects symroute keeps on the big host.
   await ipBatchByFamily(bigRef.ns, [...bigOwned.rules, ...bigOwned.routes], dir, 'baseline');
 

@@ -257,6 +257,7 @@ describe('symroute commands', () => {
               family: 'ipv4',
               addresses: [`${t.serverAddresses[k]}/24`],
               gateway: { address: t.gateways[k], source: source(k) },
+              replies: { ok: true, failures: [] },
             },
           ],
           rules: [{ family: 'ipv4', from: `${t.serverAddresses[k]}/32`, table: tables[k], priority: PRIORITY, protocol: 83 }],

@@ -73,7 +73,13 @@ describe('a gateway the kernel must refuse', () => {
     const json = JSON.parse(status.stdout) as StatusJson;
     expect(json.problems).toEqual([problem]);
     expect(json.interfaces.find((i) => i.name === 'n0')!.families).toEqual([
-      { family: 'ipv4', addresses: ['198.18.1.10/24'], gateway: null, unusableGateway: { address: '198.18.2.1', source: 'main table' } },
+      {
+        family: 'ipv4',
+        addresses: ['198.18.1.10/24'],
+        gateway: null,
+        unusableGateway: { address: '198.18.2.1', source: 'main table' },
+        replies: { ok: true, failures: [] },
+      },
     ]);
 
     // Started in this state, it converges at once, with the one warning and no error.

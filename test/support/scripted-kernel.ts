@@ -1,9 +1,10 @@
 // A scripted stand-in for the kernel's rtnetlink side, for unit tests of the daemon's
 // concurrency without root: it answers dumps, applies rule and route requests with the
 // kernel's EEXIST/ENOENT/ESRCH semantics (NLM_F_EXCL, NLM_F_REPLACE, a delete naming every
-// attribute), multicasts a notification for every change (before the ACK, like the kernel),
+// attribute), answers route lookups, multicasts a notification for every change (before the ACK, like the kernel),
 // and lets a test play "someone else" (ip rule del, an address removed) or hold notifications
 // back to force interleavings. It models only what symroute relies on.
+import { BlockList } from 'node:net';
 import type { Nexthop, Route, Rule } from '../../src/domain/model.js';
 import { concat, decodeAttributes, encodeMessage, splitDatagram } from '../../src/netlink/codec.js';
 import { RTMSG_PROTOCOL_OFFSET, RTMSG_TABLE_OFFSET, routeSchema } from '../../src/netlink/schemas.js';
@@ -26,7 +27,7 @@ import {
   RTM_NEWROUTE,
   RTM_NEWRULE,
 } from '../../src/netlink/constants.js';
-import { decodeMessage, encodeRequest, type AddressMessage, type LinkMessage, type RtnlBody } from '../../src/netlink/messages.js';
+import { decodeMessage, encodeRequest, type AddressMessage, type LinkMessage, type RouteMessage, type RtnlBody } from '../../src/netlink/messages.js';
 import type { NativeNetlinkSocket, ReadResult } from '../../src/netlink/native.js';
 import { routeFromMessage, routeToMessage, ruleFromMessage, ruleToMessage } from '../../src/kernel/objects.js';
 import { addressMessage, linkMessage, type AddressSpec, type LinkSpec } from './builders.js';
@@ -55,6 +56,7 @@ function identityOf(o: Route | Rule): string {
 const EEXIST = 17;
 const ENOENT = 2;
 const ESRCH = 3;
+const ENETUNREACH = 101;
 
 /** One end of a netlink socket: datagrams queue up and readability is signalled on the next turn. */
 export class ScriptedSocket implements NativeNetlinkSocket {
@@ -222,6 +224,15 @@ export class ScriptedKernel {
         reply(concat([...parts, encodeMessage({ type: NLMSG_DONE, flags: NLM_F_MULTI, seq: raw.seq, portId: raw.portId }, new Uint8Array(4))]) as Buffer);
         continue;
       }
+      if (raw.type === RTM_GETROUTE) {
+        // A lookup (`ip route get`): the route it finds, then the ACK; or the refusal.
+        const found = this.lookUp(message.body as RouteMessage);
+        if (typeof found !== 'number') reply(encodeRequest({ type: RTM_NEWROUTE, flags: 0, seq: raw.seq, portId: raw.portId }, routeToMessage(found)));
+        const answer = Buffer.alloc(4 + 16);
+        answer.writeInt32LE(typeof found === 'number' ? -found : 0, 0);
+        reply(encodeMessage({ type: NLMSG_ERROR, flags: 0x100, seq: raw.seq, portId: raw.portId }, answer));
+        continue;
+      }
       const act = this.pendingAct;
       this.pendingAct = undefined;
       act?.();
@@ -262,6 +273,45 @@ export class ScriptedKernel {
     }
     this.record(`${op} ${errno ? { [EEXIST]: 'EEXIST', [ENOENT]: 'ENOENT', [ESRCH]: 'ESRCH' }[errno] : 'ok'}`);
     return errno;
+  }
+
+  /**
+   * The kernel's route lookup, as far as symroute's tests need it: a request arriving on an
+   * interface (RTA_IIF) for a local address is delivered locally; a reply takes the first rule,
+   * by priority, that sends its source to a table holding a route to its destination (the
+   * longest prefix there), else main. No rp_filter, no other rule actions.
+   */
+  private lookUp(request: RouteMessage): Route | number {
+    const { family } = request.header;
+    const { src, dst, iif } = request.attributes;
+    const version = family === 2 ? 'ipv4' : 'ipv6';
+    const full = family === 2 ? 32 : 128;
+    if (!dst) return ENETUNREACH;
+    const inPrefix = (address: string, network: string | undefined, length: number) => {
+      if (length === 0) return true;
+      const block = new BlockList();
+      block.addSubnet(network!, length, version);
+      return block.check(address, version);
+    };
+    if (iif !== undefined) {
+      const local = [...this.addresses.values()].some((a) => a.header.family === family && (a.attributes.local ?? a.attributes.address) === dst);
+      if (!local) return ENETUNREACH;
+      return { family: family === 2 ? 4 : 6, table: 255, dst, dstLength: full, metric: 0, protocol: 2, scope: 254, type: 2, oif: 1 };
+    }
+    const inTable = (table: number) =>
+      [...this.routes.values()]
+        .filter((r) => r.table === table && (r.family === 4 ? 2 : 10) === family && inPrefix(dst, r.dst, r.dstLength))
+        .sort((a, b) => b.dstLength - a.dstLength)[0];
+    const tables = this.rules
+      .map((held) => held.rule)
+      .sort((a, b) => a.priority - b.priority)
+      .filter((r) => (r.family === 4 ? 2 : 10) === family && (src === undefined ? r.srcLength === 0 : inPrefix(src, r.src, r.srcLength)))
+      .map((r) => r.table);
+    for (const table of [...tables, 254]) {
+      const route = inTable(table);
+      if (route) return { ...route, dst, dstLength: full };
+    }
+    return ENETUNREACH;
   }
 
   private dumpOf(getType: number, filter: RouteFilter): [number, RtnlBody][] {

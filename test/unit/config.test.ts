@@ -60,6 +60,7 @@ describe('defaults', () => {
       onExit: 'keep',
       log: { level: 'info' },
       metrics: { listen: { host: '127.0.0.1', port: 9477 } },
+      verify: { interval: 60 },
     });
     expect(DEFAULT_CONFIG_PATH).toBe('/etc/symroute/symroute.yaml');
   });
@@ -145,6 +146,8 @@ describe('merging with defaults', () => {
       '  level: debug',
       'metrics:',
       '  listen: "[::1]:9100"',
+      'verify:',
+      '  interval: 30',
     );
     expect(parseConfig(text, FILE)).toEqual({
       interfaces: { include: ['eth*', 'en?[0-9]*'], exclude: ['eth9'] },
@@ -159,6 +162,7 @@ describe('merging with defaults', () => {
       onExit: 'remove',
       log: { level: 'debug' },
       metrics: { listen: { host: '::1', port: 9100 } },
+      verify: { interval: 30 },
     } satisfies Config);
   });
 
@@ -171,6 +175,14 @@ describe('merging with defaults', () => {
       expect(problemOf(`metrics:\n  listen: ${JSON.stringify(bad)}\n`)).toMatch(
         /^2: metrics\.listen: expected false or an IP address and port such as "127\.0\.0\.1:9477" or "\[::1\]:9477", got /,
       );
+    }
+  });
+
+  it('takes a verify interval in seconds, or false, and nothing else', () => {
+    expect(parseConfig('verify:\n  interval: false\n', FILE).verify).toEqual({ interval: false });
+    expect(parseConfig('verify: {interval: 1.5}\n', FILE).verify).toEqual({ interval: 1.5 });
+    for (const bad of ['0', '-5', '"60s"', 'true', '100000']) {
+      expect(problemOf(`verify:\n  interval: ${bad}\n`)).toMatch(/^2: verify\.interval: expected seconds 1\.\.86400, or false for no periodic sweep, got /);
     }
   });
 
@@ -390,7 +402,7 @@ describe('problems', () => {
       `${FILE}:5: table.base: expected an integer 256..4294901759, got 10`,
       `${FILE}:6: protocol: expected an integer 5..255, got 300`,
       `${FILE}:7: log.level: expected one of "fatal", "error", "warn", "info", "debug", "trace", got "loud"`,
-      `${FILE}:8: colour: unknown key (known: interfaces, table, rule, gateways, exceptions, container_routes, sysctl, iproute2_dir, protocol, on_exit, log, metrics)`,
+      `${FILE}:8: colour: unknown key (known: interfaces, table, rule, gateways, exceptions, container_routes, sysctl, iproute2_dir, protocol, on_exit, log, metrics, verify)`,
     ]);
     expect(() => parseConfig(text, FILE)).toThrow(problemsOf(text).join('\n'));
   });
@@ -398,7 +410,7 @@ describe('problems', () => {
   describe('unknown keys', () => {
     it('are reported at the top level', () => {
       expect(problemOf('\non-exit: keep\n')).toBe(
-        '2: on-exit: unknown key (known: interfaces, table, rule, gateways, exceptions, container_routes, sysctl, iproute2_dir, protocol, on_exit, log, metrics)',
+        '2: on-exit: unknown key (known: interfaces, table, rule, gateways, exceptions, container_routes, sysctl, iproute2_dir, protocol, on_exit, log, metrics, verify)',
       );
     });
 

@@ -1,0 +1,84 @@
+// The kernel's own verdict on reply paths: one RTM_GETROUTE per probe (src/domain/
+// reply-paths.ts), as `ip route get <peer> from <address>` (egress) and `ip route get
+// <address> from <peer> iif <nic>` (ingress, where the kernel applies rp_filter). Requests
+// are pipelined: a batch of them per sendmsg, each answered as the kernel sends it.
+import type { InterfacePlan } from '../domain/interface-plan.js';
+import { networkOf } from '../net/ip.js';
+import type { MirrorView } from '../domain/mirror.js';
+import { collisionVerdicts, judge, offLinkDestinations, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
+import type { RtnlClient } from '../netlink/client.js';
+import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
+import { NetlinkError } from '../netlink/errors.js';
+import type { RouteMessage } from '../netlink/messages.js';
+import { routeFromMessage } from './objects.js';
+
+/** The kernel's answer to each probe, in the probes' order. A failed lookup is an answer too. */
+export async function lookUp(client: RtnlClient, probes: readonly Probe[]): Promise<LookupAnswer[]> {
+  const replies = await client.getAll(RTM_GETROUTE, probes.map((probe) => ({ body: lookupRequest(probe), action: lookupAction(probe) })));
+  return replies.map((reply, i) => {
+    if (reply instanceof NetlinkError) {
+      const action = lookupAction(probes[i]!);
+      return { ok: false, errno: reply.code, message: reply.extackMessage ?? reply.message.replace(`${action}: `, '').replace(/ \([A-Z0-9]+\)$/, '') };
+    }
+    const route = reply.kind === 'route' ? routeFromMessage(reply) : undefined;
+    if (!route) return { ok: false, errno: 'EIO', message: 'the kernel answered with something else than a route' };
+    return { ok: true, table: route.table, type: route.type, ...(route.oif !== undefined ? { oif: route.oif } : {}), ...(route.gateway ? { gateway: route.gateway } : {}) };
+  });
+}
+
+/** `ip route get <peer> from <address>` (egress), or `… <address> from <peer> iif <nic>` (ingress). */
+function lookupRequest(probe: Probe): RouteMessage {
+  const full = probe.family === 4 ? 32 : 128;
+  return {
+    kind: 'route',
+    header: {
+      family: probe.family === 4 ? AF_INET : AF_INET6,
+      dstLen: full,
+      srcLen: full,
+      tos: 0,
+      table: 0,
+      protocol: 0,
+      scope: 0,
+      type: 0,
+      // IPv6 always reports the table it used, and its strict check rejects the flag.
+      flags: probe.family === 4 ? RTM_F_LOOKUP_TABLE : 0,
+    },
+    attributes:
+      probe.direction === 'ingress' ? { dst: probe.address, src: probe.peer, iif: probe.ifindex } : { dst: probe.peer, src: probe.address },
+  };
+}
+
+function lookupAction(probe: Probe): string {
+  return probe.direction === 'ingress'
+    ? `looking up a request from ${probe.peer} to ${probe.address} arriving on ${probe.ifname}`
+    : `looking up the route of a reply from ${probe.address} to ${probe.peer}`;
+}
+
+/**
+ * Every reply path of `interfaces` (or of those in `only`, by ifindex), judged by the kernel:
+ * one verdict per probe, and one per address of a NIC whose table collides.
+ */
+export async function verifyReplyPaths(
+  client: RtnlClient,
+  mirror: MirrorView,
+  interfaces: readonly InterfacePlan[],
+  only?: ReadonlySet<number>,
+): Promise<PathVerdict[]> {
+  const addresses = [...mirror.addresses.values()];
+  const local = new Set(addresses.map((a) => a.address));
+  const context: ProbeContext = {
+    isLocal: (address) => local.has(address),
+    offLink: offLinkDestinations(addresses.map((a) => ({ family: a.family, length: a.prefixLength, network: networkOf(a.peer ?? a.address, a.prefixLength) }))),
+  };
+  const chosen = only ? interfaces.filter((planned) => only.has(planned.link.index)) : interfaces;
+  const probes = chosen.flatMap((planned) => probesOf(planned, context));
+  const answers = await lookUp(client, probes);
+  const rules = [...mirror.rules.values()].map((counted) => counted.rule);
+  const linkName = (ifindex: number) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
+  // The egress answer between the same two addresses: what rp_filter looks up for an ingress probe.
+  const egress = new Map<string, LookupAnswer>();
+  const pair = (probe: Probe) => `${probe.ifindex}|${probe.address}|${probe.peer}`;
+  probes.forEach((probe, i) => probe.direction === 'egress' && egress.set(pair(probe), answers[i]!));
+  const verdicts = probes.map((probe, i) => judge(probe, answers[i]!, rules, linkName, probe.direction === 'ingress' ? egress.get(pair(probe)) : undefined));
+  return [...chosen.flatMap(collisionVerdicts), ...verdicts];
+}

@@ -1,0 +1,147 @@
+// Reply paths proved on the live host: the daemon asks the kernel after each pass whether each
+// managed address's replies leave by its NIC and whether requests to it pass rp_filter, and
+// says so in symroute_reply_path_ok, its log and `symroute verify`. Each fault below is planted
+// by hand in Case 2 (NICs sharing one subnet, strict rp_filter) or Case 1 (NICs with
+// gateways); the NICs named must be exactly those a real TCP client can no longer reach, found
+// by the pass the fault's own notification starts (the periodic sweep is off), and healed by
+// the pass that follows its removal. Addresses from 198.18.0.0/15 and 198.51.100.0/24.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { VerifyJson } from '../../src/commands/inspect.js';
+import { eventually, Lab, type DaemonProcess } from '../support/lab.js';
+import { buildRoutedSubnets, buildSharedSubnet } from '../support/topologies.js';
+
+let lab: Lab | undefined;
+
+afterEach(async () => {
+  await lab?.cleanup();
+  lab = undefined;
+});
+
+const NO_SWEEP = 'verify:\n  interval: false\n';
+
+/** symroute_reply_path_ok per NIC (IPv4), as the daemon in `ns` serves it. */
+async function replyPathOk(l: Lab, ns: string): Promise<Record<string, number>> {
+  const text = await l.exec(ns, 'curl', '-sS', '--fail', '--max-time', '5', 'http://127.0.0.1:9477/metrics');
+  const ok: Record<string, number> = {};
+  for (const [, ifname, value] of text.matchAll(/^symroute_reply_path_ok\{ifname="([^"]+)",family="ipv4"\} (\d)$/gm)) ok[ifname!] = Number(value);
+  return ok;
+}
+
+/** The NICs `symroute verify --json` names as broken, and its exit code. */
+async function verifyBroken(l: Lab, ns: string): Promise<{ code: number; broken: string[]; reasons: string[] }> {
+  const result = await l.runCli(ns, ['verify', '--json']);
+  const answer = JSON.parse(result.stdout) as VerifyJson;
+  const broken = answer.paths.filter((p) => !p.ok);
+  return {
+    code: result.code,
+    broken: [...new Set(broken.map((p) => p.ifname))].sort(),
+    reasons: [...new Set(broken.map((p) => p.reason!))].sort(),
+  };
+}
+
+/**
+ * Plants a fault, then checks that the daemon's metric, `symroute verify` and a real client
+ * agree on which NICs' addresses are cut off; removes it and checks that everything heals.
+ */
+async function expectFault(
+  l: Lab,
+  t: { serverNs: string; clientNs: string; nics: string[]; serverAddresses: string[] },
+  daemon: DaemonProcess,
+  fault: { plant: string[][]; remove: string[][]; broken: string[]; reasons: string[] },
+): Promise<void> {
+  const all = Object.fromEntries(t.nics.map((nic) => [nic, 1]));
+  const warningsBefore = daemon.records.filter((r) => r.level === 40).length;
+  for (const command of fault.plant) await l.ip(t.serverNs, ...command);
+  const expected = { ...all, ...Object.fromEntries(fault.broken.map((nic) => [nic, 0])) };
+  await eventually(async () => expect(await replyPathOk(l, t.serverNs)).toEqual(expected), 10_000);
+  expect(await verifyBroken(l, t.serverNs)).toEqual({ code: 1, broken: fault.broken, reasons: fault.reasons });
+  const reachable = await l.reachable(t.clientNs, t.serverAddresses, 1500);
+  expect(t.nics.filter((_, k) => !reachable.includes(t.serverAddresses[k]!))).toEqual(fault.broken);
+  // One warning per broken path, each naming its NIC.
+  const warnings = daemon.records.filter((r) => r.level === 40).slice(warningsBefore);
+  expect([...new Set(warnings.map((w) => w.ifname))].sort(), daemon.log()).toEqual(fault.broken);
+  for (const warning of warnings) expect(warning.msg).toMatch(/^reply path broken on \S+: /);
+
+  for (const command of fault.remove) await l.ip(t.serverNs, ...command);
+  await eventually(async () => expect(await replyPathOk(l, t.serverNs)).toEqual(all), 10_000);
+  expect(await verifyBroken(l, t.serverNs)).toEqual({ code: 0, broken: [], reasons: [] });
+  expect(await l.reachable(t.clientNs, t.serverAddresses)).toEqual(t.serverAddresses);
+  expect(daemon.messages()).toContainEqual(expect.stringMatching(/^reply path healed on /));
+}
+
+describe('reply paths, verified by the kernel', () => {
+  it('in Case 2: a foreign rule before symroute\'s, a prohibit rule and a to-main rule are each found, matching a real client', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 4);
+    const daemon = await lab.startConverged(t.serverNs, lab.writeConfig(NO_SWEEP));
+    expect(await replyPathOk(lab, t.serverNs)).toEqual({ b0: 1, b1: 1, b2: 1, b3: 1 });
+    expect(await verifyBroken(lab, t.serverNs)).toEqual({ code: 0, broken: [], reasons: [] });
+    expect(await lab.reachable(t.clientNs, t.serverAddresses)).toEqual(t.serverAddresses);
+
+    // Someone's catch-all table, consulted before symroute's rules: only b0 still answers.
+    await expectFault(lab, t, daemon, {
+      plant: [['route', 'add', '198.18.0.0/20', 'dev', 'b0', 'table', '500'], ['rule', 'add', 'from', 'all', 'lookup', '500', 'pref', '100']],
+      remove: [['rule', 'del', 'pref', '100'], ['route', 'flush', 'table', '500']],
+      broken: ['b1', 'b2', 'b3'],
+      reasons: ['egress_other_device', 'ingress_rp_filter'],
+    });
+    // A prohibit rule for one address.
+    await expectFault(lab, t, daemon, {
+      plant: [['rule', 'add', 'from', t.serverAddresses[2]!, 'prohibit', 'pref', '101']],
+      remove: [['rule', 'del', 'pref', '101']],
+      broken: ['b2'],
+      reasons: ['egress_prohibited', 'ingress_rp_filter'],
+    });
+    // `to <subnet> lookup main`, as someone adds for "their" subnet: main prefers one NIC.
+    const [mainNic] = (await lab.ipJson<Array<{ dev: string }>>(t.serverNs, 'route', 'get', '198.18.0.1')).map((r) => r.dev);
+    await expectFault(lab, t, daemon, {
+      plant: [['rule', 'add', 'to', '198.18.0.0/20', 'lookup', 'main', 'pref', '102']],
+      remove: [['rule', 'del', 'pref', '102']],
+      broken: t.nics.filter((nic) => nic !== mainNic),
+      reasons: ['egress_other_device', 'ingress_rp_filter'],
+    });
+    expect(daemon.errors(), daemon.log()).toEqual([]);
+  });
+
+  it('in Case 1: NICs with gateways, a client beyond a router, and a foreign default table', async () => {
+    lab = new Lab();
+    const t = await buildRoutedSubnets(lab, { serverRpFilter: true, learnGateways: true });
+    const daemon = await lab.startConverged(t.serverNs, lab.writeConfig(NO_SWEEP));
+    const verify = JSON.parse((await lab.runCli(t.serverNs, ['verify', '--json'])).stdout) as VerifyJson;
+    // Per address: a neighbour each way, and one off-link destination through the gateway.
+    expect(verify.paths.filter((p) => p.ifname === 's2').map((p) => [p.direction, p.peer, p.offLink])).toEqual([
+      ['egress', '198.18.2.1', false],
+      ['ingress', '198.18.2.1', false],
+      ['egress', '203.0.113.254', true],
+    ]);
+    await expectFault(lab, t, daemon, {
+      plant: [['route', 'add', 'default', 'via', '198.18.1.1', 'table', '500'], ['rule', 'add', 'from', 'all', 'lookup', '500', 'pref', '100']],
+      remove: [['rule', 'del', 'pref', '100'], ['route', 'flush', 'table', '500']],
+      broken: ['s2', 's3', 's4'],
+      reasons: ['egress_other_device', 'ingress_rp_filter'],
+    });
+    expect(daemon.errors(), daemon.log()).toEqual([]);
+  });
+
+  it('prints each path in words, and works with no daemon running', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 2);
+    expect((await lab.runCli(t.serverNs, ['run', '--once', '--config', lab.writeConfig(NO_SWEEP)])).code).toBe(0);
+    await lab.ip(t.serverNs, 'rule', 'add', 'from', t.serverAddresses[1]!, 'lookup', 'main', 'pref', '100');
+    const text = await lab.runCli(t.serverNs, ['verify']);
+    expect(text.code).toBe(1);
+    expect(text.stdout.split('\n')).toEqual([
+      'b0  ipv4  198.18.1.1  reply to 198.18.0.1: ok',
+      'b0  ipv4  198.18.1.1  request from 198.18.0.1: ok',
+      expect.stringMatching(
+        /^b1 {2}ipv4 {2}198\.18\.1\.2 {2}reply to 198\.18\.0\.1: BROKEN egress_other_device: a reply from 198\.18\.1\.2 to 198\.18\.0\.1 would leave by b0, not b1 \(rule from 198\.18\.1\.2 lookup main pref 100, table 254\)$/,
+      ),
+      expect.stringMatching(/^b1 {2}ipv4 {2}198\.18\.1\.2 {2}request from 198\.18\.0\.1: BROKEN ingress_rp_filter: .* leads back through b0 \(E(XDEV|INVAL)\)$/),
+      '2 of 4 reply paths hold',
+      '',
+    ]);
+    const status = await lab.runCli(t.serverNs, ['status']);
+    expect(status.stdout).toContain('  replies ipv4 leave through b0\n');
+    expect(status.stdout).toContain('  replies ipv4 BROKEN:\n    egress_other_device: a reply from 198.18.1.2 to 198.18.0.1 would leave by b0, not b1');
+  });
+});

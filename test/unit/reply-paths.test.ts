@@ -1,0 +1,182 @@
+// Reply paths, pure: which lookups prove them (src/domain/reply-paths.ts), what the kernel's
+// answers mean, and how the daemon's verifier (src/control/verifier.ts) turns verdicts into
+// one warning per break, one line per heal, and a gauge per NIC, never from a pass's middle.
+import { describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../src/config/config.js';
+import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
+import { FR_ACT_PROHIBIT } from '../../src/domain/constants.js';
+import { networkOf } from '../../src/net/ip.js';
+import { plan } from '../../src/domain/planner.js';
+import { collisionVerdicts, judge, offLinkDestinations, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
+import { MirrorBuilder, route, rule } from '../support/builders.js';
+
+const RTN_UNICAST = 1;
+const RTN_LOCAL = 2;
+
+function planOf(build: (m: MirrorBuilder) => void) {
+  const m = new MirrorBuilder();
+  build(m);
+  const addresses = [...m.mirror.addresses.values()];
+  const local = new Set(addresses.map((a) => a.address));
+  const context = {
+    isLocal: (address: string) => local.has(address),
+    offLink: offLinkDestinations(addresses.map((a) => ({ family: a.family, length: a.prefixLength, network: networkOf(a.address, a.prefixLength) }))),
+  };
+  return { interfaces: plan(defaultConfig(), m.mirror).interfaces, context };
+}
+
+const paths = (probes: Probe[]) => probes.map((p) => `${p.ifname} ${p.direction} ${p.address} ${p.peer}${p.offLink ? ' off-link' : ''}`);
+
+describe('the lookups that prove reply paths', () => {
+  it('ask about the first neighbour in the prefix that is not local, each way, and off-link only with a gateway', () => {
+    const { interfaces, context } = planOf((m) => {
+      m.nic(2, 'eth0', '198.18.1.10/24');
+      m.nic(3, 'eth1', '198.18.1.1/24', '198.18.2.10/24');
+      m.route(route({ dst: '0.0.0.0/0', gateway: '198.18.2.1', oif: 3 }));
+    });
+    expect(interfaces.flatMap((i) => paths(probesOf(i, context)))).toEqual([
+      // 198.18.1.1 is eth1's: the next address is eth0's neighbour.
+      'eth0 egress 198.18.1.10 198.18.1.2',
+      'eth0 ingress 198.18.1.10 198.18.1.2',
+      'eth1 egress 198.18.1.1 198.18.1.2',
+      'eth1 ingress 198.18.1.1 198.18.1.2',
+      'eth1 egress 198.18.2.10 198.18.2.1',
+      'eth1 ingress 198.18.2.10 198.18.2.1',
+      'eth1 egress 198.18.1.1 203.0.113.254 off-link',
+    ]);
+  });
+
+  it('take an off-link destination outside every connected prefix; none in a /32; IPv6 alike', () => {
+    const { interfaces, context } = planOf((m) => {
+      m.nic(2, 'eth0', '203.0.113.10/24', '198.18.5.5/32', '2001:db8:1::10/64');
+      m.route(route({ dst: '0.0.0.0/0', gateway: '203.0.113.1', oif: 2 }));
+      m.route(route({ dst: '::/0', gateway: '2001:db8:1::1', oif: 2 }));
+    });
+    expect(paths(probesOf(interfaces[0]!, context))).toEqual([
+      'eth0 egress 203.0.113.10 203.0.113.1',
+      'eth0 ingress 203.0.113.10 203.0.113.1',
+      'eth0 egress 203.0.113.10 198.51.100.254 off-link',
+      'eth0 egress 2001:db8:1::10 2001:db8:1::1',
+      'eth0 ingress 2001:db8:1::10 2001:db8:1::1',
+      'eth0 egress 2001:db8:1::10 2001:db8:ffff:ffff::fe off-link',
+    ]);
+  });
+
+  it('ask nothing about a NIC whose table collides, and say so for each of its addresses', () => {
+    const { interfaces, context } = planOf((m) => {
+      m.nic(2, 'eth0', '198.18.1.10/24');
+      m.route(route({ dst: '203.0.113.0/24', oif: 2, table: 1002, protocol: 4 }));
+    });
+    expect(probesOf(interfaces[0]!, context)).toEqual([]);
+    expect(collisionVerdicts(interfaces[0]!).map((v) => [v.probe.address, v.failure?.reason])).toEqual([['198.18.1.10', 'table_collision']]);
+  });
+});
+
+describe("the kernel's answers, judged", () => {
+  const egress: Probe = { direction: 'egress', family: 4, ifindex: 3, ifname: 'b1', address: '198.18.1.2', peer: '198.18.0.1', offLink: false };
+  const ingress: Probe = { ...egress, direction: 'ingress' };
+  const names = (ifindex: number) => ['lo', '', 'b0', 'b1'][ifindex] ?? `if${ifindex}`;
+  const foreign = rule({ family: 4, priority: 100, table: 500, protocol: 4 });
+  const viaB0: LookupAnswer = { ok: true, table: 500, oif: 2, type: RTN_UNICAST };
+  const viaB1: LookupAnswer = { ok: true, table: 1003, oif: 3, type: RTN_UNICAST };
+
+  it('hold when the reply leaves by the NIC and the request is delivered locally', () => {
+    expect(judge(egress, viaB1, [], names).failure).toBeNull();
+    expect(judge(ingress, { ok: true, table: 255, type: RTN_LOCAL }, [], names, viaB1).failure).toBeNull();
+  });
+
+  it('name the device and the rule and table that took the reply', () => {
+    expect(judge(egress, viaB0, [foreign], names).failure).toEqual({
+      reason: 'egress_other_device',
+      detail: 'a reply from 198.18.1.2 to 198.18.0.1 would leave by b0, not b1 (rule from all lookup 500 pref 100, table 500)',
+      table: 500,
+      dev: 2,
+      rule: foreign,
+    });
+  });
+
+  it('tell a refusal by a rule from a missing route', () => {
+    const prohibit = rule({ from: '198.18.1.2', priority: 101, action: FR_ACT_PROHIBIT, table: 0, protocol: 4 });
+    const refused: LookupAnswer = { ok: false, errno: 'EACCES', message: 'permission denied' };
+    expect(judge(egress, refused, [prohibit], names).failure).toMatchObject({ reason: 'egress_prohibited', rule: prohibit });
+    expect(judge(egress, { ok: false, errno: 'ENETUNREACH', message: 'network is unreachable' }, [], names).failure).toMatchObject({
+      reason: 'no_route',
+      detail: 'a reply from 198.18.1.2 to 198.18.0.1 finds no route: network is unreachable (ENETUNREACH)',
+    });
+  });
+
+  it('blame rp_filter for EXDEV, and for EINVAL only when the reverse path leaves by another device', () => {
+    const exdev: LookupAnswer = { ok: false, errno: 'EXDEV', message: 'invalid cross-device link' };
+    const einval: LookupAnswer = { ok: false, errno: 'EINVAL', message: 'invalid argument' };
+    expect(judge(ingress, exdev, [], names).failure?.reason).toBe('ingress_rp_filter');
+    expect(judge(ingress, einval, [], names, viaB0).failure).toEqual({
+      reason: 'ingress_rp_filter',
+      detail: 'a request from 198.18.0.1 arriving on b1 is dropped by rp_filter: the reverse path to 198.18.0.1 leads back through b0 (EINVAL)',
+      dev: 2,
+    });
+    expect(judge(ingress, einval, [], names, viaB1).failure?.reason).toBe('ingress_refused');
+  });
+});
+
+describe('the verifier', () => {
+  const probe = (ifindex: number, ifname: string): Probe => ({
+    direction: 'egress', family: 4, ifindex, ifname, address: `198.18.1.${ifindex}`, peer: '198.18.0.1', offLink: false,
+  });
+  const ok = (p: Probe): PathVerdict => ({ probe: p, failure: null });
+  const broken = (p: Probe): PathVerdict => ({ probe: p, failure: { reason: 'egress_other_device', detail: 'elsewhere' } });
+
+  function harness(answers: Array<(only: ReadonlySet<number> | undefined) => PathVerdict[]>) {
+    const events: string[] = [];
+    const asked: Array<number[] | 'all'> = [];
+    let passes = 0;
+    const observer: VerifierObserver = {
+      replyPathBroke: (v) => events.push(`broke ${v.probe.ifname}`),
+      replyPathHealed: (v) => events.push(`healed ${v.probe.ifname}`),
+      replyPathsOfNic: (ifname, _family, holds) => events.push(`${ifname}=${holds}`),
+      verifyFailed: (error) => events.push(`failed ${error.message}`),
+    };
+    const verifier = new ReplyPathVerifier(
+      {
+        verify: async (only) => {
+          asked.push(only ? [...only].sort() : 'all');
+          const next = answers.shift();
+          if (!next) throw new Error('no answer scripted');
+          return next(only);
+        },
+        stateVersion: () => String(passes),
+        sweepIntervalMs: false,
+      },
+      observer,
+    );
+    return { verifier, events, asked, pass: () => passes++ };
+  }
+
+  it('warns once per break, once per heal, and keeps the NIC gauge; a NIC with no paths left loses it', async () => {
+    const [b0, b1] = [probe(2, 'b0'), probe(3, 'b1')];
+    const h = harness([() => [ok(b0), ok(b1)], () => [broken(b1)], () => [broken(b1)], () => [ok(b1)], () => []]);
+    h.verifier.request('all');
+    await h.verifier.idle();
+    h.verifier.request([3]);
+    await h.verifier.idle();
+    h.verifier.request([3]);
+    await h.verifier.idle();
+    h.verifier.request([3]);
+    await h.verifier.idle();
+    h.verifier.request([3]);
+    await h.verifier.idle();
+    expect(h.events).toEqual(['b0=true', 'b1=true', 'broke b1', 'b1=false', 'b1=false', 'healed b1', 'b1=true', 'b1=null']);
+  });
+
+  it('merges requests made while it runs into one more, and throws away what a pass overlapped', async () => {
+    const b1 = probe(3, 'b1');
+    const h = harness([() => [broken(b1)], () => [ok(b1)]]);
+    h.verifier.request([3]);
+    // A pass starts before the kernel has answered: that answer may be half-converged.
+    h.pass();
+    h.verifier.request([2]);
+    h.verifier.request([4]);
+    await h.verifier.idle();
+    expect(h.asked).toEqual([[3], [2, 3, 4]]);
+    expect(h.events).toEqual(['b1=true']);
+  });
+});
