@@ -60,6 +60,8 @@ export class Daemon {
       discarded: (reason) => observer.discarded(reason),
       skipped: (count) => observer.skipped(count),
       fetchingTables: (tables) => observer.fetchingTables(tables),
+      // No pass to wait for: the mirror holds no sysctls, only the verdicts change.
+      rpFilterChanged: (devices) => this.verifier.request(devices),
     }, () => mirrorScope(this.config));
     this.converger = new Converger(config, this.client, this.watcher, host, observer);
     this.verifier = new ReplyPathVerifier(

@@ -67,7 +67,7 @@ export interface DaemonObserver
   extends HostReport,
     VerifierObserver,
     Required<Omit<ClientObserver, 'discarded'>>,
-    Omit<WatcherObserver, 'changed'> {
+    Omit<WatcherObserver, 'changed' | 'rpFilterChanged'> {
   passed(report: PassReport): void;
   passFailed(error: Error): void;
   /** Something is known to differ from the plan, outside a pass. */

@@ -18,9 +18,10 @@ import {
   RTNLGRP_IPV6_IFADDR,
   RTNLGRP_IPV6_ROUTE,
   RTNLGRP_IPV6_RULE,
+  RTNLGRP_IPV4_NETCONF,
   RTNLGRP_LINK,
 } from '../netlink/constants.js';
-import { isRtnlBody, peekRoute, type RtnlBody } from '../netlink/messages.js';
+import { isRtnlBody, peekRoute, peekRpFilterChange, type RtnlBody } from '../netlink/messages.js';
 import { ping } from '../netlink/ping.js';
 import { receiveAll, type KeepFilter } from '../netlink/receive.js';
 import type { KernelEvent } from '../domain/events.js';
@@ -51,6 +52,8 @@ export interface WatcherObserver {
   skipped(count: number): void;
   /** Tables that just started to matter are being dumped (not a resync: nothing was lost). */
   fetchingTables(tables: readonly number[]): void;
+  /** IPv4 rp_filter changed on these devices, or on all (conf.all or conf.default). */
+  rpFilterChanged(devices: ReadonlySet<number> | 'all'): void;
 }
 
 
@@ -76,6 +79,8 @@ export function openNotificationSocket(): NativeNetlinkSocket {
       RTNLGRP_IPV6_ROUTE,
       RTNLGRP_IPV4_RULE,
       RTNLGRP_IPV6_RULE,
+      // rp_filter decides whether requests reach a NIC's addresses (reply-path verification).
+      RTNLGRP_IPV4_NETCONF,
     ],
     receiveBufferBytes: NOTIFY_RECEIVE_BUFFER_BYTES,
   });
@@ -90,6 +95,8 @@ export class Watcher {
   /** Tables that started to matter and wait to be dumped. */
   private pendingTables = new Set<number>();
   private skippedRoutes = 0;
+  /** Devices whose rp_filter changed since the last report, or all of them. */
+  private rpFilterChanges: Set<number> | 'all' = new Set();
   /** Non-null while a dump (full, or of tables) is under way: notifications wait here to be replayed over it. */
   private heldBack: KernelEvent[] | null = null;
   private resyncAgain: ResyncReason | null = null;
@@ -152,6 +159,7 @@ export class Watcher {
       return;
     }
     this.reportSkipped();
+    this.reportRpFilterChanges();
     const eventTime = process.hrtime.bigint();
     const events: KernelEvent[] = [];
     for (const message of received.messages) {
@@ -187,13 +195,29 @@ export class Watcher {
     if (this.pendingTables.size > 0) this.fetchTables();
   }
 
-  /** Decodes a notification or dump part unless it is a route of a table that does not matter. */
+  /**
+   * Decodes a notification or dump part unless it is a route of a table that does not matter,
+   * or a change of rp_filter (noted here; the mirror holds no sysctls).
+   */
   private readonly keepRoute: KeepFilter = (raw: RawMessage) => {
+    const rpFilter = peekRpFilterChange(raw);
+    if (rpFilter !== undefined) {
+      if (rpFilter === 'all' || this.rpFilterChanges === 'all') this.rpFilterChanges = 'all';
+      else this.rpFilterChanges.add(rpFilter);
+      return false;
+    }
     const tag = peekRoute(raw);
     if (!tag || this.interest.matters(tag.table, tag.protocol)) return true;
     this.skippedRoutes++;
     return false;
   };
+
+  private reportRpFilterChanges(): void {
+    const changes = this.rpFilterChanges;
+    if (changes !== 'all' && changes.size === 0) return;
+    this.rpFilterChanges = new Set();
+    this.observer.rpFilterChanged(changes);
+  }
 
   private reportSkipped(): void {
     if (this.skippedRoutes === 0) return;

@@ -46,6 +46,8 @@ export const RTNLGRP_IPV4_RULE = 8;
 export const RTNLGRP_IPV6_IFADDR = 9;
 export const RTNLGRP_IPV6_ROUTE = 11;
 export const RTNLGRP_IPV6_RULE = 19;
+export const RTNLGRP_IPV4_NETCONF = 24;
+export const RTM_NEWNETCONF = 80;
 
 // Link flags (net_device_flags)
 export const IFF_UP = 0x1;

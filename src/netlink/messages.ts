@@ -10,6 +10,7 @@ import {
   NLMSGERR_ATTR_MSG,
   NLMSGERR_ATTR_OFFS,
   RTM_DELROUTE,
+  RTM_NEWNETCONF,
   RTM_NEWROUTE,
 } from './constants.js';
 import {
@@ -30,6 +31,9 @@ import {
   type RawMessage,
 } from './codec.js';
 import {
+  NETCONFMSG_SIZE,
+  netconfPolicy,
+  type NetconfAttributes,
   RTA_TABLE,
   RTMSG_PROTOCOL_OFFSET,
   RTMSG_TABLE_OFFSET,
@@ -130,6 +134,19 @@ export function peekRoute(raw: RawMessage): RouteTag | undefined {
     offset += align4(length);
   }
   return { table: headerTable, protocol };
+}
+
+/**
+ * The device whose IPv4 rp_filter changed, from an RTM_NEWNETCONF notification: its
+ * ifindex, or 'all' for net.ipv4.conf.all/default (which apply to every device). Undefined
+ * for any other message, or one that says nothing of rp_filter.
+ */
+export function peekRpFilterChange(raw: RawMessage): number | 'all' | undefined {
+  if (raw.type !== RTM_NEWNETCONF || raw.payload.length < NETCONFMSG_SIZE || raw.payload[0] !== AF_INET) return undefined;
+  const attributes = decodeAttributes<NetconfAttributes>(netconfPolicy, raw.payload.subarray(align4(NETCONFMSG_SIZE)), { family: AF_INET }, 'netconf message');
+  if (attributes.rpFilter === undefined || attributes.ifindex === undefined) return undefined;
+  const ifindex = attributes.ifindex | 0; // back to s32
+  return ifindex > 0 ? ifindex : 'all';
 }
 
 function decodeError(raw: RawMessage): Completion {

@@ -227,6 +227,19 @@ const rulePolicy = [
 export type RuleHeader = FieldsOf<typeof ruleHeader>;
 export type RuleAttributes = AttributesOf<typeof rulePolicy>;
 
+// ---- netconf (RTM_NEWNETCONF): a device's IP settings, as they change ----
+
+export const NETCONFA_IFINDEX = 1;
+export const NETCONFA_RP_FILTER = 3;
+/** struct netconfmsg: the family alone, its attributes 4-aligned after it. */
+export const NETCONFMSG_SIZE = 1;
+export const netconfPolicy = [
+  // s32 on the wire: -1 and -2 (conf.all, conf.default) read as 0xffffffff and 0xfffffffe here.
+  { type: NETCONFA_IFINDEX, name: 'ifindex', kind: 'u32' },
+  { type: NETCONFA_RP_FILTER, name: 'rpFilter', kind: 'u32' },
+] as const satisfies Policy;
+export type NetconfAttributes = AttributesOf<typeof netconfPolicy>;
+
 // ---- message kinds by nlmsg_type ----
 
 export interface MessageSchema {

@@ -123,6 +123,35 @@ describe('reply paths, verified by the kernel', () => {
     expect(daemon.errors(), daemon.log()).toEqual([]);
   });
 
+  it('verifies again when rp_filter changes, with no pass to wait for (netconf notifications)', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 3);
+    // No IPv6 on the NICs: no address notifications (DAD) to start passes of their own.
+    const loose = ['net.ipv4.conf.all.rp_filter=0', ...t.nics.flatMap((nic) => [`net.ipv4.conf.${nic}.rp_filter=0`, `net.ipv6.conf.${nic}.disable_ipv6=1`])];
+    await lab.sysctl(t.serverNs, ...loose);
+    const daemon = await lab.startConverged(t.serverNs, lab.writeConfig(NO_SWEEP));
+    // Replies from b1 and b2 leave by b0; with rp_filter off, requests still get in.
+    await lab.ip(t.serverNs, 'route', 'add', '198.18.0.0/20', 'dev', 'b0', 'table', '500');
+    await lab.ip(t.serverNs, 'rule', 'add', 'from', 'all', 'lookup', '500', 'pref', '100');
+    await eventually(async () => expect(await replyPathOk(lab!, t.serverNs)).toEqual({ b0: 1, b1: 0, b2: 0 }));
+    const metric = async (pattern: RegExp) => {
+      const text = await lab!.exec(t.serverNs, 'curl', '-sS', '--max-time', '5', 'http://127.0.0.1:9477/metrics');
+      return [...text.matchAll(pattern)].reduce((sum, match) => sum + Number(match[1]), 0);
+    };
+    const rpFilterBreaks = () => metric(/^symroute_reply_path_failures_total\{reason="ingress_rp_filter"\} (\d+)$/gm);
+    const passes = () => metric(/^symroute_reconciles_total\{[^}]*\} (\d+)$/gm);
+    expect(await rpFilterBreaks()).toBe(0);
+    const passesBefore = await passes();
+    await lab.sysctl(t.serverNs, 'net.ipv4.conf.b2.rp_filter=1');
+    await eventually(async () => expect(await rpFilterBreaks()).toBe(1));
+    expect(daemon.records.filter((r) => r.level === 40).at(-1)).toMatchObject({ ifname: 'b2', reason: 'ingress_rp_filter' });
+    // conf.all counts for every device: b1 too.
+    await lab.sysctl(t.serverNs, 'net.ipv4.conf.all.rp_filter=1');
+    await eventually(async () => expect(await rpFilterBreaks()).toBe(2));
+    expect(await passes()).toBe(passesBefore);
+    expect(daemon.errors(), daemon.log()).toEqual([]);
+  });
+
   it('prints each path in words, and works with no daemon running', async () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 2);

@@ -21,6 +21,7 @@ import {
   encodeBody,
   encodeRequest,
   isRtnlBody,
+  peekRpFilterChange,
   type AddressMessage,
   type DecodedMessage,
   type LinkMessage,
@@ -886,3 +887,32 @@ describe('NLMSG_ERROR and NLMSG_DONE', () => {
   });
 });
 
+describe('netconf notifications', () => {
+  // struct netconfmsg (the family, padded to 4), then NETCONFA_* attributes, as the kernel
+  // sends RTM_NEWNETCONF to RTNLGRP_IPV4_NETCONF when a device's rp_filter changes.
+  const netconf = (family: number, attributes: Array<[number, number]>) => {
+    const payload = Buffer.alloc(4 + 8 * attributes.length);
+    payload[0] = family;
+    attributes.forEach(([type, value], i) => {
+      payload.writeUInt16LE(8, 4 + 8 * i);
+      payload.writeUInt16LE(type, 6 + 8 * i);
+      payload.writeInt32LE(value, 8 + 8 * i);
+    });
+    return { type: 80, flags: 0, seq: 0, portId: 0, payload: new Uint8Array(payload) };
+  };
+  const IFINDEX = 1;
+  const FORWARDING = 2;
+  const RP_FILTER = 3;
+
+  it('names the device whose rp_filter changed, or all of them for conf.all and conf.default', () => {
+    expect(peekRpFilterChange(netconf(AF_INET, [[IFINDEX, 7], [RP_FILTER, 1]]))).toBe(7);
+    expect(peekRpFilterChange(netconf(AF_INET, [[IFINDEX, -1], [RP_FILTER, 2]]))).toBe('all');
+    expect(peekRpFilterChange(netconf(AF_INET, [[IFINDEX, -2], [RP_FILTER, 0]]))).toBe('all');
+  });
+
+  it('says nothing of other settings, other families or other messages', () => {
+    expect(peekRpFilterChange(netconf(AF_INET, [[IFINDEX, 7], [FORWARDING, 1]]))).toBeUndefined();
+    expect(peekRpFilterChange(netconf(AF_INET6, [[IFINDEX, 7], [RP_FILTER, 1]]))).toBeUndefined();
+    expect(peekRpFilterChange({ ...netconf(AF_INET, [[IFINDEX, 7], [RP_FILTER, 1]]), type: RTM_NEWROUTE })).toBeUndefined();
+  });
+});
