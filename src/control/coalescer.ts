@@ -22,6 +22,11 @@ export class Coalescer {
     return this.dirty;
   }
 
+  /** A run is under way, about to start, or requested. */
+  get active(): boolean {
+    return this.state !== 'idle' || this.dirty;
+  }
+
   request(): void {
     this.dirty = true;
     this.kick();

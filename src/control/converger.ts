@@ -76,6 +76,11 @@ export class Converger {
   }
 
   /** Objects in conflict, described, for /healthz. */
+  /** The watcher's generation the last pass planned from. */
+  get plannedGeneration(): number {
+    return this.plannedAt;
+  }
+
   /** The desired state's interface plans (all, or those in `only`). */
   interfacePlans(only?: ReadonlySet<number>): InterfacePlan[] {
     return this.desired.interfacePlans(only);

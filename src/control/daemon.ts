@@ -66,6 +66,10 @@ export class Daemon {
     this.converger = new Converger(config, this.client, this.watcher, host, observer);
     this.verifier = new ReplyPathVerifier(
       {
+        current: () => {
+          this.watcher.drain();
+          return !this.scheduler.busy && this.converger.plannedGeneration === this.watcher.generation;
+        },
         verify: (only) => verifyReplyPaths(this.client, this.watcher.mirror, this.converger.interfacePlans(only), only),
         stateVersion: () => {
           this.watcher.drain();

@@ -63,6 +63,11 @@ export class PassScheduler {
     return this.passLoop.idle();
   }
 
+  /** A pass runs, is about to start, or is requested (a retry waiting on its timer aside). */
+  get busy(): boolean {
+    return this.passLoop.active;
+  }
+
   /** Since when the current pass runs, or null. */
   get runningSince(): number | null {
     return this.startedAt;

@@ -17,6 +17,11 @@ export interface VerifierObserver {
 }
 
 export interface VerifierOptions {
+  /**
+   * Whether the desired state is planned from everything the kernel said so far and no pass
+   * is running or due. If not, verification waits: the pass to come asks for it again.
+   */
+  readonly current: () => boolean;
   /** Lookups for the NICs in `only` (every NIC when undefined). */
   readonly verify: (only: ReadonlySet<number> | undefined) => Promise<PathVerdict[]>;
   /**
@@ -53,7 +58,10 @@ export class ReplyPathVerifier {
       for (const nic of nics) this.pending.add(nic);
       if (this.pending.size === 0) return void (this.pending = null);
     }
-    this.running ??= this.drain().finally(() => (this.running = null));
+    // On the next turn: a request from a pass's end comes before its scheduler is idle.
+    this.running ??= new Promise((resolve) => setImmediate(resolve))
+      .then(() => this.drain())
+      .finally(() => (this.running = null));
   }
 
   /** Starts the periodic sweep. */
@@ -81,6 +89,8 @@ export class ReplyPathVerifier {
 
   private async drain(): Promise<void> {
     while (this.pending !== null && !this.stopped) {
+      // Left pending for the pass to come, which asks again when it ends.
+      if (!this.options.current()) return;
       const nics = this.pending;
       this.pending = null;
       const before = this.options.stateVersion();

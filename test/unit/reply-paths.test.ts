@@ -125,7 +125,7 @@ describe('the verifier', () => {
   const ok = (p: Probe): PathVerdict => ({ probe: p, failure: null });
   const broken = (p: Probe): PathVerdict => ({ probe: p, failure: { reason: 'egress_other_device', detail: 'elsewhere' } });
 
-  function harness(answers: Array<(only: ReadonlySet<number> | undefined) => PathVerdict[]>) {
+  function harness(answers: Array<(only: ReadonlySet<number> | undefined) => PathVerdict[]>, current: () => boolean = () => true) {
     const events: string[] = [];
     const asked: Array<number[] | 'all'> = [];
     let passes = 0;
@@ -143,6 +143,7 @@ describe('the verifier', () => {
           if (!next) throw new Error('no answer scripted');
           return next(only);
         },
+        current,
         stateVersion: () => String(passes),
         sweepIntervalMs: false,
       },
@@ -169,14 +170,32 @@ describe('the verifier', () => {
 
   it('merges requests made while it runs into one more, and throws away what a pass overlapped', async () => {
     const b1 = probe(3, 'b1');
-    const h = harness([() => [broken(b1)], () => [ok(b1)]]);
+    const h = harness([
+      () => {
+        // While the kernel answers: a pass starts, and more NICs are asked for.
+        h.pass();
+        h.verifier.request([2]);
+        h.verifier.request([4]);
+        return [broken(b1)];
+      },
+      () => [ok(b1)],
+    ]);
     h.verifier.request([3]);
-    // A pass starts before the kernel has answered: that answer may be half-converged.
-    h.pass();
-    h.verifier.request([2]);
-    h.verifier.request([4]);
     await h.verifier.idle();
     expect(h.asked).toEqual([[3], [2, 3, 4]]);
     expect(h.events).toEqual(['b1=true']);
   });
+
+  it('waits while the desired state is behind the kernel, until asked again', async () => {
+    const b1 = probe(3, 'b1');
+    let current = false;
+    const h = harness([() => [ok(b1)]], () => current);
+    h.verifier.request([3]);
+    await h.verifier.idle();
+    expect(h.asked).toEqual([]);
+    current = true;
+    h.verifier.request([2]);
+    await h.verifier.idle();
+    expect(h.asked).toEqual([[2, 3]]);
+  });;
 });
