@@ -1,7 +1,8 @@
 // The desired state's elections: which interface gets a table, which interface's rule stands
 // for a source, and which interfaces' connected prefixes overlap. Each is kept current one
 // interface at a time, and the lowest ifindex wins where several want the same thing.
-import { networkOf, type Family } from '../net/ip.js';
+import { addressToBytes, type Family } from '../net/ip.js';
+import { PrefixTrie } from './prefix-trie.js';
 import { bump, mapDelete, mapSet, setAdd, setDelete } from './collections.js';
 import type { OwnedPrefix } from './interface-plan.js';
 import { ruleSource, type RuleSource } from './keys.js';
@@ -111,38 +112,21 @@ export class RuleElection {
 
 /**
  * Connected prefixes and who holds them, to find those equal to, inside or around a prefix:
- * by hash for every shorter or equal length present, by a scan of the longer ones.
+ * a trie per family (prefix-trie.ts), so the cost follows the prefix length and the matches,
+ * not the number of prefixes held.
  */
 export class PrefixOwners {
-  /** family → length → network → owners */
-  private readonly byFamily = new Map<Family, Map<number, Map<string, Set<number>>>>();
+  private readonly byFamily: Record<Family, PrefixTrie<number>> = { 4: new PrefixTrie(), 6: new PrefixTrie() };
 
   add(prefix: OwnedPrefix, owner: number): void {
-    let lengths = this.byFamily.get(prefix.family);
-    if (!lengths) this.byFamily.set(prefix.family, (lengths = new Map()));
-    let networks = lengths.get(prefix.length);
-    if (!networks) lengths.set(prefix.length, (networks = new Map()));
-    setAdd(networks, prefix.network, owner);
+    this.byFamily[prefix.family].add(addressToBytes(prefix.network), prefix.length, owner);
   }
 
   delete(prefix: OwnedPrefix, owner: number): void {
-    const networks = this.byFamily.get(prefix.family)?.get(prefix.length);
-    if (!networks) return;
-    setDelete(networks, prefix.network, owner);
-    if (networks.size === 0) this.byFamily.get(prefix.family)!.delete(prefix.length);
+    this.byFamily[prefix.family].delete(addressToBytes(prefix.network), prefix.length, owner);
   }
 
   overlapping(prefix: OwnedPrefix): Set<number> {
-    const owners = new Set<number>();
-    for (const [length, networks] of this.byFamily.get(prefix.family) ?? []) {
-      if (length <= prefix.length) {
-        for (const owner of networks.get(networkOf(prefix.network, length)) ?? []) owners.add(owner);
-      } else {
-        for (const [network, holders] of networks) {
-          if (networkOf(network, prefix.length) === prefix.network) for (const owner of holders) owners.add(owner);
-        }
-      }
-    }
-    return owners;
+    return this.byFamily[prefix.family].overlapping(addressToBytes(prefix.network), prefix.length);
   }
 }

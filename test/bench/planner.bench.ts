@@ -9,6 +9,7 @@ import { eventFromMessage } from '../../src/kernel/events.js';
 import { routeToMessage } from '../../src/kernel/objects.js';
 import type { RtnlBody } from '../../src/netlink/messages.js';
 import { plan } from '../../src/domain/planner.js';
+import { PrefixOwners } from '../../src/domain/claims.js';
 
 const NICS = 128;
 const config = defaultConfig();
@@ -46,4 +47,27 @@ describe(`planner, ${NICS} NICs`, () => {
   bench('computeChanges() against an empty kernel', () => {
     computeChanges(desired, mirror, config.protocol);
   });
+});
+
+// Which connected prefixes overlap one: every prefix shape a user hits, among 1000 NICs
+// holding a /28 each in 198.18.0.0/18 (and a /64 each): wider (/24 over /28s), equal,
+// narrower (a /32 host address), IPv6 /64 and /128.
+const owners = new PrefixOwners();
+const ipv4 = (n: number) => [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join('.');
+for (let k = 0; k < 1000; k++) {
+  owners.add({ family: 4, network: ipv4((198 << 24) + (18 << 16) + 16 * k), length: 28, owner: `n${k}` }, k);
+  owners.add({ family: 6, network: `2001:db8:${k.toString(16)}::`, length: 64, owner: `n${k}` }, k);
+}
+describe('connected prefixes overlapping one, 1000 NICs', () => {
+  for (const [shape, family, network, length] of [
+    ['wider: a /24 over 16 /28s', 4, '198.18.7.0', 24],
+    ['equal: a /28', 4, '198.18.7.16', 28],
+    ['narrower: a /32', 4, '198.18.7.18', 32],
+    ['IPv6 /64', 6, '2001:db8:7::', 64],
+    ['IPv6 /128', 6, '2001:db8:7::2', 128],
+  ] as const) {
+    bench(shape, () => {
+      owners.overlapping({ family, network, length, owner: 'x' });
+    });
+  }
 });
