@@ -122,8 +122,9 @@ describe('kernel quirks', () => {
     const daemon = await lab.startConverged(ns);
     const table = await lab.tableOf(ns, 'e1');
     const ifindex = table - 1000;
-    // Groups 1, 5, 7, 8, 9, 11, 19 (links, addresses, routes, rules): bits 0,4,6,7,8,10,18.
-    await lab.exec(ns, 'python3', join(REPO, 'test/support/forge-netlink.py'), '000405d1', String(ifindex), 'e1');
+    // Groups 1, 5, 7, 8, 9, 11, 19 (links, addresses, routes, rules) and 24 (IPv4 netconf):
+    // bits 0,4,6,7,8,10,18,23.
+    await lab.exec(ns, 'python3', join(REPO, 'test/support/forge-netlink.py'), '008405d1', String(ifindex), 'e1');
     await lab.daemonCaughtUp(ns, '198.18.1.10', table);
     expect(await lab.ownedRules(ns)).toHaveLength(1);
     expect(daemon.messages().filter((m) => m.startsWith('deleted'))).toEqual([]);
