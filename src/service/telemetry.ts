@@ -17,6 +17,10 @@ export class Telemetry implements DaemonObserver {
    * departed interfaces have their series removed.
    */
   private readonly gaugedInterfaces = new Map<string, { inSync: number; table: number }>();
+  /** Some object is in conflict now: the fight has been warned about. */
+  private fighting = false;
+  /** When drift was last repaired: repairs within a window of it are not warned about again. */
+  private lastRepairAt = -Infinity;
 
   constructor(
     private readonly log: Logger,
@@ -26,14 +30,22 @@ export class Telemetry implements DaemonObserver {
   passed(report: PassReport): void {
     const { log, metrics } = this;
     for (const problem of report.problems) log.warn(problem);
+    // One warning per fight: the first object another manager keeps removing names the usual
+    // causes; those that join the fight while it lasts are logged at info.
     for (const { description, removals, waitSeconds } of report.conflictsStarted) {
+      const what =
+        `${description} keeps being removed by something else (${removals} times within ${WINDOW_MS / 1000} s): ` +
+        `putting it back less and less often (next in ${waitSeconds} s, then at most every 5 min) instead of fighting`;
+      if (this.fighting) {
+        log.info({ conflict: description }, `${what}, like the others in this conflict`);
+        continue;
+      }
+      this.fighting = true;
       log.warn(
         { conflict: description },
-        `${description} keeps being removed by something else (${removals} times within ${WINDOW_MS / 1000} s): ` +
-          `putting it back less and less often (next in ${waitSeconds} s, then at most every 5 min) instead of fighting. ` +
-          'Usually another manager of routing policy: systemd-networkd without ManageForeignRoutingPolicyRules=no and ' +
-          'ManageForeignRoutes=no ([Network] in /etc/systemd/networkd.conf), NetworkManager owning the table ' +
-          '(ipv4.route-table) or nm-cloud-setup, or a cloud agent (README: "Running next to …")',
+        `${what}. Usually another manager of routing policy: systemd-networkd without ManageForeignRoutingPolicyRules=no and ` +
+          'ManageForeignRoutes=no ([Network] in /etc/systemd/networkd.conf), nm-cloud-setup, or a cloud agent ' +
+          '(README: "Running next to …")',
       );
     }
     for (const kind of report.conflictRemovals) metrics.conflicts.inc({ kind });
@@ -44,7 +56,10 @@ export class Telemetry implements DaemonObserver {
     }
     if (report.interfaces) this.gaugeInterfaces(report.interfaces.complete, report.interfaces.states);
     for (const ended of report.conflictsEnded) log.info(`${ended} has stayed in place for ${WINDOW_MS / 1000} s: conflict over`);
-    if (report.conflictsActive !== undefined) metrics.conflictsActive.set(report.conflictsActive);
+    if (report.conflictsActive !== undefined) {
+      metrics.conflictsActive.set(report.conflictsActive);
+      if (report.conflictsActive === 0) this.fighting = false;
+    }
     metrics.inSync.set(report.inSync ? 1 : 0);
     if (report.owned) {
       for (const family of [4, 6] as const) {
@@ -60,7 +75,15 @@ export class Telemetry implements DaemonObserver {
       log.info({ durationSeconds: seconds, rules, routes }, `converged in ${(seconds * 1000).toFixed(1)} ms (${rules} rules, ${routes} routes)`);
     }
     for (const change of report.repairs) metrics.driftRepairs.inc({ kind: change.kind });
-    if (report.repairs.length > 0) log.warn({ repairs: report.repairs.length }, `repairing ${report.repairs.length} rules/routes changed by someone else`);
+    if (report.repairs.length > 0) {
+      // Repairs again within a window of the last ones are the same disturbance: warned once.
+      const now = Date.now();
+      const again = now - this.lastRepairAt < WINDOW_MS;
+      this.lastRepairAt = now;
+      const message = `repairing ${report.repairs.length} rules/routes changed by someone else`;
+      if (again) log.info({ repairs: report.repairs.length }, `${message}, again within ${WINDOW_MS / 1000} s`);
+      else log.warn({ repairs: report.repairs.length }, message);
+    }
     this.logOutcomes(report.outcomes);
   }
 
