@@ -193,6 +193,8 @@ export class ChurnRun {
   private readonly foreignRules: Array<{ text: string; del: string[] }> = [];
   private readonly foreignRoutes: Array<{ table: number; text: string; del: string[] }> = [];
   private peerCounter = 0;
+  /** A foreign rule or route was planted at some point (a fault on purpose). */
+  private plantedFaults = false;
   /** Sync markers used so far (each barrier a new address). */
   private markers = 0;
 
@@ -228,6 +230,20 @@ export class ChurnRun {
     this.daemon = await this.lab.startConverged(this.ns, this.configPath);
     await this.refresh();
     await this.settle('start');
+  }
+
+  /**
+   * Every reply path of every managed address holds, by the kernel's own lookups (`symroute
+   * verify`), unless a foreign rule or route the test planted is there now (a fault on
+   * purpose); and the daemon never reported a path broken in a run that planted none.
+   */
+  async expectReplyPathsHold(): Promise<void> {
+    if (this.foreignRules.length > 0 || this.foreignRoutes.length > 0) return;
+    const verify = await this.lab.runCli(this.ns, ['verify', '--json', '--config', this.configPath]);
+    const broken = (JSON.parse(verify.stdout) as { paths: Array<{ ok: boolean; ifname: string; detail?: string }> }).paths.filter((p) => !p.ok);
+    if (broken.length > 0) throw new Error(`reply paths broken with no fault planted: ${broken.map((p) => `${p.ifname}: ${p.detail}`).join('; ')}`);
+    const reported = this.daemon.messages().filter((m) => m.startsWith('reply path broken'));
+    if (!this.plantedFaults && reported.length > 0) throw new Error(`the daemon reported reply paths broken with no fault planted: ${reported.join('; ')}`);
   }
 
   /** The daemon's log, last lines first cut, for failure messages. */
@@ -433,6 +449,7 @@ export class ChurnRun {
         return;
       }
       case 'foreignRule': {
+        this.plantedFaults = true;
         const priority = { same: this.config.priority, lower: 100, higher: 32000 }[op.priority];
         const src = op.family === 4 ? `203.0.113.${op.n}` : `2001:db8:ff::${op.n}`;
         const spec = { family: op.family, priority, src: canonicalIp(src), srclen: op.family === 4 ? 32 : 128, table: 77 };
@@ -442,6 +459,7 @@ export class ChurnRun {
         return;
       }
       case 'foreignTwin': {
+        this.plantedFaults = true;
         // Same selector, priority and table as one of symroute's rules, another protocol.
         const rule = pick(this.unfrozenRules(), op.which);
         if (!rule) return;
@@ -458,6 +476,7 @@ export class ChurnRun {
       }
       case 'foreignRoute':
       case 'collide': {
+        this.plantedFaults = true;
         // A foreign route in a foreign table, or in the table of one of symroute's NICs.
         let table: number = op.op === 'foreignRoute' ? op.table : 0;
         if (op.op === 'collide') {
