@@ -51,6 +51,11 @@ export interface MachineOptions {
   name: string;
   /** A named network namespace (ip netns add) the machine lives in. */
   netns: string;
+  /**
+   * Another root to boot instead of this machine's own (a cached stock distribution), made
+   * writable by a tmpfs overlay (--volatile=overlay): the directory itself never changes.
+   */
+  directory?: string;
   /** Host directories made writable inside through an overlay (upper half in a temp dir). */
   overlays?: string[];
   /** Read-only bind mounts: host path -> path inside. */
@@ -73,7 +78,10 @@ export class Machine {
     this.exited = new Promise((resolve) => nspawn.on('exit', (code) => resolve(code)));
   }
 
-  /** Boots the machine's own root (tmpfs root, host /usr read-only unless overlaid) and waits until systemd is up. */
+  /**
+   * Boots the machine's own root (tmpfs root, host /usr read-only unless overlaid), or
+   * `directory` under a tmpfs overlay, and waits until systemd is up.
+   */
   static async boot(options: MachineOptions): Promise<Machine> {
     const nspawn = await nspawnBinary();
     const scratch = mkdtempSync(join(tmpdir(), `symroute-machine-${options.name}-`));
@@ -81,8 +89,7 @@ export class Machine {
     for (const dir of options.overlays ?? []) mkdirSync(upper(dir), { recursive: true });
     options.prepare?.(upper);
     const args = [
-      '-D', '/',
-      '--volatile=yes',
+      ...(options.directory === undefined ? ['-D', '/', '--volatile=yes'] : ['-D', options.directory, '--volatile=overlay']),
       '--keep-unit',
       '--register=no',
       `--machine=${options.name}`,
