@@ -1,11 +1,11 @@
 // The Dockerfile without Docker (no engine or registry here): each stage is a directory
 // standing in for the image's root, COPY copies from the build context (as .dockerignore
 // lets it) or from an earlier stage, RUN runs in the stage's WORKDIR with its ARGs in the
-// environment. The base images are not emulated: this machine's Node.js and toolchain stand
-// in for theirs. Any other instruction is refused, so the emulation cannot silently drift
-// from the file.
+// environment. The base images are not emulated (nor are ARGs before the first FROM, which
+// only name them): this machine's Node.js and toolchain stand in for theirs. Any other
+// instruction is refused, so the emulation cannot silently drift from the file.
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -54,6 +54,8 @@ export async function buildStages(context: string, workspace: string): Promise<s
       const name = words[1]?.toUpperCase() === 'AS' ? words[2] : undefined;
       stages.push({ name, root: join(workspace, `stage-${stages.length}`), workdir: '/', args: {} });
       mkdirSync(stages.at(-1)!.root, { recursive: true });
+    } else if (!stage && instruction === 'ARG') {
+      // A base image's name; the base is not emulated.
     } else if (!stage) {
       throw new Error(`Dockerfile: ${instruction} before FROM`);
     } else if (instruction === 'WORKDIR') {
@@ -67,11 +69,13 @@ export async function buildStages(context: string, workspace: string): Promise<s
       const destination = words.pop()!;
       const source = from === undefined ? undefined : stages.find((s) => s.name === from);
       if (from !== undefined && !source) throw new Error(`Dockerfile: COPY --from=${from}: no such stage`);
-      for (const path of words) {
+      // `COPY . dest/` sends the context's top-level entries that .dockerignore lets through.
+      const paths = !source && words.length === 1 && words[0] === '.' ? readdirSync(context).filter((entry) => sentByContext(context, entry)) : words;
+      for (const path of paths) {
         if (!source && !sentByContext(context, path)) throw new Error(`Dockerfile: COPY ${path}: excluded by .dockerignore`);
         const origin = source ? join(source.root, path) : join(context, path);
         const target = inStage(stage, destination);
-        const into = destination.endsWith('/') || words.length > 1 ? join(target, path.endsWith('/') ? '' : path.split('/').pop()!) : target;
+        const into = destination.endsWith('/') || paths.length > 1 ? join(target, path.endsWith('/') ? '' : path.split('/').pop()!) : target;
         cpSync(origin, into, { recursive: true });
       }
     } else if (instruction === 'RUN') {
