@@ -4,7 +4,8 @@
 # node_modules, the addon, dist/. No shell, no package manager, no distribution. It runs as
 # root with every capability dropped but NET_ADMIN — the DaemonSet in deploy/kubernetes/ says
 # so in its securityContext; by hand:
-#   docker run --network=host --cap-drop=ALL --cap-add=NET_ADMIN --read-only -v /etc/symroute:/etc/symroute:ro IMAGE
+#   docker run --network=host --cap-drop=ALL --cap-add=NET_ADMIN --read-only
+#     -v /etc/symroute:/etc/symroute:ro -v /run/symroute:/run/symroute IMAGE
 # Build: docker build --build-arg SYMROUTE_COMMIT=$(git rev-parse HEAD) -t symroute .
 # BUILD_IMAGE names another image with Node.js >= 20 (its headers in /usr/local/include/node),
 # npm, g++, make and python3, e.g. a local mirror; test/integration/podman.test.ts builds with

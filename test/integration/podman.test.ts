@@ -4,7 +4,7 @@
 // host network (here: Case 2's server namespace), every capability dropped but NET_ADMIN,
 // a read-only root, the config mounted read-only. It converges Case 2 (host A reaches 8 of
 // 8), and SIGTERM ends it with exit 0 and the rules left in place.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,11 +20,13 @@ describe('the container image, built and run by podman', () => {
   let podman: Podman;
   let topology: SharedSubnet;
   let config: string;
+  let runtime: string;
   let buildSeconds = 0;
 
   beforeAll(async () => {
     podman = Podman.open();
     config = mkdtempSync(join(tmpdir(), 'symroute-podman-config-'));
+    runtime = mkdtempSync(join(tmpdir(), 'symroute-podman-run-'));
     // iproute2_dir: false, as README says for containers: the image's /etc is neither the
     // host's nor writable (--read-only), so names written there would only be a warning.
     writeFileSync(join(config, 'symroute.yaml'), 'rule:\n  priority: 31000\niproute2_dir: false\n');
@@ -47,6 +49,7 @@ describe('the container image, built and run by podman', () => {
     }
     await lab.cleanup();
     if (config) rmSync(config, { recursive: true, force: true });
+    if (runtime) rmSync(runtime, { recursive: true, force: true });
   }, 120_000);
 
   it('holds Node.js, the libraries it loads and symroute: no shell, no distribution', async () => {
@@ -78,6 +81,9 @@ describe('the container image, built and run by podman', () => {
       '--read-only',
       ...ULIMITS,
       '--volume', `${config}:/etc/symroute:ro`,
+      // The host's /run/symroute in production (one daemon per namespace, shared with the
+      // host's `symroute reload`); a temp dir of the test's here.
+      '--volume', `${runtime}:/run/symroute`,
       IMAGE,
     ]);
     const ruled = async () => (await lab.ownedRules(topology.serverNs)).filter((r) => r.priority === 31000).map((r) => r.src).sort();
@@ -85,6 +91,8 @@ describe('the container image, built and run by podman', () => {
     expect(await lab.reachable(topology.clientNs, topology.serverAddresses)).toEqual(topology.serverAddresses);
     const capabilities = (await podman.check(['inspect', '--format', '{{.EffectiveCaps}}', CONTAINER])).trim();
     expect(capabilities).toBe('[CAP_NET_ADMIN]');
+    // Its one-per-namespace lock and control socket are in the mounted runtime directory.
+    expect(readdirSync(runtime).filter((f) => /^net-\d+\.(lock|sock)$/.test(f)).length).toBe(2);
 
     await podman.check(['kill', '--signal', 'TERM', CONTAINER]);
     const code = (await podman.check(['wait', CONTAINER], 60_000)).trim();
