@@ -47,6 +47,7 @@ export class Podman {
     mkdirSync(STORAGE, { recursive: true });
     const state = join(tmpdir(), 'symroute-test-podman');
     mkdirSync(join(state, 'tmp'), { recursive: true });
+    mkdirSync(join(state, 'networks'), { recursive: true });
     return new Podman(state);
   }
 
@@ -55,6 +56,9 @@ export class Podman {
       '--root', join(STORAGE, 'storage'),
       '--runroot', join(this.state, 'runroot'),
       '--tmpdir', join(this.state, 'tmp'),
+      // Its own (empty) network configuration: podman locks the directory it reads, which
+      // would otherwise be the machine's /etc/cni/net.d.
+      '--network-config-dir', join(this.state, 'networks'),
       '--storage-driver', 'vfs',
       '--runtime', 'runc',
       '--cgroup-manager', 'cgroupfs',
