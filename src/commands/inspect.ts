@@ -11,15 +11,14 @@ import { canonicalAddress, familyOf } from '../net/ip.js';
 import { linkName, type Mirror } from '../domain/mirror.js';
 import { describeRoute, describeRule, type Route, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
-import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
+import { RTM_GETROUTE } from '../netlink/constants.js';
 import { RT_TABLE_MAIN } from '../domain/constants.js';
-import type { RouteMessage } from '../netlink/messages.js';
 import { routeFromMessage } from '../kernel/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
 import { describeChange } from '../kernel/reconciler.js';
 import { checkSysctls, ConfFiles } from '../host/sysctl.js';
 import { dumpMirror } from '../kernel/watcher.js';
-import { verifyReplyPaths } from '../kernel/route-lookups.js';
+import { routeLookupRequest, verifyReplyPaths } from '../kernel/route-lookups.js';
 import { firstMatchingRule, type PathVerdict } from '../domain/reply-paths.js';
 
 interface Snapshot {
@@ -346,23 +345,7 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
       io.out(`${src} is not an address of this host: replies never come from it`);
       return 1;
     }
-    const full = family === 4 ? 32 : 128;
-    const request: RouteMessage = {
-      kind: 'route',
-      header: {
-        family: family === 4 ? AF_INET : AF_INET6,
-        dstLen: full,
-        srcLen: full,
-        tos: 0,
-        table: 0,
-        protocol: 0,
-        scope: 0,
-        type: 0,
-        // IPv6 always reports the table it used, and its strict check rejects the flag.
-        flags: family === 4 ? RTM_F_LOOKUP_TABLE : 0,
-      },
-      attributes: { dst, src },
-    };
+    const request = routeLookupRequest(family, dst, src);
     const reply = await client.get(RTM_GETROUTE, request, `looking up the route to ${dst} from ${src}`);
     const route = reply.kind === 'route' ? routeFromMessage(reply) : undefined;
     if (!route) throw new Error('the kernel answered the route lookup with something else than a route');

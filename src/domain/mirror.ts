@@ -72,6 +72,8 @@ export interface MirrorView {
   readonly rules: ReadonlyMap<RuleKey, CountedRule>;
   /** One link's addresses, by addressKey. */
   addressesOf(ifindex: number): ReadonlyMap<AddressKey, Address>;
+  /** Whether some link of this host holds the address. */
+  holdsAddress(address: string): boolean;
   /** One table's routes, by routeKey. */
   routesIn(table: number): ReadonlyMap<RouteKey, Route>;
   /** Every table that holds a route. */
@@ -131,6 +133,10 @@ export class Mirror implements MirrorView {
   /** Starts journaling (a mirror made without): what changes from now on is recorded. */
   startJournal(): void {
     this.journal ??= noChanges();
+  }
+
+  holdsAddress(address: string): boolean {
+    return this.addressUses.has(address);
   }
 
   addressesOf(ifindex: number): ReadonlyMap<AddressKey, Address> {

@@ -9,7 +9,7 @@
 // off-link destination more, from the prefix's source address: the table's default route.
 import type { InterfacePlan } from './interface-plan.js';
 import { addressToBytes, bytesToAddress, networkOf, type Family } from '../net/ip.js';
-import { describeRule, type Rule } from './model.js';
+import { describeRule, type Address, type Rule } from './model.js';
 import { FR_ACT_TO_TBL } from './constants.js';
 
 export type ProbeDirection = 'egress' | 'ingress';
@@ -64,17 +64,16 @@ const OFF_LINK_CANDIDATES: Record<Family, readonly string[]> = {
 export interface ProbeContext {
   /** True for an address held by any interface of this host (never a peer). */
   readonly isLocal: (address: string) => boolean;
-  /** Per family, a destination off every link of the host (offLinkDestinations). */
-  readonly offLink: Readonly<Record<Family, string | undefined>>;
+  /** A destination off every link of the host (offLinkDestination), asked only for a NIC with a gateway. */
+  readonly offLink: (family: Family) => string | undefined;
 }
 
-/** Per family, the first candidate outside every connected prefix of the host. */
-export function offLinkDestinations(connected: ReadonlyArray<{ readonly network: string; readonly length: number; readonly family: Family }>): Record<Family, string | undefined> {
-  const offLink = (family: Family) =>
-    OFF_LINK_CANDIDATES[family].find(
-      (candidate) => !connected.some((prefix) => prefix.family === family && networkOf(candidate, prefix.length) === prefix.network),
-    );
-  return { 4: offLink(4), 6: offLink(6) };
+/** The first candidate of the family outside every connected prefix of the host's `addresses`. */
+export function offLinkDestination(family: Family, addresses: Iterable<Address>): string | undefined {
+  const connected: Address[] = [];
+  for (const address of addresses) if (address.family === family) connected.push(address);
+  const onLink = (candidate: string, a: Address) => networkOf(candidate, a.prefixLength) === networkOf(a.peer ?? a.address, a.prefixLength);
+  return OFF_LINK_CANDIDATES[family].find((candidate) => !connected.some((a) => onLink(candidate, a)));
 }
 
 /** The lookups that prove `plan`'s reply paths; none for a NIC whose table collides (see collisionVerdicts). */
@@ -92,7 +91,7 @@ export function probesOf(plan: InterfacePlan, context: ProbeContext): Probe[] {
       }
     }
     const source = family.prefixes[0]?.source.address ?? family.addresses[0]?.address;
-    const offLink = family.gateway ? context.offLink[family.family] : undefined;
+    const offLink = family.gateway ? context.offLink(family.family) : undefined;
     if (source !== undefined && offLink !== undefined) {
       probes.push({ ...base, family: family.family, direction: 'egress', address: source, peer: offLink, offLink: true });
     }

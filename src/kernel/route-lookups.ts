@@ -3,9 +3,9 @@
 // <address> from <peer> iif <nic>` (ingress, where the kernel applies rp_filter). Requests
 // are pipelined: a batch of them per sendmsg, each answered as the kernel sends it.
 import type { InterfacePlan } from '../domain/interface-plan.js';
-import { networkOf } from '../net/ip.js';
+import type { Family } from '../net/ip.js';
 import type { MirrorView } from '../domain/mirror.js';
-import { collisionVerdicts, judge, offLinkDestinations, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
+import { collisionVerdicts, judge, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
 import type { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
 import { NetlinkError } from '../netlink/errors.js';
@@ -28,11 +28,18 @@ export async function lookUp(client: RtnlClient, probes: readonly Probe[]): Prom
 
 /** `ip route get <peer> from <address>` (egress), or `… <address> from <peer> iif <nic>` (ingress). */
 function lookupRequest(probe: Probe): RouteMessage {
-  const full = probe.family === 4 ? 32 : 128;
+  return probe.direction === 'ingress'
+    ? routeLookupRequest(probe.family, probe.address, probe.peer, probe.ifindex)
+    : routeLookupRequest(probe.family, probe.peer, probe.address);
+}
+
+/** `ip route get <dst> from <src> [iif <ifindex>]`, as an RTM_GETROUTE body. */
+export function routeLookupRequest(family: Family, dst: string, src: string, iif?: number): RouteMessage {
+  const full = family === 4 ? 32 : 128;
   return {
     kind: 'route',
     header: {
-      family: probe.family === 4 ? AF_INET : AF_INET6,
+      family: family === 4 ? AF_INET : AF_INET6,
       dstLen: full,
       srcLen: full,
       tos: 0,
@@ -41,10 +48,9 @@ function lookupRequest(probe: Probe): RouteMessage {
       scope: 0,
       type: 0,
       // IPv6 always reports the table it used, and its strict check rejects the flag.
-      flags: probe.family === 4 ? RTM_F_LOOKUP_TABLE : 0,
+      flags: family === 4 ? RTM_F_LOOKUP_TABLE : 0,
     },
-    attributes:
-      probe.direction === 'ingress' ? { dst: probe.address, src: probe.peer, iif: probe.ifindex } : { dst: probe.peer, src: probe.address },
+    attributes: iif === undefined ? { dst, src } : { dst, src, iif },
   };
 }
 
@@ -64,11 +70,13 @@ export async function verifyReplyPaths(
   interfaces: readonly InterfacePlan[],
   only?: ReadonlySet<number>,
 ): Promise<PathVerdict[]> {
-  const addresses = [...mirror.addresses.values()];
-  const local = new Set(addresses.map((a) => a.address));
+  const offLink = new Map<Family, string | undefined>();
   const context: ProbeContext = {
-    isLocal: (address) => local.has(address),
-    offLink: offLinkDestinations(addresses.map((a) => ({ family: a.family, length: a.prefixLength, network: networkOf(a.peer ?? a.address, a.prefixLength) }))),
+    isLocal: (address) => mirror.holdsAddress(address),
+    offLink: (family) => {
+      if (!offLink.has(family)) offLink.set(family, offLinkDestination(family, mirror.addresses.values()));
+      return offLink.get(family);
+    },
   };
   const chosen = only ? interfaces.filter((planned) => only.has(planned.link.index)) : interfaces;
   const probes = chosen.flatMap((planned) => probesOf(planned, context));

@@ -5,9 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
 import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
 import { FR_ACT_PROHIBIT } from '../../src/domain/constants.js';
-import { networkOf } from '../../src/net/ip.js';
 import { plan } from '../../src/domain/planner.js';
-import { collisionVerdicts, judge, offLinkDestinations, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
+import { collisionVerdicts, judge, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
 import { MirrorBuilder, route, rule } from '../support/builders.js';
 
 const RTN_UNICAST = 1;
@@ -20,7 +19,7 @@ function planOf(build: (m: MirrorBuilder) => void) {
   const local = new Set(addresses.map((a) => a.address));
   const context = {
     isLocal: (address: string) => local.has(address),
-    offLink: offLinkDestinations(addresses.map((a) => ({ family: a.family, length: a.prefixLength, network: networkOf(a.address, a.prefixLength) }))),
+    offLink: (family: 4 | 6) => offLinkDestination(family, addresses),
   };
   return { interfaces: plan(defaultConfig(), m.mirror).interfaces, context };
 }
