@@ -5,6 +5,7 @@
 // one from a half-converged state. Breaks and heals go to the observer, once each.
 import type { Family } from '../net/ip.js';
 import type { PathVerdict } from '../domain/reply-paths.js';
+import { mapSet } from '../domain/collections.js';
 
 export interface VerifierObserver {
   /** A path that held (or was new) is broken now. */
@@ -37,7 +38,8 @@ const pathKey = (v: PathVerdict): string => `${v.probe.ifindex}|${v.probe.direct
 const nicKey = (ifname: string, family: Family): string => `${family}|${ifname}`;
 
 export class ReplyPathVerifier {
-  private readonly verdicts = new Map<string, PathVerdict>();
+  /** The last verdicts, per NIC (ifindex) and path. */
+  private readonly byNic = new Map<number, Map<string, PathVerdict>>();
   /** NICs (by ifindex) waiting to be verified, or all of them. */
   private pending: Set<number> | 'all' | null = null;
   private running: Promise<void> | null = null;
@@ -82,11 +84,6 @@ export class ReplyPathVerifier {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
   }
 
-  /** The broken paths as they stand. */
-  get broken(): PathVerdict[] {
-    return [...this.verdicts.values()].filter((v) => v.failure);
-  }
-
   private async drain(): Promise<void> {
     while (this.pending !== null && !this.stopped) {
       // Left pending for the pass to come, which asks again when it ends.
@@ -111,27 +108,28 @@ export class ReplyPathVerifier {
   }
 
   private record(nics: ReadonlySet<number> | 'all', verdicts: readonly PathVerdict[]): void {
-    const covered = (ifindex: number) => nics === 'all' || nics.has(ifindex);
-    const touchedNics = new Map<string, { ifname: string; family: Family }>();
-    const fresh = new Map(verdicts.map((v) => [pathKey(v), v]));
-    for (const [key, old] of this.verdicts) {
-      if (!covered(old.probe.ifindex) || fresh.has(key)) continue;
+    const fresh = new Map<number, Map<string, PathVerdict>>();
+    for (const verdict of verdicts) mapSet(fresh, verdict.probe.ifindex, pathKey(verdict), verdict);
+    const covered = nics === 'all' ? new Set([...this.byNic.keys(), ...fresh.keys()]) : nics;
+    for (const ifindex of covered) {
+      const before = this.byNic.get(ifindex) ?? new Map<string, PathVerdict>();
+      const now = fresh.get(ifindex) ?? new Map<string, PathVerdict>();
       // A path that no longer exists (address or NIC gone) neither breaks nor heals.
-      this.verdicts.delete(key);
-      touchedNics.set(nicKey(old.probe.ifname, old.probe.family), old.probe);
+      for (const [key, verdict] of now) {
+        const old = before.get(key);
+        if (verdict.failure && (!old || !old.failure || old.failure.reason !== verdict.failure.reason)) this.observer.replyPathBroke(verdict);
+        else if (!verdict.failure && old?.failure) this.observer.replyPathHealed(verdict);
+      }
+      if (now.size > 0) this.byNic.set(ifindex, now);
+      else this.byNic.delete(ifindex);
+      // Per name and family, as the gauge has them: a renamed NIC's old name loses its series.
+      const holds = new Map<string, { ifname: string; family: Family; ok: boolean | null }>();
+      for (const { probe } of before.values()) holds.set(nicKey(probe.ifname, probe.family), { ifname: probe.ifname, family: probe.family, ok: null });
+      for (const { probe, failure } of now.values()) {
+        const key = nicKey(probe.ifname, probe.family);
+        holds.set(key, { ifname: probe.ifname, family: probe.family, ok: (holds.get(key)?.ok ?? true) && !failure });
+      }
+      for (const { ifname, family, ok } of holds.values()) this.observer.replyPathsOfNic(ifname, family, ok);
     }
-    for (const [key, verdict] of fresh) {
-      const old = this.verdicts.get(key);
-      this.verdicts.set(key, verdict);
-      touchedNics.set(nicKey(verdict.probe.ifname, verdict.probe.family), verdict.probe);
-      if (verdict.failure && (!old || !old.failure || old.failure.reason !== verdict.failure.reason)) this.observer.replyPathBroke(verdict);
-      else if (!verdict.failure && old?.failure) this.observer.replyPathHealed(verdict);
-    }
-    const holds = new Map<string, boolean>();
-    for (const v of this.verdicts.values()) {
-      const key = nicKey(v.probe.ifname, v.probe.family);
-      holds.set(key, (holds.get(key) ?? true) && !v.failure);
-    }
-    for (const [key, { ifname, family }] of touchedNics) this.observer.replyPathsOfNic(ifname, family, holds.get(key) ?? null);
   }
 }
