@@ -20,6 +20,7 @@ import {
   eventAddress,
   ipBatch,
   ipBatchByFamily,
+  nicIPv4,
   ownedObjects,
   type World,
 } from './world.js';
@@ -229,6 +230,70 @@ async function forkingIpEvent(side: Side): Promise<number> {
     `addr del ${event.cidr} dev n${k}`,
   ], dir, 'event-undo');
   return outside;
+}
+
+// ---------------------------------------------------------------------------------------
+// Event cost by prefix shape, 1 and 1000 NICs (each NIC holds a /28): an address whose prefix
+// is wider than the NICs' (a /24 around 16 of their /28s at 1000 NICs), equal (a /28 of its
+// own: the event above), or narrower (a /32 inside the NIC's own /28: a rule, no route).
+
+type PrefixShape = 'wider' | 'equal' | 'narrower';
+const SHAPE_ROUNDS = 5;
+const SHAPE_EVENTS_PER_ROUND = 10;
+
+const toInt = (address: string) => address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+const toText = (n: number) => [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join('.');
+
+/** The address NIC k gets for `shape`, and the connected route symroute adds for it (none for a /32). */
+function shapeEvent(k: number, shape: PrefixShape): { cidr: string; address: string; subnet?: string } {
+  if (shape === 'equal') return eventAddress(k);
+  const own = toInt(nicIPv4(k).address) - 2; // the NIC's /28
+  if (shape === 'narrower') return { cidr: `${toText(own + 9)}/32`, address: toText(own + 9) };
+  const around = own - (own % 256); // the /24 holding it; .250 is no NIC's address (theirs are 16m + 2)
+  return { cidr: `${toText(around + 250)}/24`, address: toText(around + 250), subnet: `${toText(around)}/24` };
+}
+
+/** One shaped event on `side`: in-process convergence (ms), the change then undone. */
+async function shapedEvent(side: SymSide, shape: PrefixShape): Promise<number> {
+  const { world, monitor: m, daemon } = side;
+  const k = side.next++ % world.nics;
+  const event = shapeEvent(k, shape);
+  const keys = [ruleKey(event.address), ...(event.subnet ? [routeKey(event.subnet, tableOf(world, k))] : [])];
+  const cursors = keys.map((key) => m.seenCount(key));
+  const converged = daemon.durations.length;
+  await spawnAndWait('ip', ['-n', world.ns, 'addr', 'add', event.cidr, 'dev', `n${k}`]);
+  await Promise.all(keys.map((key, i) => m.next(key, false, cursors[i]!)));
+  const inProcess = ms(await daemon.convergence(converged));
+  await spawnAndWait('ip', ['-n', world.ns, 'addr', 'del', event.cidr, 'dev', `n${k}`]);
+  await Promise.all(keys.map((key, i) => m.next(key, true, cursors[i]!)));
+  await daemon.convergence(converged + 1);
+  return inProcess;
+}
+
+async function prefixShapes(one: SymSide, big: SymSide): Promise<void> {
+  section(`event by prefix shape, 1 and ${BIG} NICs`);
+  const shapes: PrefixShape[] = ['wider', 'equal', 'narrower'];
+  const results = await interleavedEvents(
+    shapes.flatMap((shape) => [one, big].map((side) => async () => ({ outside: 0, inProcess: await shapedEvent(side, shape) }))),
+    SHAPE_ROUNDS,
+    SHAPE_EVENTS_PER_ROUND,
+  );
+  const what = { wider: 'a /24 around the NICs\' /28s (1 rule + 1 route)', equal: 'a /28 of its own (1 rule + 1 route)', narrower: 'a /32 inside its /28 (1 rule)' };
+  for (const [i, shape] of shapes.entries()) {
+    const [small, large] = [results[2 * i]!, results[2 * i + 1]!];
+    const title = `event by prefix shape: ${shape}, ${what[shape]}`;
+    for (const p of [50, 99]) {
+      figures.add({
+        section: title,
+        name: `in-process p${p}, ${BIG} NICs ÷ 1 NIC`,
+        unit: 'ms',
+        symroute: spread(perRound(large.inProcess, p)),
+        reference: { name: '1 NIC', figure: spread(perRound(small.inProcess, p)) },
+        ratio: spread(ratios(perRound(large.inProcess, p), perRound(small.inProcess, p))),
+        ...(p === 50 ? { goal: { on: 'ratio', atMost: 1.2, text: '≤ 1.2× of 1 NIC' } as const } : {}),
+      });
+    }
+  }
 }
 
 interface EventRounds {
@@ -583,13 +648,9 @@ async function main(): Promise<void> {
   const bigMonitor = await monitor(big);
   const bigSide: SymSide = { world: big, monitor: bigMonitor, daemon: bigDaemon!, space: 'wide', next: 0 };
   const bigRefSide: Side = { world: bigRef, monitor: await monitor(bigRef), space: 'wide', next: 0 };
-  await eventLatency(
-    {
-      sym: { world: one, monitor: await monitor(one), daemon: oneDaemon, space: 'wide', next: 0 },
-      ref: { world: oneRef, monitor: await monitor(oneRef), space: 'wide', next: 0 },
-    },
-    { sym: bigSide, ref: bigRefSide },
-  );
+  const oneSide: SymSide = { world: one, monitor: await monitor(one), daemon: oneDaemon, space: 'wide', next: 0 };
+  await eventLatency({ sym: oneSide, ref: { world: oneRef, monitor: await monitor(oneRef), space: 'wide', next: 0 } }, { sym: bigSide, ref: bigRefSide });
+  await prefixShapes(oneSide, bigSide);
 
   await burst(bigSide, bigRefSide);
   await idle(bigDaemon!, oneDaemon, big);
