@@ -75,7 +75,6 @@ export class Daemon {
           this.watcher.drain();
           return `${this.scheduler.passes}|${this.watcher.generation}`;
         },
-        sweepIntervalMs: config.verify.interval === false ? false : config.verify.interval * 1000,
       },
       observer,
     );
@@ -99,7 +98,7 @@ export class Daemon {
     const collision = priorityCollision(this.config, this.watcher.mirror);
     if (collision) throw new ConfigError([collision]);
     this.started = true;
-    this.verifier.start();
+    this.verifier.sweepEvery(sweepInterval(this.config));
     this.converger.observe(process.hrtime.bigint(), null);
     this.scheduler.request('startup');
     await this.scheduler.idle();
@@ -141,6 +140,7 @@ export class Daemon {
     const remirror = mirrorsDiffer(mirrorScope(config), mirrorScope(this.config));
     this.config = config;
     this.converger.reconfigure(config);
+    this.verifier.sweepEvery(sweepInterval(config));
     this.touched = 'all';
     if (remirror) this.watcher.requestResync('reload');
     this.scheduler.request('reload');
@@ -246,4 +246,9 @@ export class Daemon {
     this.watcher.stop();
     this.client.close();
   }
+}
+
+/** verify.interval in ms, or false for no periodic sweep. */
+function sweepInterval(config: Config): number | false {
+  return config.verify.interval === false ? false : config.verify.interval * 1000;
 }

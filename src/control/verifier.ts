@@ -30,8 +30,6 @@ export interface VerifierOptions {
    * is read (reading what is queued first). A verdict taken across a change is stale.
    */
   readonly stateVersion: () => string;
-  /** Full sweeps this often; false: only after passes. */
-  readonly sweepIntervalMs: number | false;
 }
 
 const pathKey = (v: PathVerdict): string => `${v.probe.ifindex}|${v.probe.direction}|${v.probe.address}|${v.probe.peer}`;
@@ -66,10 +64,12 @@ export class ReplyPathVerifier {
       .finally(() => (this.running = null));
   }
 
-  /** Starts the periodic sweep. */
-  start(): void {
-    if (this.options.sweepIntervalMs === false || this.stopped) return;
-    this.sweepTimer = setInterval(() => this.request('all'), this.options.sweepIntervalMs);
+  /** Sweeps every NIC this often from now on (false: only after passes); at start and on a reload. */
+  sweepEvery(intervalMs: number | false): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    if (intervalMs === false || this.stopped) return;
+    this.sweepTimer = setInterval(() => this.request('all'), intervalMs);
     this.sweepTimer.unref();
   }
 

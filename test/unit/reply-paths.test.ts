@@ -1,7 +1,7 @@
 // Reply paths, pure: which lookups prove them (src/domain/reply-paths.ts), what the kernel's
 // answers mean, and how the daemon's verifier (src/control/verifier.ts) turns verdicts into
 // one warning per break, one line per heal, and a gauge per NIC, never from a pass's middle.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
 import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
 import { FR_ACT_PROHIBIT } from '../../src/domain/constants.js';
@@ -144,7 +144,6 @@ describe('the verifier', () => {
         },
         current,
         stateVersion: () => String(passes),
-        sweepIntervalMs: false,
       },
       observer,
     );
@@ -196,5 +195,23 @@ describe('the verifier', () => {
     h.verifier.request([2]);
     await h.verifier.idle();
     expect(h.asked).toEqual([[2, 3]]);
-  });;
+  });
+
+  it('sweeps every NIC at the interval it is given last, and not at all once given false (a reload)', async () => {
+    vi.useFakeTimers();
+    try {
+      const b1 = probe(3, 'b1');
+      const h = harness([() => [ok(b1)], () => [ok(b1)], () => [ok(b1)]]);
+      h.verifier.sweepEvery(60_000);
+      h.verifier.sweepEvery(1_000);
+      await vi.advanceTimersByTimeAsync(2_500);
+      expect(h.asked).toEqual(['all', 'all']);
+      h.verifier.sweepEvery(false);
+      await vi.advanceTimersByTimeAsync(120_000);
+      expect(h.asked).toEqual(['all', 'all']);
+      h.verifier.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
