@@ -92,6 +92,9 @@ export interface ChurnConfig {
   gateways: Record<string, { ipv4?: string; ipv6?: string }>;
 }
 
+/** Where each churn daemon serves metrics, in its own namespace. */
+export const METRICS_PORT = 9477;
+
 export function configYaml(config: ChurnConfig): string {
   const list = (items: string[]) => `[${items.map((i) => JSON.stringify(i)).join(', ')}]`;
   const lines = [
@@ -114,8 +117,9 @@ export function configYaml(config: ChurnConfig): string {
     }
   }
   // The model covers the per-NIC tables and `from` rules; the `to <prefix> lookup main` rules
-  // for container plumbing are judged with real traffic in containers.test.ts.
-  lines.push(`protocol: ${PROTO}`, 'container_routes: false', 'metrics:', '  listen: false', '');
+  // for container plumbing are judged with real traffic in containers.test.ts. Metrics on the
+  // namespace's own loopback: the churn reads the daemon's reply-path verdicts there.
+  lines.push(`protocol: ${PROTO}`, 'container_routes: false', 'metrics:', `  listen: 127.0.0.1:${METRICS_PORT}`, '');
   return lines.join('\n');
 }
 

@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import type { VerifyJson } from '../../src/commands/inspect.js';
 import type { DaemonProcess, Lab } from './lab.js';
 import {
   canonicalIp,
@@ -49,6 +50,8 @@ const V6_SUBNETS = [
   { base: '2001:db8:3:', len: 64, gateway: '2001:db8:3::1' },
 ] as const;
 const METRICS = [100, 200, 300] as const;
+/** Before every priority of CONFIG_CHOICES (and their destination rules). */
+const SHADOW_PRIORITY = 100;
 /** The table of foreign routes flooded to provoke a receive overrun (compared by count only). */
 export const FLOOD_TABLE = 90;
 const FLOOD_ROUTES = 30_000;
@@ -96,6 +99,7 @@ export type Op =
   | { op: 'driftAddOwned'; kind: 'rule' | 'route'; n: number }
   | { op: 'foreignRule'; family: Family; priority: 'same' | 'lower' | 'higher'; n: number }
   | { op: 'foreignTwin'; which: number }
+  | { op: 'shadow'; which: number }
   | { op: 'delForeignRule'; which: number }
   | { op: 'foreignRoute'; family: Family; table: 77 | 78; n: number }
   | { op: 'collide'; nic: number; family: Family; n: number }
@@ -134,6 +138,7 @@ export function opArb(options: { flood: boolean }): fc.Arbitrary<Op> {
     { weight: 1, arbitrary: fc.record({ op: fc.constant('driftAddOwned'), kind: fc.constantFrom('rule', 'route'), n: idx }) },
     { weight: 2, arbitrary: fc.record({ op: fc.constant('foreignRule'), family, priority: fc.constantFrom('same', 'lower', 'higher'), n: idx }) },
     { weight: 2, arbitrary: fc.record({ op: fc.constant('foreignTwin'), which: idx }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('shadow'), which: idx }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('delForeignRule'), which: idx }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('foreignRoute'), family, table: fc.constantFrom(77 as const, 78 as const), n: idx }) },
     { weight: 2, arbitrary: fc.record({ op: fc.constant('collide'), nic: idx, family, n: idx }) },
@@ -189,11 +194,15 @@ export class ChurnRun {
   private expected!: Expected;
   private world!: World;
   private baselineForeignRules: string[] = [];
-  /** Foreign rules and routes the test added and still has, as the model prints them. */
-  private readonly foreignRules: Array<{ text: string; del: string[] }> = [];
+  /**
+   * Foreign rules and routes the test added and still has, as the model prints them. A
+   * `shadow` is a prohibit rule before symroute's: a planted reply-path fault, for every
+   * source inside its selector.
+   */
+  private readonly foreignRules: Array<{ text: string; del: string[]; shadow?: { family: Family; src: string; srclen: number } }> = [];
   private readonly foreignRoutes: Array<{ table: number; text: string; del: string[] }> = [];
   private peerCounter = 0;
-  /** A foreign rule or route was planted at some point (a fault on purpose). */
+  /** A reply-path fault (a shadow) was planted at some point. */
   private plantedFaults = false;
   /** Sync markers used so far (each barrier a new address). */
   private markers = 0;
@@ -230,18 +239,46 @@ export class ChurnRun {
     this.daemon = await this.lab.startConverged(this.ns, this.configPath);
     await this.refresh();
     await this.settle('start');
+    await this.expectReplyPaths('start');
   }
 
   /**
-   * Every reply path of every managed address holds, by the kernel's own lookups (`symroute
-   * verify`), unless a foreign rule or route the test planted is there now (a fault on
-   * purpose); and the daemon never reported a path broken in a run that planted none.
+   * The kernel's verdict on every reply path (`symroute verify`) against the faults planted
+   * now: an egress path is broken exactly when a shadow covers its source, and then refused;
+   * an ingress path only then (rp_filter, when on, makes that same lookup); a NIC whose table
+   * holds a foreign route is reported as a collision. The daemon's own verdict, its
+   * symroute_reply_path_ok per NIC and family after its passes, must come to the same; and
+   * it never warned of a broken path in a run that planted no shadow.
    */
-  async expectReplyPathsHold(): Promise<void> {
-    if (this.foreignRules.length > 0 || this.foreignRoutes.length > 0) return;
+  private async expectReplyPaths(after: string): Promise<void> {
     const verify = await this.lab.runCli(this.ns, ['verify', '--json', '--config', this.configPath]);
-    const broken = (JSON.parse(verify.stdout) as { paths: Array<{ ok: boolean; ifname: string; detail?: string }> }).paths.filter((p) => !p.ok);
-    if (broken.length > 0) throw new Error(`reply paths broken with no fault planted: ${broken.map((p) => `${p.ifname}: ${p.detail}`).join('; ')}`);
+    const paths = (JSON.parse(verify.stdout) as VerifyJson).paths;
+    const shadows = this.foreignRules.flatMap((f) => (f.shadow ? [f.shadow] : []));
+    const collided = new Set(this.foreignRoutes.map((r) => r.table));
+    const wrong: string[] = [];
+    for (const p of paths) {
+      const family: Family = p.family === 'ipv4' ? 4 : 6;
+      const shadowed = shadows.some((s) => s.family === family && networkOf(p.address, s.srclen) === s.src);
+      const what = `${p.ifname} ${p.direction} ${p.address} - ${p.peer}: ${p.ok ? 'ok' : `${p.reason}: ${p.detail}`}`;
+      if (p.reason === 'table_collision') {
+        if (!collided.has(p.table!)) wrong.push(`${what} (no foreign route in table ${p.table})`);
+      } else if (p.direction === 'egress' ? !p.ok !== shadowed || (!p.ok && p.reason !== 'egress_prohibited') : !p.ok && !shadowed) {
+        wrong.push(`${what} (${shadowed ? 'a shadow covers it' : 'no fault planted for it'})`);
+      }
+    }
+    if (wrong.length > 0) throw new Error(`reply paths after ${after} do not match the faults planted:\n  ${wrong.join('\n  ')}`);
+    const want = [...new Set(paths.filter((p) => !p.ok).map((p) => `${p.ifname} ${p.family}`))].sort();
+    const deadline = Date.now() + this.settleMs;
+    for (;;) {
+      const series = await this.lab.metricSeries(this.ns, 'symroute_reply_path_ok{');
+      const got = Object.entries(series)
+        .filter(([, ok]) => ok === 0)
+        .map(([name]) => name.replace(/^.*ifname="([^"]+)",family="([^"]+)".*$/, '$1 $2'))
+        .sort();
+      if (JSON.stringify(got) === JSON.stringify(want)) break;
+      if (Date.now() > deadline) throw new Error(`after ${after} the daemon reports broken reply paths on [${got.join(', ')}], the kernel on [${want.join(', ')}]`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const reported = this.daemon.messages().filter((m) => m.startsWith('reply path broken'));
     if (!this.plantedFaults && reported.length > 0) throw new Error(`the daemon reported reply paths broken with no fault planted: ${reported.join('; ')}`);
   }
@@ -316,6 +353,7 @@ export class ChurnRun {
     await this.settle(JSON.stringify(op));
     const t3 = Date.now();
     await this.barrier(JSON.stringify(op));
+    await this.expectReplyPaths(JSON.stringify(op));
     if (process.env.CHURN_DEBUG) this.log.push(`  # ms: perform ${t1 - t0} refresh ${t2 - t1} settle ${t3 - t2} barrier ${Date.now() - t3}`);
   }
 
@@ -449,7 +487,6 @@ export class ChurnRun {
         return;
       }
       case 'foreignRule': {
-        this.plantedFaults = true;
         const priority = { same: this.config.priority, lower: 100, higher: 32000 }[op.priority];
         const src = op.family === 4 ? `203.0.113.${op.n}` : `2001:db8:ff::${op.n}`;
         const spec = { family: op.family, priority, src: canonicalIp(src), srclen: op.family === 4 ? 32 : 128, table: 77 };
@@ -459,13 +496,29 @@ export class ChurnRun {
         return;
       }
       case 'foreignTwin': {
-        this.plantedFaults = true;
         // Same selector, priority and table as one of symroute's rules, another protocol.
         const rule = pick(this.unfrozenRules(), op.which);
         if (!rule) return;
         const twin = { ...rule.spec, protocol: 4 };
         const args = ruleArgs('add', { ...rule, spec: twin });
         if (await this.ip(...args)) this.foreignRules.push({ text: ruleText(twin), del: ruleArgs('del', { ...rule, spec: twin }) });
+        return;
+      }
+      case 'shadow': {
+        // `prohibit` with the selector of one of symroute's rules, before all of them: every
+        // reply from inside it is refused, whichever NIC holds the source.
+        const rule = pick(this.unfrozenRules(), op.which);
+        if (!rule) return;
+        const { family, src, srclen } = rule.spec;
+        const before = new Set((await readKernelObjects(this.ns)).foreignRules);
+        if (!(await this.ip(`-${family}`, 'rule', 'add', 'from', `${src}/${srclen}`, 'prohibit', 'pref', String(SHADOW_PRIORITY)))) return;
+        const [text] = (await readKernelObjects(this.ns)).foreignRules.filter((t) => !before.has(t));
+        this.plantedFaults = true;
+        this.foreignRules.push({
+          text: text!,
+          del: [`-${family}`, 'rule', 'del', 'from', `${src}/${srclen}`, 'prohibit', 'pref', String(SHADOW_PRIORITY)],
+          shadow: { family, src, srclen },
+        });
         return;
       }
       case 'delForeignRule': {
@@ -476,7 +529,6 @@ export class ChurnRun {
       }
       case 'foreignRoute':
       case 'collide': {
-        this.plantedFaults = true;
         // A foreign route in a foreign table, or in the table of one of symroute's NICs.
         let table: number = op.op === 'foreignRoute' ? op.table : 0;
         if (op.op === 'collide') {
