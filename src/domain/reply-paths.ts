@@ -76,9 +76,8 @@ export function offLinkDestination(family: Family, addresses: Iterable<Address>)
   return OFF_LINK_CANDIDATES[family].find((candidate) => !connected.some((a) => onLink(candidate, a)));
 }
 
-/** The lookups that prove `plan`'s reply paths; none for a NIC whose table collides (see collisionVerdicts). */
+/** The lookups that prove `plan`'s reply paths. */
 export function probesOf(plan: InterfacePlan, context: ProbeContext): Probe[] {
-  if (plan.collision) return [];
   const probes: Probe[] = [];
   const base = { ifindex: plan.link.index, ifname: plan.link.name };
   for (const family of plan.families) {
@@ -100,18 +99,14 @@ export function probesOf(plan: InterfacePlan, context: ProbeContext): Probe[] {
 }
 
 /**
- * A NIC whose table holds someone else's routes: symroute leaves it alone, so none of its
- * addresses has a reply path symroute can vouch for. One verdict per address, saying why.
+ * A broken path of a NIC whose table holds someone else's routes: symroute leaves that table
+ * alone, so it cannot mend the path. Said as such, with what the kernel found. (A path that
+ * holds there holds: the kernel, not the collision, decides.)
  */
-export function collisionVerdicts(plan: InterfacePlan): PathVerdict[] {
-  if (!plan.collision) return [];
-  const base = { direction: 'egress' as const, ifindex: plan.link.index, ifname: plan.link.name, offLink: false };
-  return plan.families.flatMap((family) =>
-    family.addresses.map((address) => ({
-      probe: { ...base, family: family.family, address: address.address, peer: address.address },
-      failure: { reason: 'table_collision' as const, detail: `${plan.link.name}'s table ${plan.table} is left alone: ${plan.collision}`, table: plan.table },
-    })),
-  );
+export function onCollidedTable(verdict: PathVerdict, plan: InterfacePlan): PathVerdict {
+  if (!plan.collision || !verdict.failure) return verdict;
+  const detail = `${verdict.failure.detail}; ${plan.link.name}'s table ${plan.table} is left alone: ${plan.collision}`;
+  return { probe: verdict.probe, failure: { ...verdict.failure, reason: 'table_collision', detail, table: plan.table } };
 }
 
 /**

@@ -5,7 +5,7 @@
 import type { InterfacePlan } from '../domain/interface-plan.js';
 import type { Family } from '../net/ip.js';
 import type { MirrorView } from '../domain/mirror.js';
-import { collisionVerdicts, judge, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
+import { judge, onCollidedTable, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
 import type { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
 import { NetlinkError } from '../netlink/errors.js';
@@ -62,7 +62,7 @@ function lookupAction(probe: Probe): string {
 
 /**
  * Every reply path of `interfaces` (or of those in `only`, by ifindex), judged by the kernel:
- * one verdict per probe, and one per address of a NIC whose table collides.
+ * one verdict per probe.
  */
 export async function verifyReplyPaths(
   client: RtnlClient,
@@ -79,6 +79,7 @@ export async function verifyReplyPaths(
     },
   };
   const chosen = only ? interfaces.filter((planned) => only.has(planned.link.index)) : interfaces;
+  const planOf = new Map(chosen.map((planned) => [planned.link.index, planned]));
   const probes = chosen.flatMap((planned) => probesOf(planned, context));
   const answers = await lookUp(client, probes);
   const rules = [...mirror.rules.values()].map((counted) => counted.rule);
@@ -87,6 +88,7 @@ export async function verifyReplyPaths(
   const egress = new Map<string, LookupAnswer>();
   const pair = (probe: Probe) => `${probe.ifindex}|${probe.address}|${probe.peer}`;
   probes.forEach((probe, i) => probe.direction === 'egress' && egress.set(pair(probe), answers[i]!));
-  const verdicts = probes.map((probe, i) => judge(probe, answers[i]!, rules, linkName, probe.direction === 'ingress' ? egress.get(pair(probe)) : undefined));
-  return [...chosen.flatMap(collisionVerdicts), ...verdicts];
+  return probes.map((probe, i) =>
+    onCollidedTable(judge(probe, answers[i]!, rules, linkName, probe.direction === 'ingress' ? egress.get(pair(probe)) : undefined), planOf.get(probe.ifindex)!),
+  );
 }

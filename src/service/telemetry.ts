@@ -91,7 +91,7 @@ export class Telemetry implements DaemonObserver {
     this.metrics.replyPathFailures.inc({ reason: failure!.reason });
     const fields = { ifname: probe.ifname, family: probe.family, reason: failure!.reason, address: probe.address, peer: probe.peer };
     // A table someone else holds is already reported as the interface's problem, once.
-    if (failure!.reason === 'table_collision') return this.log.info(fields, `reply paths of ${probe.ifname} unverified: ${failure!.detail}`);
+    if (failure!.reason === 'table_collision') return this.log.info(fields, `reply path of ${probe.ifname} broken, its table left alone: ${failure!.detail}`);
     this.log.warn(fields, `reply path broken on ${probe.ifname}: ${failure!.detail} [${failure!.reason}]`);
   }
 

@@ -123,6 +123,39 @@ describe('reply paths, verified by the kernel', () => {
     expect(daemon.errors(), daemon.log()).toEqual([]);
   });
 
+  it('names a NIC whose table someone else holds as a collision when its replies break, matching a real client', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 4);
+    // A route of someone else's in b2's table before symroute starts: it leaves the table,
+    // and b2, alone, so b2's replies follow main out through b0.
+    const table = String(await lab.tableOf(t.serverNs, 'b2'));
+    const foreign = ['203.0.113.0/24', 'dev', 'b2', 'table', table];
+    await lab.ip(t.serverNs, 'route', 'add', ...foreign);
+    const daemon = await lab.startConverged(t.serverNs, lab.writeConfig(NO_SWEEP));
+    const all = { b0: 1, b1: 1, b2: 1, b3: 1 };
+    await eventually(async () => expect(await replyPathOk(lab!, t.serverNs)).toEqual({ ...all, b2: 0 }), 10_000);
+    expect(await verifyBroken(lab, t.serverNs)).toEqual({ code: 1, broken: ['b2'], reasons: ['table_collision'] });
+    expect(await lab.reachable(t.clientNs, t.serverAddresses, 1500)).toEqual(t.serverAddresses.filter((_, k) => k !== 2));
+    // The collision is the NIC's problem, said by the planner: no warning per path.
+    expect(daemon.messages()).toContainEqual(expect.stringMatching(/^reply path of b2 broken, its table left alone: .* would leave by b0, not b2/));
+    expect(daemon.records.filter((r) => r.level === 40 && r.msg.startsWith('reply path'))).toEqual([]);
+
+    // Given back: symroute takes the table, and b2 answers again.
+    await lab.ip(t.serverNs, 'route', 'del', ...foreign);
+    await eventually(async () => expect(await replyPathOk(lab!, t.serverNs)).toEqual(all), 10_000);
+    expect(await verifyBroken(lab, t.serverNs)).toEqual({ code: 0, broken: [], reasons: [] });
+    expect(await lab.reachable(t.clientNs, t.serverAddresses)).toEqual(t.serverAddresses);
+
+    // Taken again while symroute's own routes are in it: the table is left alone, but the
+    // kernel still sends b2's replies through b2, and that is what is reported.
+    await lab.ip(t.serverNs, 'route', 'add', ...foreign);
+    await eventually(async () => expect((await lab!.runCli(t.serverNs, ['status'])).stdout).toContain('holds a route symroute does not own'));
+    expect(await replyPathOk(lab, t.serverNs)).toEqual(all);
+    expect(await verifyBroken(lab, t.serverNs)).toEqual({ code: 0, broken: [], reasons: [] });
+    expect(await lab.reachable(t.clientNs, t.serverAddresses)).toEqual(t.serverAddresses);
+    expect(daemon.errors(), daemon.log()).toEqual([]);
+  });
+
   it('verifies again when rp_filter changes, with no pass to wait for (netconf notifications)', async () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 3);

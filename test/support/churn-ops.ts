@@ -251,7 +251,9 @@ export class ChurnRun {
    * it never warned of a broken path in a run that planted no shadow.
    */
   private async expectReplyPaths(after: string): Promise<void> {
-    const verify = await this.lab.runCli(this.ns, ['verify', '--json', '--config', this.configPath]);
+    // The config in effect: a reload the daemon rejected leaves the file ahead of it.
+    const effective = this.lab.writeConfig(configYaml(this.config), 'effective.yaml');
+    const verify = await this.lab.runCli(this.ns, ['verify', '--json', '--config', effective]);
     const paths = (JSON.parse(verify.stdout) as VerifyJson).paths;
     const shadows = this.foreignRules.flatMap((f) => (f.shadow ? [f.shadow] : []));
     const collided = new Set(this.foreignRoutes.map((r) => r.table));

@@ -6,7 +6,7 @@ import { defaultConfig } from '../../src/config/config.js';
 import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
 import { FR_ACT_PROHIBIT } from '../../src/domain/constants.js';
 import { plan } from '../../src/domain/planner.js';
-import { collisionVerdicts, judge, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
+import { judge, onCollidedTable, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
 import { MirrorBuilder, route, rule } from '../support/builders.js';
 
 const RTN_UNICAST = 1;
@@ -61,13 +61,20 @@ describe('the lookups that prove reply paths', () => {
     ]);
   });
 
-  it('ask nothing about a NIC whose table collides, and say so for each of its addresses', () => {
+  it('probe a NIC whose table collides like any other; only a broken path there is a collision', () => {
     const { interfaces, context } = planOf((m) => {
       m.nic(2, 'eth0', '198.18.1.10/24');
       m.route(route({ dst: '203.0.113.0/24', oif: 2, table: 1002, protocol: 4 }));
     });
-    expect(probesOf(interfaces[0]!, context)).toEqual([]);
-    expect(collisionVerdicts(interfaces[0]!).map((v) => [v.probe.address, v.failure?.reason])).toEqual([['198.18.1.10', 'table_collision']]);
+    const plan = interfaces[0]!;
+    const probes = probesOf(plan, context);
+    expect(probes.map((p) => `${p.direction} ${p.address} ${p.peer}`)).toEqual(['egress 198.18.1.10 198.18.1.1', 'ingress 198.18.1.10 198.18.1.1']);
+    const names = (ifindex: number) => (ifindex === 2 ? 'eth0' : 'eth1');
+    const held = judge(probes[0]!, { ok: true, table: 1002, oif: 2, type: RTN_UNICAST }, [], names);
+    expect(onCollidedTable(held, plan)).toBe(held);
+    const broken = onCollidedTable(judge(probes[0]!, { ok: true, table: 254, oif: 3, type: RTN_UNICAST }, [], names), plan);
+    expect(broken.failure).toMatchObject({ reason: 'table_collision', table: 1002 });
+    expect(broken.failure!.detail).toMatch(/^a reply from 198\.18\.1\.10 to 198\.18\.1\.1 would leave by eth1, not eth0 \(table 254\); eth0's table 1002 is left alone: /);
   });
 });
 
