@@ -391,8 +391,13 @@ export async function explainCommand(config: Config, dstText: string, srcText: s
 
 
 export interface VerifyJson {
-  /** Every path holds. */
+  /** Every path holds, and no NIC sharing a subnet answers ARP for the others' addresses. */
   ok: boolean;
+  /**
+   * ARP settings of NICs sharing an IPv4 subnet that let requests for one NIC's addresses
+   * arrive on another: the lookups above cannot see that, a client's ARP cache can.
+   */
+  arp: { ifname: string; key: string; effective: number; detail: string }[];
   paths: {
     ifname: string;
     family: FamilyName;
@@ -419,10 +424,13 @@ export async function verifyCommand(config: Config, json: boolean, io: Output): 
     const s = await snapshot(config, client);
     const verdicts = await verifyReplyPaths(client, s.mirror, s.plan.interfaces);
     const broken = verdicts.filter((v) => v.failure);
+    const sysctl = checkSysctls(new ConfFiles(), s.plan.sharedSubnets, false);
+    const ok = broken.length === 0 && sysctl.findings.length === 0 && sysctl.errors.length === 0;
     if (json) {
-      const answer: VerifyJson = { ok: broken.length === 0, paths: verdicts.map((v) => pathJson(v, s.linkName)) };
+      const arp = sysctl.findings.map((f) => ({ ifname: f.ifname, key: f.key, effective: f.effective, detail: f.message }));
+      const answer: VerifyJson = { ok, arp, paths: verdicts.map((v) => pathJson(v, s.linkName)) };
       printJson(io, answer);
-      return broken.length === 0 ? 0 : 1;
+      return ok ? 0 : 1;
     }
     if (s.plan.interfaces.length === 0) io.out('no managed interfaces');
     for (const { probe, failure } of verdicts) {
@@ -430,8 +438,10 @@ export async function verifyCommand(config: Config, json: boolean, io: Output): 
       const where = `${probe.ifname}  ${familyName(probe.family)}  ${probe.address}  ${path}`;
       io.out(failure ? `${where}: BROKEN ${failure.reason}: ${failure.detail}` : `${where}: ok`);
     }
-    io.out(`${verdicts.length - broken.length} of ${verdicts.length} reply paths hold`);
-    return broken.length === 0 ? 0 : 1;
+    for (const finding of sysctl.findings) io.out(`${finding.ifname}  ipv4  ARP: ${finding.message}`);
+    for (const error of sysctl.errors) io.out(`ARP: ${error}`);
+    io.out(`${verdicts.length - broken.length} of ${verdicts.length} reply paths hold${sysctl.findings.length > 0 ? `; ${sysctl.findings.length} ARP settings let requests arrive on another NIC` : ''}`);
+    return ok ? 0 : 1;
   });
 }
 

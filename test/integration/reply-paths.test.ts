@@ -202,6 +202,18 @@ describe('reply paths, verified by the kernel', () => {
       '2 of 4 reply paths hold',
       '',
     ]);
+    // ARP that answers for every NIC's addresses joins the verdict: requests may come in elsewhere.
+    await lab.ip(t.serverNs, 'rule', 'del', 'pref', '100');
+    await lab.sysctl(t.serverNs, 'net.ipv4.conf.all.arp_ignore=0');
+    const arp = await lab.runCli(t.serverNs, ['verify']);
+    expect(arp.code).toBe(1);
+    expect(arp.stdout).toContain('b1  ipv4  ARP: b1: arp_ignore is 0 on a NIC that shares its subnet with another, so requests for its addresses may arrive on another NIC');
+    expect(arp.stdout).toContain('4 of 4 reply paths hold; 2 ARP settings let requests arrive on another NIC\n');
+    const arpJson = JSON.parse((await lab.runCli(t.serverNs, ['verify', '--json'])).stdout) as VerifyJson;
+    expect([arpJson.ok, arpJson.arp.map((f) => `${f.ifname} ${f.key} ${f.effective}`)]).toEqual([false, ['b0 arp_ignore 0', 'b1 arp_ignore 0']]);
+    await lab.sysctl(t.serverNs, 'net.ipv4.conf.all.arp_ignore=1');
+    await lab.ip(t.serverNs, 'rule', 'add', 'from', t.serverAddresses[1]!, 'lookup', 'main', 'pref', '100');
+
     const status = await lab.runCli(t.serverNs, ['status']);
     expect(status.stdout).toContain('  replies ipv4 leave through b0\n');
     expect(status.stdout).toContain('  replies ipv4 BROKEN:\n    egress_other_device: a reply from 198.18.1.2 to 198.18.0.1 would leave by b0, not b1');
