@@ -7,9 +7,11 @@ import { relative } from 'node:path';
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
 }
 interface CpuProfile {
   nodes: ProfileNode[];
+  startTime: number; // µs, CLOCK_MONOTONIC (process.hrtime's clock)
   samples: number[];
   timeDeltas: number[];
 }
@@ -27,11 +29,23 @@ export interface ProfileSummary {
   readonly byFile: readonly ProfileEntry[];
 }
 
-export function summariseProfile(path: string, repo: string, top = 15): ProfileSummary {
+/** Self time per profile node (µs), of the samples taken at or after `sinceUs` (monotonic µs). */
+function selfTimes(profile: CpuProfile, sinceUs: number): Map<number, number> {
+  const selfUs = new Map<number, number>();
+  let at = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (at >= sinceUs) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  });
+  return selfUs;
+}
+
+/** `since`: only samples taken at or after this process.hrtime.bigint() (the whole run by default). */
+export function summariseProfile(path: string, repo: string, top = 15, since = 0n): ProfileSummary {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
-  const selfUs = new Map<number, number>();
-  profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const selfUs = selfTimes(profile, Number(since / 1000n));
   const byFunction = new Map<string, number>();
   const byFile = new Map<string, number>();
   let busyUs = 0;
@@ -72,4 +86,67 @@ export function markdownProfile(summary: ProfileSummary): string {
       ...entries.map((e) => `| \`${e.name}\` | ${e.ms.toFixed(1)} | ${(e.share * 100).toFixed(1)} % |`),
     ].join('\n');
   return `${table('file (self time)', summary.byFile)}\n\n${table('function (self time)', summary.byFunction)}`;
+}
+
+/**
+ * Inclusive time (ms) under each of `functions` (names as V8 records them), counted once
+ * where they nest in themselves, of the samples taken at or after `since` (process.hrtime).
+ */
+export function inclusiveTimes(path: string, functions: readonly string[], since = 0n): Record<string, number> {
+  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+  const selfUs = selfTimes(profile, Number(since / 1000n));
+  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+  const totals: Record<string, number> = Object.fromEntries(functions.map((name) => [name, 0]));
+  const walk = (id: number, inside: ReadonlySet<string>): void => {
+    const node = nodes.get(id)!;
+    const name = node.callFrame.functionName;
+    const now = functions.includes(name) && !inside.has(name) ? new Set([...inside, name]) : inside;
+    for (const counted of now) totals[counted]! += selfUs.get(id) ?? 0;
+    for (const child of node.children ?? []) walk(child, now);
+  };
+  walk(profile.nodes[0]!.id, new Set());
+  for (const name of functions) totals[name]! /= 1000;
+  return totals;
+}
+
+/** The call tree under `functionName` (merged by callee name), inclusive ms, down to `minMs`. */
+export function callTree(path: string, functionName: string, since = 0n, minMs = 0.5): string {
+  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+  const selfUs = selfTimes(profile, Number(since / 1000n));
+  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+  const inclusive = new Map<number, number>();
+  const total = (id: number): number => {
+    const node = nodes.get(id)!;
+    const us = (selfUs.get(id) ?? 0) + (node.children ?? []).reduce((sum, child) => sum + total(child), 0);
+    inclusive.set(id, us);
+    return us;
+  };
+  total(profile.nodes[0]!.id);
+  interface Merged { us: number; children: Map<string, Merged> }
+  const root: Merged = { us: 0, children: new Map() };
+  const label = (node: ProfileNode) => `${node.callFrame.functionName || '(anonymous)'} ${node.callFrame.url.split('/').slice(-2).join('/')}:${node.callFrame.lineNumber + 1}`;
+  const merge = (into: Merged, id: number) => {
+    const node = nodes.get(id)!;
+    const key = label(node);
+    let child = into.children.get(key);
+    if (!child) into.children.set(key, (child = { us: 0, children: new Map() }));
+    child.us += inclusive.get(id)!;
+    for (const c of node.children ?? []) merge(child, c);
+  };
+  const find = (id: number) => {
+    const node = nodes.get(id)!;
+    if (node.callFrame.functionName === functionName) return merge(root, id);
+    for (const c of node.children ?? []) find(c);
+  };
+  find(profile.nodes[0]!.id);
+  const lines: string[] = [];
+  const print = (m: Merged, depth: number) => {
+    for (const [key, child] of [...m.children].sort((a, b) => b[1].us - a[1].us)) {
+      if (child.us / 1000 < minMs) continue;
+      lines.push(`${'  '.repeat(depth)}${(child.us / 1000).toFixed(1)} ms  ${key}`);
+      print(child, depth + 1);
+    }
+  };
+  print(root, 0);
+  return lines.join('\n');
 }

@@ -16,7 +16,11 @@ interface LogRecord {
   time: string | number;
   msg: string;
   durationSeconds?: number;
+  stageMicros?: Record<string, number>;
 }
+
+/** µs per stage (receive, plan, diff, apply, host, report) since the previous convergence. */
+export type StageRecord = Readonly<Record<string, number>>;
 
 export class Daemon {
   private readonly child: ChildProcess;
@@ -26,6 +30,8 @@ export class Daemon {
   private wakeups: Array<() => void> = [];
   /** durationSeconds of each convergence record, in order: the daemon's own latency figure. */
   readonly durations: number[] = [];
+  /** The stages of each convergence record (same index as durations; empty from builds without them). */
+  readonly stages: StageRecord[] = [];
   /** Log lines at warn (40) or above, as the daemon wrote them. */
   readonly complaints: string[] = [];
   /** Realtime ms at spawn, and the time of the "running" record (pino's, ms resolution). */
@@ -58,7 +64,10 @@ export class Daemon {
   private record(line: string): void {
     if (!line.startsWith('{')) return;
     const record = JSON.parse(line) as LogRecord;
-    if (typeof record.durationSeconds === 'number') this.durations.push(record.durationSeconds);
+    if (typeof record.durationSeconds === 'number') {
+      this.durations.push(record.durationSeconds);
+      this.stages.push(record.stageMicros ?? {});
+    }
     if (record.level >= 40) this.complaints.push(record.msg);
     if (this.runningAt === undefined && record.msg.startsWith('running')) this.runningAt = new Date(record.time).getTime();
   }
@@ -119,4 +128,9 @@ export function scheduling(pid: number): { wakeups: number; cpuMs: number } {
     }
   }
   return { wakeups, cpuMs: cpuNs / 1e6 };
+}
+
+/** CPU time (ms) of one thread, by default the main thread, from its schedstat. */
+export function threadCpuMs(pid: number, tid = pid): number {
+  return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
 }
