@@ -17,6 +17,7 @@ import { ConflictTracker, WINDOW_MS } from './conflicts.js';
 import { DriftLedger } from './drift.js';
 import { newPassReport, type ChangeReport, type DaemonObserver, type InterfaceState, type PassReport } from './observer.js';
 import type { PassVerdict, Trigger } from './scheduler.js';
+import { StageMeter } from './stages.js';
 
 export interface PassResult {
   readonly changes: number;
@@ -63,6 +64,7 @@ export class Converger {
     private readonly watcher: Watcher,
     private readonly host: Host,
     private readonly observer: DaemonObserver,
+    private readonly stages: StageMeter = new StageMeter(),
   ) {
     this.desired = new DesiredState(config);
   }
@@ -121,6 +123,7 @@ export class Converger {
 
   async pass(trigger: Trigger): Promise<PassVerdict> {
     const report = newPassReport(this.isInSync);
+    const depth = this.stages.begin('plan');
     try {
       this.lastPass = await this.reconcile(trigger, report);
     } catch (error) {
@@ -131,7 +134,14 @@ export class Converger {
       throw error;
     } finally {
       report.inSync = this.isInSync;
-      this.observer.passed(report);
+      // Whatever the pass had open (a stage it threw in) ends here.
+      this.stages.end(depth + 1);
+      this.stages.next('report');
+      try {
+        this.observer.passed(report);
+      } finally {
+        this.stages.end(depth);
+      }
     }
     if (report.owned) this.onConverged();
     return {
@@ -158,8 +168,15 @@ export class Converger {
     this.observer.removed(this.changeReports(await applyChanges(this.client, phases, this.linkName)));
   }
 
+  /**
+   * Only what decides the requests comes before them: take in the queued notifications,
+   * update the desired state, diff, hold back conflicted repairs. The report's figures, the
+   * host's files (sysctls, table names) and the problems found wait until the kernel has
+   * answered the last request.
+   */
   private async reconcile(trigger: Trigger, report: PassReport): Promise<PassResult> {
-    this.watcher.drain();
+    const { stages } = this;
+    stages.run('receive', () => this.watcher.drain());
     await this.watcher.settled();
     const mirror = this.watcher.mirror;
     this.plannedAt = this.watcher.generation;
@@ -170,14 +187,7 @@ export class Converger {
     const scope = whole ? wholeScope(this.desired, mirror, this.config.protocol) : mergeScopes(update.scope, this.unsettled);
     if (whole) this.sinceConverged = null;
     else if (this.sinceConverged) addScope(this.sinceConverged, scope);
-    // Appearing after start, someone else's rules at our priority are reported, never removed.
-    const foreignRules = journal.rules.some((rule) => rule.protocol !== this.config.protocol);
-    this.noteProblems(whole, update, whole || foreignRules ? priorityCollision(this.config, mirror) : this.priorityProblem, report);
-    if (whole || update.sharedChanged) this.host.sharedSubnets(this.desired.sharedSubnetInterfaces(), this.config.sysctl === 'manage');
-    // The whole plan, built only when the whole is looked at anyway.
-    const wholePlan = whole || update.tablesChanged ? this.desired.toPlan() : undefined;
-    if (wholePlan) this.host.tablesPlanned(wholePlan, this.config.protocol);
-    this.noteTableInterfaces(whole ? wholePlan : undefined, update);
+    stages.next('diff');
     const phases = changesWithin(this.desired, mirror, this.config.protocol, scope);
     const changes = phases.flat();
     this.unsettled = scopeOf(changes);
@@ -185,29 +195,36 @@ export class Converger {
     const held = this.holdConflicts(drift, report);
     // A held repair is still drift when its turn comes.
     for (const change of held) this.ledger.stillDrifted(change);
+    const applied = held.size === 0 ? phases : phases.map((phase) => phase.filter((c) => !held.has(c))).filter((p) => p.length > 0);
+    for (const change of applied.flat()) this.ledger.expect(change, true);
+    let outcomes: ChangeOutcome[] = [];
+    if (applied.length > 0) {
+      stages.next('apply');
+      outcomes = await applyChanges(this.client, applied, this.linkName);
+      this.lastWriteAckedAt = process.hrtime.bigint();
+    }
+    stages.next('host');
+    const wholePlan = this.afterWrites(whole, update, journal.rules.some((rule) => rule.protocol !== this.config.protocol), report);
+    stages.next('report');
     report.countedAs = drift.length > 0 ? 'drift' : trigger;
     report.managedInterfaces = this.desired.interfaceCount;
     report.unusableGateways = { 4: this.desired.unusableGateways(4), 6: this.desired.unusableGateways(6) };
-    report.interfaces = this.interfaceStates(whole ? wholePlan : undefined, update, changes);
+    report.interfaces = this.interfaceStates(wholePlan, update, changes);
     if (whole) this.forgetDepartedTables = true;
     if (changes.length === 0) {
       this.converged(mirror, report);
       return { changes: 0, failures: 0 };
     }
-    const applied = held.size === 0 ? phases : phases.map((phase) => phase.filter((c) => !held.has(c))).filter((p) => p.length > 0);
     // Only held repairs are missing: out of sync until their turn comes.
     if (applied.length === 0) {
       this.isInSync = false;
       return { changes: 0, failures: 0 };
     }
     report.repairs.push(...drift.filter((change) => !held.has(change)));
-    for (const change of applied.flat()) this.ledger.expect(change, true);
-    const outcomes = await applyChanges(this.client, applied, this.linkName);
     for (const { change, error } of outcomes) if (error) this.ledger.expect(change, false);
     const now = Date.now();
     for (const outcome of outcomes) if (!outcome.error) this.conflicts.repaired(changeKey(outcome.change), now);
     if (held.size > 0) this.isInSync = false;
-    this.lastWriteAckedAt = process.hrtime.bigint();
     const reports = this.changeReports(outcomes);
     report.outcomes.push(...reports);
     const failures = outcomes.filter((o) => o.error);
@@ -217,6 +234,22 @@ export class Converger {
       if (reports.some((r) => !r.overtaken && isStaleMirror(r))) this.watcher.requestResync('stale_mirror');
     }
     return { changes: changes.length - held.size, failures: failures.length };
+  }
+
+  /**
+   * What a pass does once its requests are answered: problems noted for the report, the
+   * host's sysctls and table names brought in line. Returns the whole plan when it was built
+   * (a whole pass, or tables that changed).
+   */
+  private afterWrites(whole: boolean, update: Update, foreignRules: boolean, report: PassReport): Plan | undefined {
+    const mirror = this.watcher.mirror;
+    // Appearing after start, someone else's rules at our priority are reported, never removed.
+    this.noteProblems(whole, update, whole || foreignRules ? priorityCollision(this.config, mirror) : this.priorityProblem, report);
+    if (whole || update.sharedChanged) this.host.sharedSubnets(this.desired.sharedSubnetInterfaces(), this.config.sysctl === 'manage');
+    const wholePlan = whole || update.tablesChanged ? this.desired.toPlan() : undefined;
+    if (wholePlan) this.host.tablesPlanned(wholePlan, this.config.protocol);
+    this.noteTableInterfaces(whole ? wholePlan : undefined, update);
+    return whole ? wholePlan : undefined;
   }
 
   private rebuild(mirror: MirrorView): Update {
@@ -244,7 +277,12 @@ export class Converger {
     this.lastWriteAckedAt = null;
     // Only a pass that had to write something is a convergence worth timing.
     if (since !== null && acked !== null) {
-      report.convergence = { seconds: Number(acked - since) / 1e9, rules: this.desired.rules.size, routes: this.desired.routeCount };
+      report.convergence = {
+        seconds: Number(acked - since) / 1e9,
+        rules: this.desired.rules.size,
+        routes: this.desired.routeCount,
+        stages: this.stages.since(),
+      };
     }
   }
 

@@ -12,6 +12,7 @@ import type { NativeNetlinkSocket } from '../netlink/native.js';
 import { Converger, type PassResult } from './converger.js';
 import type { DaemonObserver } from './observer.js';
 import { DEFAULT_BACKOFF, PassScheduler, type SchedulerOptions } from './scheduler.js';
+import { StageMeter, type StageTimes } from './stages.js';
 import { ReplyPathVerifier } from './verifier.js';
 import type { KernelEvent } from '../domain/events.js';
 import { verifyReplyPaths } from '../kernel/route-lookups.js';
@@ -33,6 +34,7 @@ export class Daemon {
   private readonly converger: Converger;
   private readonly scheduler: PassScheduler;
   private readonly verifier: ReplyPathVerifier;
+  private readonly stages = new StageMeter();
   /** NICs (by ifindex) whose reply paths events touched since the last pass, or all. */
   private touched: Set<number> | 'all' = 'all';
   private started = false;
@@ -46,7 +48,7 @@ export class Daemon {
     host: Host = new HostFiles(config, observer),
   ) {
     this.client = new RtnlClient(observer, sockets.requests);
-    this.watcher = new Watcher(this.client, sockets.notifications, {
+    this.watcher = new Watcher(this.client, readsAsStage(sockets.notifications, this.stages, 'receive'), {
       changed: (eventTime, events) => {
         if (!this.started) return; // start() runs the first pass itself
         this.noteTouched(events);
@@ -63,7 +65,7 @@ export class Daemon {
       // No pass to wait for: the mirror holds no sysctls, only the verdicts change.
       rpFilterChanged: (devices) => this.verifier.request(devices),
     }, () => mirrorScope(this.config));
-    this.converger = new Converger(config, this.client, this.watcher, host, observer);
+    this.converger = new Converger(config, this.client, this.watcher, host, observer, this.stages);
     this.verifier = new ReplyPathVerifier(
       {
         current: () => {
@@ -149,6 +151,11 @@ export class Daemon {
 
   get lastPass(): PassResult {
     return this.converger.lastPass;
+  }
+
+  /** Time spent in each stage of following the kernel since start (for metrics). */
+  get stageTotals(): StageTimes {
+    return this.stages.totals;
   }
 
   /** Passes run so far. */
@@ -246,6 +253,20 @@ export class Daemon {
     this.watcher.stop();
     this.client.close();
   }
+}
+
+/** `socket`, whose readable callbacks (reading, decoding, taking in) are charged to `stage`. */
+function readsAsStage(socket: NativeNetlinkSocket, stages: StageMeter, stage: 'receive'): NativeNetlinkSocket {
+  return {
+    get portId() {
+      return socket.portId;
+    },
+    send: (messages) => socket.send(messages),
+    readAll: () => socket.readAll(),
+    startReading: (onReadable) => socket.startReading(() => stages.run(stage, onReadable)),
+    stopReading: () => socket.stopReading(),
+    close: () => socket.close(),
+  };
 }
 
 /** verify.interval in ms, or false for no periodic sweep. */

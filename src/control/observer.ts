@@ -8,6 +8,7 @@ import type { ChangeOutcome } from '../kernel/reconciler.js';
 import type { WatcherObserver } from '../kernel/watcher.js';
 import type { ClientObserver } from '../netlink/client.js';
 import type { Trigger as PassTrigger } from './scheduler.js';
+import type { StageTimes } from './stages.js';
 import type { VerifierObserver } from './verifier.js';
 
 /** What a pass is counted under: its trigger, or drift when it repairs some. */
@@ -48,8 +49,12 @@ export interface PassReport {
   readonly outcomes: ChangeReport[];
   /** The kernel matched the desired state: what symroute owns, per family. */
   owned?: { readonly rules: Readonly<Record<Family, number>>; readonly routes: Readonly<Record<Family, number>> };
-  /** Time from the oldest unconverged event to the last write's ACK (passes that wrote). */
-  convergence?: { readonly seconds: number; readonly rules: number; readonly routes: number };
+  /**
+   * Time from the oldest unconverged event to the last write's ACK (passes that wrote), and
+   * the time each stage took since the previous convergence (the report of the pass that
+   * converged is in the next one's).
+   */
+  convergence?: { readonly seconds: number; readonly rules: number; readonly routes: number; readonly stages: StageTimes };
   inSync: boolean;
 }
 

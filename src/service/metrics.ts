@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { BuildInfo } from '../build.js';
 import type { ListenAddress } from '../config/config.js';
 import type { Trigger } from '../control/observer.js';
+import { STAGES, type StageTimes } from '../control/stages.js';
 import type { Logger } from './log.js';
 import type { ResyncReason } from '../kernel/watcher.js';
 import type { FailureReason } from '../domain/reply-paths.js';
@@ -61,15 +62,19 @@ export class Metrics {
     'Reconcile passes, by what triggered them.',
     ['trigger'],
   );
+  /** Brings counters kept elsewhere up to date before they are read (set by the observer). */
+  beforeRead: () => void = () => undefined;
   readonly netlinkRequests = this.counter(
     'symroute_netlink_requests_total',
     'Netlink requests sent, by operation and result.',
     ['op', 'result'],
+    () => this.beforeRead(),
   );
   readonly netlinkErrors = this.counter(
     'symroute_netlink_errors_total',
     'Netlink requests the kernel refused, by operation and errno.',
     ['op', 'errno'],
+    () => this.beforeRead(),
   );
   readonly driftRepairs = this.counter(
     'symroute_drift_repairs_total',
@@ -175,10 +180,25 @@ export class Metrics {
     'When the config was last loaded successfully.',
   );
 
+  /** What each stage took since start, read at scrape time (set once the daemon exists). */
+  stageTotals: () => StageTimes | undefined = () => undefined;
+  readonly stageSeconds: Counter<'stage'> = this.counter(
+    'symroute_stage_seconds_total',
+    'Time the event loop spent in each stage of following the kernel: receive (reading and decoding notifications), plan, diff, ' +
+      "apply (requests until the last ACK, the kernel's work on them included), host (sysctls, table names), report (a pass's log lines and metrics).",
+    ['stage'],
+    // Read from the daemon's own totals when scraped: no work per pass.
+    () => {
+      const totals = this.stageTotals();
+      this.stageSeconds.reset();
+      for (const stage of STAGES) this.stageSeconds.inc({ stage }, totals?.[stage] ?? 0);
+    },
+  );
+
   // Every declaration above differs only in name, help and labels; these add the registry. The
   // label names stay literal types (as `as const` made them), so a misspelt label is a type error.
-  private counter<const L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
-    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  private counter<const L extends string = never>(name: string, help: string, labelNames: readonly L[] = [], collect?: () => void): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry], ...(collect ? { collect } : {}) });
   }
   private gauge<const L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
     return new Gauge({ name, help, labelNames, registers: [this.registry] });

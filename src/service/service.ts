@@ -57,6 +57,7 @@ async function serve(options: RunOptions, log: Logger, control: ControlServer): 
   let config = options.config;
   const metrics = new Metrics(options.build);
   const daemon = new Daemon(config, new Telemetry(log, metrics));
+  metrics.stageTotals = () => daemon.stageTotals;
   // A stop may come at any moment of start-up (the command line caught it from the first): the
   // pass under way finishes, no other starts, and the stop below honours on_exit as always.
   let stopSignal: StopSignal | null = null;

@@ -1,11 +1,16 @@
 // The control loop's reports, turned into metrics and log lines: all of symroute's wording
 // about passes, re-dumps, conflicts and host files, and every metric a pass moves.
 import type { ChangeReport, DaemonObserver, InterfaceState, PassReport } from '../control/observer.js';
+import type { StageTimes } from '../control/stages.js';
 import type { PathVerdict } from '../domain/reply-paths.js';
 import type { ResyncReason } from '../kernel/watcher.js';
 import { WINDOW_MS } from '../control/conflicts.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+
+/** Whole µs per stage, for a log line. */
+const micros = (stages: StageTimes): Record<string, number> =>
+  Object.fromEntries(Object.entries(stages).map(([stage, seconds]) => [stage, Math.round(seconds * 1e6)]));
 
 const PAST_TENSE = { add: 'added', replace: 'replaced with', delete: 'deleted' } as const;
 const FAMILY_LABEL = { 4: 'ipv4', 6: 'ipv6' } as const;
@@ -21,14 +26,19 @@ export class Telemetry implements DaemonObserver {
   private fighting = false;
   /** When drift was last repaired: repairs within a window of it are not warned about again. */
   private lastRepairAt = -Infinity;
+  /** Requests answered and not counted yet, by operation and errno (see completed()). */
+  private readonly completions = new Map<string, { readonly op: string; readonly errno: string | undefined; count: number }>();
 
   constructor(
     private readonly log: Logger,
     readonly metrics: Metrics,
-  ) {}
+  ) {
+    metrics.beforeRead = () => this.countCompletions();
+  }
 
   passed(report: PassReport): void {
     const { log, metrics } = this;
+    this.countCompletions();
     for (const problem of report.problems) log.warn(problem);
     // One warning per fight: the first object another manager keeps removing names the usual
     // causes; those that join the fight while it lasts are logged at info.
@@ -69,10 +79,13 @@ export class Telemetry implements DaemonObserver {
       }
     }
     if (report.convergence) {
-      const { seconds, rules, routes } = report.convergence;
+      const { seconds, rules, routes, stages } = report.convergence;
       metrics.convergenceSeconds.observe(seconds);
       metrics.lastConvergence.set(Date.now() / 1000);
-      log.info({ durationSeconds: seconds, rules, routes }, `converged in ${(seconds * 1000).toFixed(1)} ms (${rules} rules, ${routes} routes)`);
+      log.info(
+        { durationSeconds: seconds, rules, routes, stageMicros: micros(stages) },
+        `converged in ${(seconds * 1000).toFixed(1)} ms (${rules} rules, ${routes} routes)`,
+      );
     }
     for (const change of report.repairs) metrics.driftRepairs.inc({ kind: change.kind });
     if (report.repairs.length > 0) {
@@ -120,12 +133,28 @@ export class Telemetry implements DaemonObserver {
   }
 
   removed(outcomes: readonly ChangeReport[]): void {
+    this.countCompletions();
     this.logOutcomes(outcomes);
   }
 
+  /**
+   * Counted when the report of a pass is made or the metrics are read, whichever comes
+   * first: a pass's next phase of requests goes out as soon as the ACKs of the one before
+   * are in, and no metric stands between them.
+   */
   completed(op: string, error?: { readonly code: string }): void {
-    this.metrics.netlinkRequests.inc({ op, result: error ? 'error' : 'ok' });
-    if (error) this.metrics.netlinkErrors.inc({ op, errno: error.code });
+    const key = error ? `${op} ${error.code}` : op;
+    const pending = this.completions.get(key);
+    if (pending) pending.count++;
+    else this.completions.set(key, { op, errno: error?.code, count: 1 });
+  }
+
+  private countCompletions(): void {
+    for (const { op, errno, count } of this.completions.values()) {
+      this.metrics.netlinkRequests.inc({ op, result: errno === undefined ? 'ok' : 'error' }, count);
+      if (errno !== undefined) this.metrics.netlinkErrors.inc({ op, errno }, count);
+    }
+    this.completions.clear();
   }
 
   dumpInterrupted(action: string): void {
