@@ -1,8 +1,8 @@
 // Reply paths kept verified: after each pass that ends in sync, the NICs it touched (all of
 // them when something symroute does not own changed), and every NIC each sweep interval.
 // One verification at a time; requests made meanwhile are merged into the next. A verdict
-// taken while a pass ran or the kernel changed is thrown away and asked for again: never
-// one from a half-converged state. Breaks and heals go to the observer, once each.
+// on a NIC a pass touched while it was taken (or on any, while a change is still being
+// taken in) is thrown away and asked for again: never one from a half-converged state. Breaks and heals go to the observer, once each.
 import type { Family } from '../net/ip.js';
 import type { PathVerdict } from '../domain/reply-paths.js';
 import { mapSet } from '../domain/collections.js';
@@ -99,19 +99,30 @@ export class ReplyPathVerifier {
         continue;
       }
       if (this.options.stateVersion() !== before) {
-        // A pass ran or the kernel changed meanwhile: what was seen may be half-converged.
-        this.request(nics);
+        // A pass ran or the kernel changed meanwhile: what was seen of the NICs it touched may
+        // be half-converged. A pass that has ended asked for them again (pending); the rest
+        // stands. While a change is still being taken in, or it may have touched every NIC,
+        // everything is asked for again. (Throwing all away used to make a sweep of 1000
+        // NICs, longer than the time between two events, start over after every event.)
+        const stale = this.pending;
+        if (stale === 'all' || !this.options.current()) {
+          this.request(nics);
+          continue;
+        }
+        this.record(nics, verdicts, stale ?? undefined);
         continue;
       }
       this.record(nics, verdicts);
     }
   }
 
-  private record(nics: ReadonlySet<number> | 'all', verdicts: readonly PathVerdict[]): void {
+  /** Takes the verdicts on `nics`, but for those in `stale` (to be verified again). */
+  private record(nics: ReadonlySet<number> | 'all', verdicts: readonly PathVerdict[], stale?: ReadonlySet<number>): void {
     const fresh = new Map<number, Map<string, PathVerdict>>();
     for (const verdict of verdicts) mapSet(fresh, verdict.probe.ifindex, pathKey(verdict), verdict);
     const covered = nics === 'all' ? new Set([...this.byNic.keys(), ...fresh.keys()]) : nics;
     for (const ifindex of covered) {
+      if (stale?.has(ifindex)) continue;
       const before = this.byNic.get(ifindex) ?? new Map<string, PathVerdict>();
       const now = fresh.get(ifindex) ?? new Map<string, PathVerdict>();
       // A path that no longer exists (address or NIC gone) neither breaks nor heals.

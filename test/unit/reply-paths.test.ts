@@ -177,8 +177,10 @@ describe('the verifier', () => {
     const b1 = probe(3, 'b1');
     const h = harness([
       () => {
-        // While the kernel answers: a pass starts, and more NICs are asked for.
+        // While the kernel answers: a pass for NIC 3 runs (and asks for it again), and more
+        // NICs are asked for.
         h.pass();
+        h.verifier.request([3]);
         h.verifier.request([2]);
         h.verifier.request([4]);
         return [broken(b1)];

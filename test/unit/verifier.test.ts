@@ -1,0 +1,93 @@
+// The reply-path verifier's bookkeeping, with the lookups scripted: which verdicts a pass
+// that ran meanwhile makes stale, and that a sweep outlasting the time between events ends.
+import { describe, expect, it } from 'vitest';
+import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
+import type { PathVerdict } from '../../src/domain/reply-paths.js';
+
+const verdict = (ifindex: number): PathVerdict => ({
+  probe: { direction: 'egress', family: 4, ifindex, ifname: `eth${ifindex}`, address: `198.18.${ifindex}.10`, peer: `198.18.${ifindex}.1`, offLink: false },
+  failure: null,
+});
+
+/** A verifier over NICs 2..n, whose lookups resolve when the test says, and whose state the test moves. */
+function harness(nics: number[]) {
+  const asked: Array<number[] | 'all'> = [];
+  const answers: Array<() => void> = [];
+  const recorded: string[] = [];
+  const state = { version: 0, current: true };
+  const observer: VerifierObserver = {
+    replyPathBroke: () => undefined,
+    replyPathHealed: () => undefined,
+    replyPathsOfNic: (ifname, _family, ok) => void recorded.push(`${ifname} ${ok}`),
+    verifyFailed: (error) => {
+      throw error;
+    },
+  };
+  const verifier = new ReplyPathVerifier(
+    {
+      current: () => state.current,
+      verify: (only) => {
+        const which = only ? [...only].sort() : nics;
+        asked.push(only ? [...only].sort() : 'all');
+        return new Promise((resolve) => answers.push(() => resolve(which.map(verdict))));
+      },
+      stateVersion: () => String(state.version),
+    },
+    observer,
+  );
+  const answer = async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    answers.shift()!();
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+  return { verifier, asked, recorded, state, answer };
+}
+
+describe('reply-path verifier', () => {
+  it('keeps what a sweep saw of the NICs a pass meanwhile did not touch, and verifies the touched ones again', async () => {
+    const h = harness([2, 3, 4]);
+    h.verifier.request('all');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(h.asked).toEqual(['all']);
+    // While the sweep's lookups are out, a pass runs for eth3 and asks for it.
+    h.state.version++;
+    h.verifier.request([3]);
+    await h.answer();
+    expect(h.recorded.sort()).toEqual(['eth2 true', 'eth4 true']);
+    expect(h.asked).toEqual(['all', [3]]);
+    await h.answer();
+    expect(h.recorded.sort()).toEqual(['eth2 true', 'eth3 true', 'eth4 true']);
+    await h.verifier.idle();
+  });
+
+  it('finishes a sweep while events keep coming, each touching one NIC', async () => {
+    const h = harness([2, 3, 4, 5]);
+    h.verifier.request('all');
+    await new Promise((resolve) => setImmediate(resolve)); // the sweep's lookups are out
+    for (let event = 0; event < 5; event++) {
+      h.state.version++;
+      h.verifier.request([2 + (event % 4)]);
+      await h.answer();
+    }
+    expect(new Set(h.recorded.map((line) => line.split(' ')[0]))).toEqual(new Set(['eth2', 'eth3', 'eth4', 'eth5']));
+    expect(h.asked.filter((asked) => asked === 'all')).toHaveLength(1);
+    h.verifier.stop();
+    await h.answer().catch(() => undefined);
+  });
+
+  it('takes nothing from a verification while a change is still being taken in, and asks again', async () => {
+    const h = harness([2, 3]);
+    h.verifier.request('all');
+    await new Promise((resolve) => setImmediate(resolve));
+    h.state.version++;
+    h.state.current = false; // a notification read, its pass not run yet
+    await h.answer();
+    expect(h.recorded).toEqual([]);
+    h.state.current = true;
+    h.verifier.request([]); // the pass ends, having touched nothing
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(h.asked).toEqual(['all', 'all']);
+    await h.answer();
+    expect(h.recorded.sort()).toEqual(['eth2 true', 'eth3 true']);
+  });
+});
