@@ -15,7 +15,7 @@ import { DEFAULT_BACKOFF, PassScheduler, type SchedulerOptions } from './schedul
 import { StageMeter, type StageTimes } from './stages.js';
 import { ReplyPathVerifier } from './verifier.js';
 import type { KernelEvent } from '../domain/events.js';
-import { verifyReplyPaths } from '../kernel/route-lookups.js';
+import { OffLinkDestinations, verifyReplyPaths } from '../kernel/route-lookups.js';
 import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from '../domain/constants.js';
 
 /** The rtnetlink sockets the daemon talks through: requests and dumps, and notifications. */
@@ -35,6 +35,8 @@ export class Daemon {
   private readonly scheduler: PassScheduler;
   private readonly verifier: ReplyPathVerifier;
   private readonly stages = new StageMeter();
+  /** The host's off-link destinations, kept while they stay off every link (null: after a re-dump). */
+  private offLink: OffLinkDestinations | null = null;
   /** NICs (by ifindex) whose reply paths events touched since the last pass, or all. */
   private touched: Set<number> | 'all' = 'all';
   private started = false;
@@ -51,6 +53,8 @@ export class Daemon {
     this.watcher = new Watcher(this.client, readsAsStage(sockets.notifications, this.stages, 'receive'), {
       changed: (eventTime, events) => {
         if (!this.started) return; // start() runs the first pass itself
+        if (events === null) this.offLink = null;
+        else for (const event of events) if (event.kind === 'address') this.offLink?.addressChanged(event.op, event.address);
         this.noteTouched(events);
         this.converger.observe(eventTime, events);
         this.scheduler.request(events ? 'event' : 'resync');
@@ -72,7 +76,10 @@ export class Daemon {
           this.watcher.drain();
           return !this.scheduler.busy && this.converger.plannedGeneration === this.watcher.generation;
         },
-        verify: (only) => verifyReplyPaths(this.client, this.watcher.mirror, this.converger.interfacePlans(only), only),
+        verify: (only) => {
+          this.offLink ??= new OffLinkDestinations(this.watcher.mirror);
+          return verifyReplyPaths(this.client, this.watcher.mirror, this.converger.interfacePlans(only), only, this.offLink.get);
+        },
         stateVersion: () => {
           this.watcher.drain();
           return `${this.scheduler.passes}|${this.watcher.generation}`;

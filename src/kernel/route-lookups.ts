@@ -3,7 +3,8 @@
 // <address> from <peer> iif <nic>` (ingress, where the kernel applies rp_filter). Requests
 // are pipelined: a batch of them per sendmsg, each answered as the kernel sends it.
 import type { InterfacePlan } from '../domain/interface-plan.js';
-import type { Family } from '../net/ip.js';
+import { networkOf, type Family } from '../net/ip.js';
+import type { Address } from '../domain/model.js';
 import type { MirrorView } from '../domain/mirror.js';
 import { judge, onCollidedTable, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
 import type { RtnlClient } from '../netlink/client.js';
@@ -61,6 +62,37 @@ function lookupAction(probe: Probe): string {
 }
 
 /**
+ * The host's off-link destination per family (offLinkDestination), worked out when first
+ * asked: it scans every address of the host. A daemon keeps one while it stays off every
+ * link, so verifying one NIC's paths does not cost the host's size: an address that comes
+ * within reach of it has it worked out again; one that goes leaves it off-link (any
+ * destination off every link will do).
+ */
+export class OffLinkDestinations {
+  private readonly known = new Map<Family, string | undefined>();
+
+  constructor(private readonly mirror: MirrorView) {}
+
+  readonly get = (family: Family): string | undefined => {
+    if (!this.known.has(family)) this.known.set(family, offLinkDestination(family, this.mirror.addresses.values()));
+    return this.known.get(family);
+  };
+
+  /** An address came, changed or went (`delete`). */
+  addressChanged(op: 'set' | 'delete', address: Address): void {
+    if (!this.known.has(address.family)) return;
+    const destination = this.known.get(address.family);
+    // None was off every link: one may be now that an address went.
+    if (destination === undefined) {
+      if (op === 'delete') this.known.delete(address.family);
+      return;
+    }
+    const on = address.peer ?? address.address;
+    if (op === 'set' && networkOf(destination, address.prefixLength) === networkOf(on, address.prefixLength)) this.known.delete(address.family);
+  }
+}
+
+/**
  * Every reply path of `interfaces` (or of those in `only`, by ifindex), judged by the kernel:
  * one verdict per probe.
  */
@@ -69,15 +101,9 @@ export async function verifyReplyPaths(
   mirror: MirrorView,
   interfaces: readonly InterfacePlan[],
   only?: ReadonlySet<number>,
+  offLink: (family: Family) => string | undefined = new OffLinkDestinations(mirror).get,
 ): Promise<PathVerdict[]> {
-  const offLink = new Map<Family, string | undefined>();
-  const context: ProbeContext = {
-    isLocal: (address) => mirror.holdsAddress(address),
-    offLink: (family) => {
-      if (!offLink.has(family)) offLink.set(family, offLinkDestination(family, mirror.addresses.values()));
-      return offLink.get(family);
-    },
-  };
+  const context: ProbeContext = { isLocal: (address) => mirror.holdsAddress(address), offLink };
   const chosen = only ? interfaces.filter((planned) => only.has(planned.link.index)) : interfaces;
   const planOf = new Map(chosen.map((planned) => [planned.link.index, planned]));
   const probes = chosen.flatMap((planned) => probesOf(planned, context));
