@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NetnsLab } from '../../src/lab/netns.js';
 import { markdownProfile, summariseProfile, type ProfileSummary } from './cpu-profile.js';
-import { CLI, Daemon, REPO, scheduling } from './daemon.js';
+import { CLI, Daemon, REPO, scheduling, threadCpuMs, type StageRecord } from './daemon.js';
 import { Figures, markdownTable, percentile, spread, type Figure } from './figures.js';
 import { addressKey, Monitor, realtimeMs, routeKey, ruleKey, spawnAndWait } from './monitor.js';
 import {
@@ -28,9 +28,9 @@ import {
 const run = promisify(execFile);
 const TABLE_BASE = 1000; // symroute's default table.base: NIC k's table is 1000 + ifindex
 const BIG = 1000;
-const COLD_START_REPS = { 100: 5, [BIG]: 3 } as const;
+const COLD_START_REPS = { 100: 3, [BIG]: 3 } as const;
 const EVENT_ROUNDS = 5;
-const EVENTS_PER_ROUND = 20;
+const EVENTS_PER_ROUND = 10;
 const FOREIGN_ROUTES = 100_000;
 const FOREIGN_NICS = 10;
 const FOREIGN_ROUNDS = 5;
@@ -39,7 +39,7 @@ const BURST_REPS = 3;
 const PROFILED_EVENTS = 10;
 const IDLE_WINDOWS = 3;
 const IDLE_WINDOW_MS = 10_000;
-const HELP_REPS = 15;
+const HELP_REPS = 10;
 
 const dir = mkdtempSync(join(tmpdir(), 'symroute-bench-'));
 const lab = new NetnsLab('srb');
@@ -109,8 +109,14 @@ interface Owned {
   routes: string[];
 }
 
-async function coldStart(world: World, reps: number, configPath: string, keepLast: boolean): Promise<{ daemon?: Daemon; owned: Owned }> {
-  section(`cold start, ${world.nics} NICs`);
+async function coldStart(
+  world: World,
+  reps: number,
+  configPath: string,
+  keepLast: boolean,
+  hosts = 'IPv4 + IPv6 + gateways',
+): Promise<{ daemon?: Daemon; owned: Owned }> {
+  section(`cold start, ${world.nics} NICs, ${hosts}`);
   const afterDumps: number[] = [];
   const total: number[] = [];
   const reference: number[] = [];
@@ -158,7 +164,7 @@ async function coldStart(world: World, reps: number, configPath: string, keepLas
   const pairs = reference.length;
   const objects = `${owned!.rules.length} rules + ${owned!.routes.length} routes`;
   figures.add({
-    section: `cold start, ${world.nics} NICs (IPv4 + IPv6 + gateways: ${objects})`,
+    section: `cold start, ${world.nics} NICs (${hosts}: ${objects})`,
     name: 'after the dumps: symroute start-up convergence vs `ip -batch` of the same objects',
     unit: 'ms',
     symroute: spread(afterDumps),
@@ -167,7 +173,7 @@ async function coldStart(world: World, reps: number, configPath: string, keepLas
     goal: { on: 'ratio', atMost: 1.1, text: '≤ 1.1× ip -batch' },
   });
   figures.add({
-    section: `cold start, ${world.nics} NICs (IPv4 + IPv6 + gateways: ${objects})`,
+    section: `cold start, ${world.nics} NICs (${hosts}: ${objects})`,
     name: 'whole start: spawn to "running" (node, config, dumps, convergence)',
     unit: 'ms',
     symroute: spread(total),
@@ -176,11 +182,17 @@ async function coldStart(world: World, reps: number, configPath: string, keepLas
 }
 
 // ---------------------------------------------------------------------------------------
-// One event: a NIC gets an address in a new subnet, so the desired state gains a rule and
-// a route. symroute's latency from outside runs from `ip monitor` seeing the address to it
-// seeing both the rule and the route; in-process it is the daemon's own durationSeconds.
-// The reference is what a script would do per event: fork `ip rule add` and `ip route add`,
-// timed from just before the first fork to `ip monitor` seeing both.
+// One event: a NIC gets an address, so the desired state gains a rule, and a route unless
+// the address lies inside a prefix the NIC already has. symroute's latency from outside runs
+// from `ip monitor` seeing the address to it seeing the rule and the route; in-process it is
+// the daemon's own durationSeconds. The reference is what a script would do per event: fork
+// `ip rule add` (and `ip route add`), timed from just before the first fork to `ip monitor`
+// seeing what they added.
+//
+// Prefix shapes, each NIC holding an IPv4 /28 and an IPv6 /64: equal (a /28 of its own),
+// wider (a /24 around its /28: around 16 NICs' /28s on the 1000-NIC host), narrower (a /32
+// inside its /28: a rule only), IPv6 equal (a /64 of its own) and IPv6 narrower (a /128
+// inside its /64: a rule only).
 
 interface Side {
   readonly world: World;
@@ -193,184 +205,261 @@ interface SymSide extends Side {
   readonly daemon: Daemon;
 }
 
-async function symrouteEvent(side: SymSide): Promise<{ outside: number; inProcess: number }> {
-  const { world, monitor: m, daemon } = side;
-  const k = side.next++ % world.nics;
-  const event = eventAddress(k, side.space);
-  const table = tableOf(world, k);
-  const keys = [addressKey(event.cidr), ruleKey(event.address), routeKey(event.subnet, table)] as const;
-  const cursors = keys.map((key) => m.seenCount(key));
-  const converged = daemon.durations.length;
-  await spawnAndWait('ip', ['-n', world.ns, 'addr', 'add', event.cidr, 'dev', `n${k}`]);
-  const [address, rule, route] = await Promise.all(keys.map((key, i) => m.next(key, false, cursors[i]!)));
-  const inProcess = ms(await daemon.convergence(converged));
-  // Undo, and wait for symroute to have undone its part too.
-  await spawnAndWait('ip', ['-n', world.ns, 'addr', 'del', event.cidr, 'dev', `n${k}`]);
-  await Promise.all(keys.slice(1).map((key, i) => m.next(key, true, cursors[i + 1]!)));
-  await daemon.convergence(converged + 1);
-  return { outside: Math.max(rule!.at, route!.at) - address!.at, inProcess };
+type PrefixShape = 'equal' | 'wider' | 'narrower' | 'ipv6-equal' | 'ipv6-narrower';
+const SHAPES: readonly PrefixShape[] = ['equal', 'wider', 'narrower', 'ipv6-equal', 'ipv6-narrower'];
+const SHAPE_TITLES: Record<PrefixShape, string> = {
+  equal: 'equal, an IPv4 /28 of its own (1 rule + 1 route)',
+  wider: "wider, an IPv4 /24 around the NICs' /28s (1 rule + 1 route)",
+  narrower: 'narrower, an IPv4 /32 inside its /28 (1 rule)',
+  'ipv6-equal': 'IPv6 equal, a /64 of its own (1 rule + 1 route)',
+  'ipv6-narrower': 'IPv6 narrower, a /128 inside its /64 (1 rule)',
+};
+
+interface ShapedEvent {
+  readonly family: 4 | 6;
+  readonly cidr: string;
+  readonly address: string;
+  /** The connected route symroute adds to the NIC's table, if any. */
+  readonly subnet?: string;
 }
-
-async function forkingIpEvent(side: Side): Promise<number> {
-  const { world, monitor: m } = side;
-  const k = side.next++ % world.nics;
-  const event = eventAddress(k, side.space);
-  const table = String(tableOf(world, k));
-  const keys = [ruleKey(event.address), routeKey(event.subnet, table)];
-  const cursors = keys.map((key) => m.seenCount(key));
-  await spawnAndWait('ip', ['-n', world.ns, 'addr', 'add', event.cidr, 'dev', `n${k}`]);
-  const started = realtimeMs();
-  await spawnAndWait('ip', ['-n', world.ns, 'rule', 'add', 'from', event.address, 'lookup', table, 'pref', '30000', 'proto', '83']);
-  await spawnAndWait('ip', ['-n', world.ns, 'route', 'add', event.subnet, 'dev', `n${k}`, 'table', table, 'proto', '83', 'scope', 'link', 'src', event.address]);
-  const seen = await Promise.all(keys.map((key, i) => m.next(key, false, cursors[i]!)));
-  const outside = Math.max(...seen.map((s) => s.at)) - started;
-  await ipBatch(world.ns, [
-    `rule del from ${event.address} lookup ${table} pref 30000 proto 83`,
-    `route del ${event.subnet} dev n${k} table ${table} proto 83 scope link src ${event.address}`,
-    `addr del ${event.cidr} dev n${k}`,
-  ], dir, 'event-undo');
-  return outside;
-}
-
-// ---------------------------------------------------------------------------------------
-// Event cost by prefix shape, 1 and 1000 NICs (each NIC holds a /28): an address whose prefix
-// is wider than the NICs' (a /24 around 16 of their /28s at 1000 NICs), equal (a /28 of its
-// own: the event above), or narrower (a /32 inside the NIC's own /28: a rule, no route).
-
-type PrefixShape = 'wider' | 'equal' | 'narrower';
-const SHAPE_ROUNDS = 5;
-const SHAPE_EVENTS_PER_ROUND = 10;
 
 const toInt = (address: string) => address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 const toText = (n: number) => [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join('.');
 
-/** The address NIC k gets for `shape`, and the connected route symroute adds for it (none for a /32). */
-function shapeEvent(k: number, shape: PrefixShape): { cidr: string; address: string; subnet?: string } {
-  if (shape === 'equal') return eventAddress(k);
+/** The address NIC k gets for `shape`, in iproute2's spelling (the monitor matches text). */
+function shapeEvent(k: number, shape: PrefixShape, space: Side['space']): ShapedEvent {
   const own = toInt(nicIPv4(k).address) - 2; // the NIC's /28
-  if (shape === 'narrower') return { cidr: `${toText(own + 9)}/32`, address: toText(own + 9) };
-  const around = own - (own % 256); // the /24 holding it; .250 is no NIC's address (theirs are 16m + 2)
-  return { cidr: `${toText(around + 250)}/24`, address: toText(around + 250), subnet: `${toText(around)}/24` };
-}
-
-/** One shaped event on `side`: in-process convergence (ms), the change then undone. */
-async function shapedEvent(side: SymSide, shape: PrefixShape): Promise<number> {
-  const { world, monitor: m, daemon } = side;
-  const k = side.next++ % world.nics;
-  const event = shapeEvent(k, shape);
-  const keys = [ruleKey(event.address), ...(event.subnet ? [routeKey(event.subnet, tableOf(world, k))] : [])];
-  const cursors = keys.map((key) => m.seenCount(key));
-  const converged = daemon.durations.length;
-  await spawnAndWait('ip', ['-n', world.ns, 'addr', 'add', event.cidr, 'dev', `n${k}`]);
-  await Promise.all(keys.map((key, i) => m.next(key, false, cursors[i]!)));
-  const inProcess = ms(await daemon.convergence(converged));
-  await spawnAndWait('ip', ['-n', world.ns, 'addr', 'del', event.cidr, 'dev', `n${k}`]);
-  await Promise.all(keys.map((key, i) => m.next(key, true, cursors[i]!)));
-  await daemon.convergence(converged + 1);
-  return inProcess;
-}
-
-async function prefixShapes(one: SymSide, big: SymSide): Promise<void> {
-  section(`event by prefix shape, 1 and ${BIG} NICs`);
-  const shapes: PrefixShape[] = ['wider', 'equal', 'narrower'];
-  const results = await interleavedEvents(
-    shapes.flatMap((shape) => [one, big].map((side) => async () => ({ outside: 0, inProcess: await shapedEvent(side, shape) }))),
-    SHAPE_ROUNDS,
-    SHAPE_EVENTS_PER_ROUND,
-  );
-  const what = { wider: 'a /24 around the NICs\' /28s (1 rule + 1 route)', equal: 'a /28 of its own (1 rule + 1 route)', narrower: 'a /32 inside its /28 (1 rule)' };
-  for (const [i, shape] of shapes.entries()) {
-    const [small, large] = [results[2 * i]!, results[2 * i + 1]!];
-    const title = `event by prefix shape: ${shape}, ${what[shape]}`;
-    for (const p of [50, 99]) {
-      figures.add({
-        section: title,
-        name: `in-process p${p}, ${BIG} NICs ÷ 1 NIC`,
-        unit: 'ms',
-        symroute: spread(perRound(large.inProcess, p)),
-        reference: { name: '1 NIC', figure: spread(perRound(small.inProcess, p)) },
-        ratio: spread(ratios(perRound(large.inProcess, p), perRound(small.inProcess, p))),
-        ...(p === 50 ? { goal: { on: 'ratio', atMost: 1.2, text: '≤ 1.2× of 1 NIC' } as const } : {}),
-      });
+  const hex = k.toString(16);
+  switch (shape) {
+    case 'equal':
+      return { family: 4, ...eventAddress(k, space) };
+    case 'narrower':
+      return { family: 4, cidr: `${toText(own + 9)}/32`, address: toText(own + 9) };
+    case 'wider': {
+      const around = own - (own % 256); // the /24 holding it; .250 is no NIC's address (theirs are 16m + 2)
+      return { family: 4, cidr: `${toText(around + 250)}/24`, address: toText(around + 250), subnet: `${toText(around)}/24` };
+    }
+    case 'ipv6-equal':
+      return { family: 6, cidr: `2001:db8:${hex}:1::2/64`, address: `2001:db8:${hex}:1::2`, subnet: `2001:db8:${hex}:1::/64` };
+    case 'ipv6-narrower': {
+      const address = k === 0 ? '2001:db8::9' : `2001:db8:${hex}::9`; // inet_ntop folds two or more zero groups
+      return { family: 6, cidr: `${address}/128`, address };
     }
   }
 }
 
-interface EventRounds {
-  readonly outside: number[][]; // per round, per event
-  readonly inProcess: number[][];
+/** What symroute adds for the event, as `ip` arguments (checked against it once, see checkShapes). */
+function objectArgs(world: World, k: number, event: ShapedEvent): string[][] {
+  const table = String(tableOf(world, k));
+  const family = `-${event.family}`;
+  const rule = [family, 'rule', 'add', 'from', event.address, 'lookup', table, 'pref', '30000', 'proto', '83'];
+  if (!event.subnet) return [rule];
+  const via = event.family === 4 ? ['scope', 'link', 'src', event.address] : ['src', event.address, 'metric', '1024'];
+  return [rule, [family, 'route', 'add', event.subnet, 'dev', `n${k}`, 'table', table, 'proto', '83', ...via]];
 }
 
-const perRound = (rounds: number[][], p: number) => rounds.map((samples) => percentile(samples, p));
+const addressArgs = (event: ShapedEvent, verb: 'add' | 'del', k: number) => [
+  'addr',
+  verb,
+  event.cidr,
+  'dev',
+  `n${k}`,
+  ...(verb === 'add' && event.family === 6 ? ['nodad'] : []),
+];
 
-/** Runs `rounds` rounds; in each, every stream takes `events` turns, one event at a time in turn. */
-async function interleavedEvents(
-  streams: ReadonlyArray<() => Promise<{ outside: number; inProcess?: number }>>,
-  rounds: number,
-  events: number,
-): Promise<EventRounds[]> {
-  const results: EventRounds[] = streams.map(() => ({ outside: [], inProcess: [] }));
+const eventKeys = (world: World, k: number, event: ShapedEvent) => [
+  ruleKey(event.address),
+  ...(event.subnet ? [routeKey(event.subnet, tableOf(world, k))] : []),
+];
+
+interface EventSample {
+  /** ms from `ip monitor` seeing the address (symroute) or from the first fork (reference) to it seeing all objects. */
+  readonly outside: number;
+  /** symroute's own durationSeconds, ms. */
+  readonly inProcess?: number;
+  /** The daemon's stage times (µs) of the two convergences (address added, removed). */
+  readonly stages?: readonly StageRecord[];
+  /** CPU of the daemon's main thread per convergence, µs (schedstat, the add and the delete halved). */
+  readonly cpuUs?: number;
+}
+
+async function symrouteEvent(side: SymSide, shape: PrefixShape = 'equal'): Promise<EventSample> {
+  const { world, monitor: m, daemon } = side;
+  const k = side.next++ % world.nics;
+  const event = shapeEvent(k, shape, side.space);
+  const keys = [addressKey(event.cidr), ...eventKeys(world, k, event)];
+  const cursors = keys.map((key) => m.seenCount(key));
+  const converged = daemon.durations.length;
+  const cpuBefore = threadCpuMs(daemon.pid);
+  await spawnAndWait('ip', ['-n', world.ns, ...addressArgs(event, 'add', k)]);
+  const [address, ...objects] = await Promise.all(keys.map((key, i) => m.next(key, false, cursors[i]!)));
+  const inProcess = ms(await daemon.convergence(converged));
+  // Undo, and wait for symroute to have undone its part too.
+  await spawnAndWait('ip', ['-n', world.ns, ...addressArgs(event, 'del', k)]);
+  await Promise.all(keys.slice(1).map((key, i) => m.next(key, true, cursors[i + 1]!)));
+  await daemon.convergence(converged + 1);
+  return {
+    outside: Math.max(...objects.map((seen) => seen.at)) - address!.at,
+    inProcess,
+    stages: daemon.stages.slice(converged, converged + 2),
+    cpuUs: ((threadCpuMs(daemon.pid) - cpuBefore) * 1000) / 2,
+  };
+}
+
+async function forkingIpEvent(side: Side, shape: PrefixShape = 'equal'): Promise<EventSample> {
+  const { world, monitor: m } = side;
+  const k = side.next++ % world.nics;
+  const event = shapeEvent(k, shape, side.space);
+  const keys = eventKeys(world, k, event);
+  const cursors = keys.map((key) => m.seenCount(key));
+  const objects = objectArgs(world, k, event);
+  await spawnAndWait('ip', ['-n', world.ns, ...addressArgs(event, 'add', k)]);
+  const started = realtimeMs();
+  for (const args of objects) await spawnAndWait('ip', ['-n', world.ns, ...args]);
+  const seen = await Promise.all(keys.map((key, i) => m.next(key, false, cursors[i]!)));
+  const outside = Math.max(...seen.map((s) => s.at)) - started;
+  const undo = [...objects.map((args) => args.slice(1).join(' ').replace(/^(rule|route) add /, '$1 del ')), addressArgs(event, 'del', k).join(' ')];
+  await ipBatch(world.ns, undo, dir, 'event-undo', [`-${event.family}`]);
+  return { outside };
+}
+
+/** Each shape once on `side`: what symroute added must be what the reference adds. */
+async function checkShapes(side: SymSide): Promise<void> {
+  for (const shape of SHAPES) {
+    const k = side.next % side.world.nics;
+    const before = await ownedObjects(side.world.ns);
+    const { daemon } = side;
+    const converged = daemon.durations.length;
+    const event = shapeEvent(k, shape, side.space);
+    await spawnAndWait('ip', ['-n', side.world.ns, ...addressArgs(event, 'add', k)]);
+    await daemon.convergence(converged);
+    const after = await ownedObjects(side.world.ns);
+    const added = [...after.rules, ...after.routes].filter((line) => !before.rules.includes(line) && !before.routes.includes(line));
+    const expected = objectArgs(side.world, k, event).map((args) => args.join(' '));
+    await spawnAndWait('ip', ['-n', side.world.ns, ...addressArgs(event, 'del', k)]);
+    await daemon.convergence(converged + 1);
+    if (JSON.stringify(added.sort()) !== JSON.stringify(expected.sort())) {
+      throw new Error(`${shape}: symroute added ${JSON.stringify(added)}, the reference would add ${JSON.stringify(expected)}`);
+    }
+  }
+}
+
+const perRound = (rounds: readonly (readonly number[])[], p: number) => rounds.map((samples) => percentile(samples, p));
+/** Per round, `pick` of each sample that has it. */
+const roundsOf = (rounds: readonly (readonly EventSample[])[], pick: (s: EventSample) => number | undefined) =>
+  rounds.map((samples) => samples.map(pick).filter((v): v is number => v !== undefined));
+
+/** Runs `rounds` rounds; in each, every stream takes `events` turns, one event at a time in turn. Per stream, per round, the samples. */
+async function interleavedEvents(streams: ReadonlyArray<() => Promise<EventSample>>, rounds: number, events: number): Promise<EventSample[][][]> {
+  const results: EventSample[][][] = streams.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    for (const r of results) r.outside.push([]), r.inProcess.push([]);
+    for (const r of results) r.push([]);
     for (let e = 0; e < events; e++) {
-      for (const [i, stream] of streams.entries()) {
-        const sample = await stream();
-        results[i]!.outside[round]!.push(sample.outside);
-        if (sample.inProcess !== undefined) results[i]!.inProcess[round]!.push(sample.inProcess);
-      }
+      for (const [i, stream] of streams.entries()) results[i]![round]!.push(await stream());
     }
   }
   return results;
 }
 
-async function eventLatency(small: { sym: SymSide; ref: Side }, big: { sym: SymSide; ref: Side }): Promise<void> {
-  section(`event latency, 1 and ${BIG} NICs, vs forking ip`);
-  const [sym1, ref1, symBig, refBig] = await interleavedEvents(
-    [
-      () => symrouteEvent(small.sym),
-      async () => ({ outside: await forkingIpEvent(small.ref) }),
-      () => symrouteEvent(big.sym),
-      async () => ({ outside: await forkingIpEvent(big.ref) }),
-    ],
-    EVENT_ROUNDS,
-    EVENTS_PER_ROUND,
-  );
-  for (const [nics, sym, ref] of [[1, sym1!, ref1!], [BIG, symBig!, refBig!]] as const) {
-    const title = `event: an address in a new subnet (1 rule + 1 route), ${nics} NIC${nics > 1 ? 's' : ''}`;
+const FORK_NAME = { 1: 'fork `ip rule add`', 2: 'fork `ip rule add` + `ip route add`' } as const;
+
+/**
+ * The matrix: every shape on the 1-NIC and the 1000-NIC host, symroute and the forking
+ * script each, all in the same rounds, one event at a time in turn.
+ */
+async function eventMatrix(one: { sym: SymSide; ref: Side }, big: { sym: SymSide; ref: Side }): Promise<void> {
+  section(`events by prefix shape, 1 and ${BIG} NICs, vs forking ip`);
+  await checkShapes(one.sym);
+  const streams = SHAPES.flatMap((shape) => [
+    () => symrouteEvent(one.sym, shape),
+    () => forkingIpEvent(one.ref, shape),
+    () => symrouteEvent(big.sym, shape),
+    () => forkingIpEvent(big.ref, shape),
+  ]);
+  const results = await interleavedEvents(streams, EVENT_ROUNDS, EVENTS_PER_ROUND);
+  for (const [s, shape] of SHAPES.entries()) {
+    const [sym1, ref1, symBig, refBig] = results.slice(4 * s, 4 * s + 4) as [EventSample[][], EventSample[][], EventSample[][], EventSample[][]];
+    const title = `event by prefix shape: ${SHAPE_TITLES[shape]}`;
+    const inProcess1 = roundsOf(sym1, (e) => e.inProcess);
+    const inProcessBig = roundsOf(symBig, (e) => e.inProcess);
     for (const p of [50, 99]) {
       figures.add({
         section: title,
-        name: `in-process p${p} (symroute_convergence_seconds)`,
+        name: `in-process p${p} (symroute_convergence_seconds), ${BIG} NICs ÷ 1 NIC`,
         unit: 'ms',
-        symroute: spread(perRound(sym.inProcess, p)),
-        ...(p === 99 ? { goal: { on: 'symroute', atMost: 1, text: 'p99 ≤ 1 ms' } as const } : {}),
+        symroute: spread(perRound(inProcessBig, p)),
+        reference: { name: '1 NIC', figure: spread(perRound(inProcess1, p)) },
+        ratio: spread(ratios(perRound(inProcessBig, p), perRound(inProcess1, p))),
+        ...(p === 50 ? { goal: { on: 'ratio', atMost: 1.2, text: '≤ 1.2× of 1 NIC' } as const } : {}),
+        ...(p === 99 && shape === 'equal' ? { goal: { on: 'symroute', atMost: 1, text: `p99 ≤ 1 ms (${BIG} NICs)` } as const } : {}),
       });
     }
-    for (const p of [50, 99]) {
+    for (const [nics, samples] of [[1, inProcess1], [BIG, inProcessBig]] as const) {
       figures.add({
         section: title,
-        name: `from outside p${p} (ip monitor: address seen → rule and route seen)`,
-        unit: 'ms',
-        symroute: spread(perRound(sym.outside, p)),
-        reference: { name: 'fork `ip rule add` + `ip route add`', figure: spread(perRound(ref.outside, p)) },
-        ratio: spread(ratios(perRound(sym.outside, p), perRound(ref.outside, p))),
-        ...(p === 50 ? { goal: { on: 'ratio', atMost: 0.2, text: '≥ 5× faster (≤ 0.2×)' } as const } : {}),
+        name: `in-process p99 ÷ p50 (per round), ${nics} NIC${nics > 1 ? 's' : ''}`,
+        unit: '×',
+        symroute: spread(ratios(perRound(samples, 99), perRound(samples, 50))),
+        goal: { on: 'symroute', atMost: 2, text: 'p99 ≤ 2× p50' },
       });
     }
-  }
-  const title = `event: ${BIG} NICs against 1 NIC (same rounds)`;
-  for (const p of [50, 99]) {
-    figures.add({
-      section: title,
-      name: `in-process p${p}, ${BIG} NICs ÷ 1 NIC`,
-      unit: 'ms',
-      symroute: spread(perRound(symBig!.inProcess, p)),
-      reference: { name: '1 NIC', figure: spread(perRound(sym1!.inProcess, p)) },
-      ratio: spread(ratios(perRound(symBig!.inProcess, p), perRound(sym1!.inProcess, p))),
-      ...(p === 50 ? { goal: { on: 'ratio', atMost: 1.2, text: '≤ 1.2× of 1 NIC' } as const } : {}),
-    });
+    const objects = objectArgs(one.ref.world, 0, shapeEvent(0, shape, one.ref.space)).length as 1 | 2;
+    for (const [nics, sym, ref] of [[1, sym1, ref1], [BIG, symBig, refBig]] as const) {
+      for (const p of [50, 99]) {
+        const outside = perRound(roundsOf(sym, (e) => e.outside), p);
+        const fork = perRound(roundsOf(ref, (e) => e.outside), p);
+        figures.add({
+          section: title,
+          name: `from outside p${p}, ${nics} NIC${nics > 1 ? 's' : ''} (ip monitor: address seen → all seen)`,
+          unit: 'ms',
+          symroute: spread(outside),
+          reference: { name: FORK_NAME[objects], figure: spread(fork) },
+          ratio: spread(ratios(outside, fork)),
+          ...(p === 50 ? { goal: { on: 'ratio', atMost: 0.2, text: '≥ 5× faster (≤ 0.2×)' } as const } : {}),
+        });
+      }
+    }
+    if (shape === 'equal') eventStages(sym1, symBig);
   }
 }
+
+/**
+ * CPU per event by stage, from the daemon's own stage times (stageMicros of its convergence
+ * lines, main-thread time; see src/control/stages.ts) and the main thread's CPU from
+ * schedstat around each event, per convergence (an address added, or removed): medians of
+ * the per-round medians, 1000 NICs against 1 NIC.
+ */
+function eventStages(one: EventSample[][], big: EventSample[][]): void {
+  const title = `CPU per event by stage (an address in a /28 of its own added or removed; the daemon's own stage times), ${BIG} NICs against 1 NIC`;
+  const perConvergence = (rounds: EventSample[][], pick: (stages: StageRecord) => number) =>
+    rounds.map((samples) => percentile(samples.flatMap((s) => (s.stages ?? []).map(pick)), 50));
+  const rows: Array<[string, (stages: StageRecord) => number]> = [
+    ...STAGE_NAMES.map((stage) => [stage, (stages: StageRecord) => stages[stage] ?? 0] as [string, (stages: StageRecord) => number]),
+    ['all stages', (stages: StageRecord) => Object.values(stages).reduce((sum, us) => sum + us, 0)],
+  ];
+  const staged = Object.keys(one[0]?.[0]?.stages?.[0] ?? {}).length > 0;
+  if (!staged) console.log('  (this build logs no stage times)');
+  for (const [name, pick] of staged ? rows : []) {
+    const [small, large] = [perConvergence(one, pick), perConvergence(big, pick)];
+    figures.add({
+      section: title,
+      name,
+      unit: 'µs',
+      symroute: spread(large),
+      reference: { name: '1 NIC', figure: spread(small) },
+    });
+  }
+  const cpu = (rounds: EventSample[][]) => perRound(roundsOf(rounds, (e) => e.cpuUs), 50);
+  figures.add({
+    section: title,
+    name: 'main thread CPU per convergence (schedstat: stages, verification, timers, GC)',
+    unit: 'µs',
+    symroute: spread(cpu(big)),
+    reference: { name: '1 NIC', figure: spread(cpu(one)) },
+  });
+}
+
+const STAGE_NAMES = ['receive', 'plan', 'diff', 'apply', 'host', 'report'] as const;
 
 // ---------------------------------------------------------------------------------------
 // 100k routes in main and 100k in a foreign table: the same events on a host with them and
@@ -382,9 +471,9 @@ async function foreignRoutes(withRoutes: SymSide, without: SymSide): Promise<voi
   const title = `${FOREIGN_ROUTES / 1000}k routes in main + ${FOREIGN_ROUTES / 1000}k in a foreign table, ${FOREIGN_NICS} NICs`;
   const goal = { on: 'ratio', atMost: 1.1, text: '≤ 1.1× of none' } as const;
   for (const [name, pick] of [
-    ['event in-process p50', (r: EventRounds) => perRound(r.inProcess, 50)],
-    ['event in-process p99', (r: EventRounds) => perRound(r.inProcess, 99)],
-    ['event from outside p50', (r: EventRounds) => perRound(r.outside, 50)],
+    ['event in-process p50', (r: EventSample[][]) => perRound(roundsOf(r, (e) => e.inProcess), 50)],
+    ['event in-process p99', (r: EventSample[][]) => perRound(roundsOf(r, (e) => e.inProcess), 99)],
+    ['event from outside p50', (r: EventSample[][]) => perRound(roundsOf(r, (e) => e.outside), 50)],
   ] as const) {
     figures.add({
       section: title,
@@ -588,7 +677,7 @@ async function burstOnce(sym: SymSide): Promise<void> {
 // Reply-path verification at 1000 NICs: `symroute verify` (dump, plan, every lookup) against
 // `ip -batch` of the very same `route get` lines, whole processes, interleaved.
 
-const VERIFY_REPS = 5;
+const VERIFY_REPS = 3;
 
 async function verifyCost(world: World): Promise<void> {
   section(`reply-path verification, ${world.nics} NICs`);
@@ -634,6 +723,9 @@ async function main(): Promise<void> {
   const big = await buildWorld(lab, 'b', BIG, dir);
   const bigRef = await buildWorld(lab, 'B', BIG, dir);
   const { daemon: bigDaemon, owned: bigOwned } = await coldStart(big, COLD_START_REPS[BIG], servedConfig, true);
+  const ipv4Only = await buildWorld(lab, 'v', BIG, dir, { ipv6: false, gateways: false });
+  await coldStart(ipv4Only, COLD_START_REPS[BIG], quietConfig, false, 'IPv4 only, no gateways');
+  await run('ip', ['netns', 'del', ipv4Only.ns]);
   await verifyCost(big);
   // The reference host holds the same objects symroute keeps on the big host.
   await ipBatchByFamily(bigRef.ns, [...bigOwned.rules, ...bigOwned.routes], dir, 'baseline');
@@ -649,8 +741,8 @@ async function main(): Promise<void> {
   const bigSide: SymSide = { world: big, monitor: bigMonitor, daemon: bigDaemon!, space: 'wide', next: 0 };
   const bigRefSide: Side = { world: bigRef, monitor: await monitor(bigRef), space: 'wide', next: 0 };
   const oneSide: SymSide = { world: one, monitor: await monitor(one), daemon: oneDaemon, space: 'wide', next: 0 };
-  await eventLatency({ sym: oneSide, ref: { world: oneRef, monitor: await monitor(oneRef), space: 'wide', next: 0 } }, { sym: bigSide, ref: bigRefSide });
-  await prefixShapes(oneSide, bigSide);
+  const oneRefSide: Side = { world: oneRef, monitor: await monitor(oneRef), space: 'wide', next: 0 };
+  await eventMatrix({ sym: oneSide, ref: oneRefSide }, { sym: bigSide, ref: bigRefSide });
 
   await burst(bigSide, bigRefSide);
   await idle(bigDaemon!, oneDaemon, big);
@@ -681,6 +773,7 @@ async function main(): Promise<void> {
     kernel: release(),
     node: process.version,
     loadAverageAtStart: load.map((l) => Number(l.toFixed(2))),
+    loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))),
   };
   writeResults({ startedAt: startedAt.toISOString(), seconds, machine, figures: figures.all, profile: where });
   console.log(`\nbench took ${seconds.toFixed(0)} s; wrote bench/results.json and BENCHMARKS.md`);
@@ -701,7 +794,7 @@ function writeResults(results: {
     BEGIN,
     `Measured ${results.startedAt.slice(0, 16).replace('T', ' ')} UTC by \`npm run bench\` (${results.seconds.toFixed(0)} s), symroute built from ${String(results.machine.build).slice(0, 7)}:`,
     `${results.machine.cpus} × ${results.machine.cpuModel}, Linux ${results.machine.kernel}, Node.js ${results.machine.node},`,
-    `load average ${(results.machine.loadAverageAtStart as number[]).join(' / ')} at start. ${judged - misses} of ${judged} goals met.`,
+    `load average (1 / 5 / 15 min) ${(results.machine.loadAverageAtStart as number[]).join(' / ')} at start, ${(results.machine.loadAverageAtEnd as number[]).join(' / ')} at the end. ${judged - misses} of ${judged} goals met.`,
     '',
     markdownTable(results.figures),
     '',

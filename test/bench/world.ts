@@ -68,21 +68,25 @@ export async function ipBatchByFamily(ns: string, lines: readonly string[], dir:
   return ms;
 }
 
-/** A namespace with `nics` NICs n0..n{nics-1}, dual stack, gateways learned in main. */
-export async function buildWorld(lab: NetnsLab, name: string, nics: number, dir: string): Promise<World> {
+/** What a host's NICs hold: both families (or IPv4 only), with a learned default route per family (or none). */
+export interface WorldShape {
+  readonly ipv6: boolean;
+  readonly gateways: boolean;
+}
+
+export const FULL: WorldShape = { ipv6: true, gateways: true };
+
+/** A namespace with `nics` NICs n0..n{nics-1}, dual stack and gateways learned in main unless `shape` says otherwise. */
+export async function buildWorld(lab: NetnsLab, name: string, nics: number, dir: string, shape: WorldShape = FULL): Promise<World> {
   const ns = await lab.namespace(name);
   const lines: string[] = [];
   for (let k = 0; k < nics; k++) {
     const v4 = nicIPv4(k);
     const v6 = nicIPv6(k);
-    lines.push(
-      `link add n${k} type ifb`,
-      `link set n${k} up`,
-      `addr add ${v4.address}/28 dev n${k}`,
-      `addr add ${v6.address}/64 dev n${k} nodad`,
-      `route add default via ${v4.gateway} dev n${k} metric ${100 + k}`,
-      `route add default via ${v6.gateway} dev n${k} metric ${100 + k}`,
-    );
+    lines.push(`link add n${k} type ifb`, `link set n${k} up`, `addr add ${v4.address}/28 dev n${k}`);
+    if (shape.ipv6) lines.push(`addr add ${v6.address}/64 dev n${k} nodad`);
+    if (shape.gateways) lines.push(`route add default via ${v4.gateway} dev n${k} metric ${100 + k}`);
+    if (shape.gateways && shape.ipv6) lines.push(`route add default via ${v6.gateway} dev n${k} metric ${100 + k}`);
   }
   await ipBatch(ns, lines, dir, 'world');
   const links = JSON.parse(await ip(ns, '-json', 'link', 'show')) as Array<{ ifname: string; ifindex: number }>;
