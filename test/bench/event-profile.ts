@@ -32,6 +32,8 @@ export interface EventProfile {
   readonly convergenceUs: { readonly p50: number; readonly p99: number };
   /** The daemon's own time per stage, µs per event (median of the events). */
   readonly stages: Record<string, number>;
+  /** The slowest convergences: durationSeconds (µs) and their stage times (µs). */
+  readonly slowest: ReadonlyArray<{ readonly us: number; readonly stages: Readonly<Record<string, number>> }>;
   /** CPU of the daemon's main thread per event (schedstat), µs. */
   readonly mainThreadCpuPerEventUs: number;
   /** Inclusive µs per event under each of EVENT_PARTS. */
@@ -84,6 +86,10 @@ export async function profileEvents(world: World, dir: string, events: number, c
       events,
       convergenceUs: { p50: percentile(durations, 50), p99: percentile(durations, 99) },
       stages,
+      slowest: durations
+        .map((us, i) => ({ us, stages: records[i] ?? {} }))
+        .sort((a, b) => b.us - a.us)
+        .slice(0, 3),
       mainThreadCpuPerEventUs: ((afterMain - beforeMain) * 1000) / events,
       cpuPerEventUs: ((after.cpuMs - before.cpuMs) * 1000) / events,
       busyPerEventUs: (summary.busyMs * 1000) / events,
@@ -104,6 +110,9 @@ export function printEventProfile(nics: number, profile: EventProfile): void {
   console.log(`  in-process convergence p50 ${us(profile.convergenceUs.p50)}, p99 ${us(profile.convergenceUs.p99)}`);
   const staged = Object.values(profile.stages).reduce((sum, us) => sum + us, 0);
   console.log(`  main thread CPU ${us(profile.mainThreadCpuPerEventUs)}/event; stages (the daemon's own, median per event, sum ${us(staged)}): ${Object.entries(profile.stages).map(([stage, value]) => `${stage} ${us(value)}`).join(', ')}`);
+  for (const { us: slow, stages } of profile.slowest) {
+    console.log(`  slow: ${us(slow)}: ${Object.entries(stages).map(([stage, value]) => `${stage} ${us(value)}`).join(', ')}`);
+  }
   console.log(Object.entries(profile.parts).map(([name, value]) => `  ${name.padEnd(14)} ${us(value)}`).join('\n'));
   console.log('  self time per event:');
   for (const entry of profile.summary.byFunction) console.log(`    ${us((entry.ms * 1000) / profile.events).padStart(8)}  ${entry.name}`);
