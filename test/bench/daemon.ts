@@ -38,9 +38,10 @@ export class Daemon {
   readonly spawnedAt = performance.timeOrigin + performance.now();
   runningAt: number | undefined;
 
-  constructor(ns: string, configPath: string, logPath: string, nodeArgs: readonly string[] = []) {
+  /** `cli`: another build's dist/cli.js (for an A/B of two builds). */
+  constructor(ns: string, configPath: string, logPath: string, nodeArgs: readonly string[] = [], cli = CLI) {
     const log = openSync(logPath, 'w');
-    this.child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs, CLI, 'run', '--config', configPath], {
+    this.child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs, cli, 'run', '--config', configPath], {
       stdio: ['ignore', log, 'pipe'],
       env: { ...process.env, NOTIFY_SOCKET: undefined, WATCHDOG_USEC: undefined },
     });
