@@ -1,4 +1,5 @@
-// `vite-node test/bench/ab-events.ts <other checkout>` (as root, both built): this build's
+// `vite-node test/bench/ab-events.ts <other checkout>` (as root, both built; AB_SIZES,
+// AB_ROUNDS and AB_EVENTS change the hosts' sizes, 1,1000, and the rounds, 5 of 10): this build's
 // daemon against another build's (dist/cli.js under <other checkout>), event by event in the
 // same rounds, on identical hosts of 1 and 1000 NICs: an address in a /28 of its own (equal)
 // and a /24 around the NICs' /28s (wider), added and removed. Prints in-process and
@@ -16,6 +17,7 @@ import { buildWorld, eventAddress, nicIPv4, type World } from './world.js';
 
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 5);
 const EVENTS = Number(process.env.AB_EVENTS ?? 10);
+const SIZES = (process.env.AB_SIZES ?? '1,1000').split(',').map(Number);
 const other = resolve(process.argv[2] ?? '');
 const dir = mkdtempSync(join(tmpdir(), 'symroute-ab-'));
 const lab = new NetnsLab('sra');
@@ -77,22 +79,21 @@ try {
   if (!process.argv[2]) throw new Error('usage: ab-events.ts <other checkout, built>');
   const config = join(dir, 'quiet.yaml');
   writeFileSync(config, 'metrics:\n  listen: false\n');
-  const hosts = [
-    await host('t1', 1, 'this', config),
-    await host('o1', 1, 'other', config),
-    await host('tb', 1000, 'this', config),
-    await host('ob', 1000, 'other', config),
-  ];
+  const hosts: Host[] = [];
+  for (const nics of SIZES) for (const build of ['this', 'other'] as const) hosts.push(await host(`${build[0]}${nics}`, nics, build, config));
   const streams = (['equal', 'wider'] as const).flatMap((shape) => hosts.map((h) => ({ shape, h })));
   const results = streams.map(() => [] as Sample[][]);
   for (let round = 0; round < ROUNDS; round++) {
     for (const r of results) r.push([]);
-    for (let e = 0; e < EVENTS; e++) for (const [i, { shape, h }] of streams.entries()) results[i]![round]!.push(await once(h, shape));
+    // Every other round in reverse, so that no stream always follows the same one.
+    const order = [...streams.keys()];
+    if (round % 2 === 1) order.reverse();
+    for (let e = 0; e < EVENTS; e++) for (const i of order) results[i]![round]!.push(await once(streams[i]!.h, streams[i]!.shape));
   }
   const med = (rounds: Sample[][], pick: (s: Sample) => number, p: number) => spread(rounds.map((samples) => percentile(samples.map(pick), p))).median;
   console.log(`load ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' / ')}; ${ROUNDS} rounds × ${EVENTS} events; this build | ${other}`);
   for (const shape of ['equal', 'wider'] as const) {
-    for (const nics of [1, 1000]) {
+    for (const nics of SIZES) {
       const [mine, theirs] = (['this', 'other'] as const).map((build) => results[streams.findIndex((s) => s.shape === shape && s.h.build === build && s.h.world.nics === nics)]!);
       const row = (what: string, pick: (s: Sample) => number, p: number, unit: string) =>
         console.log(`${shape.padEnd(6)} ${String(nics).padStart(4)} NICs  ${what.padEnd(22)} ${med(mine!, pick, p).toFixed(2).padStart(8)} | ${med(theirs!, pick, p).toFixed(2).padStart(8)} ${unit}`);
