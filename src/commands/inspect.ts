@@ -12,7 +12,7 @@ import { linkName, type Mirror } from '../domain/mirror.js';
 import { describeRoute, describeRule, type Route, type Rule } from '../domain/model.js';
 import { RtnlClient } from '../netlink/client.js';
 import { RTM_GETROUTE } from '../netlink/constants.js';
-import { RT_TABLE_MAIN } from '../domain/constants.js';
+import { FR_ACT_TO_TBL, RT_TABLE_MAIN } from '../domain/constants.js';
 import { routeFromMessage } from '../kernel/objects.js';
 import { plan, type InterfacePlan, type Plan } from '../domain/planner.js';
 import { describeChange } from '../kernel/reconciler.js';
@@ -227,7 +227,7 @@ export async function statusCommand(config: Config, json: boolean, io: Output): 
     const inTable = (table: number) => changes.filter((c) => tableOf(c) === table);
     const unowned = changes.filter((c) => !s.plan.interfaces.some((i: InterfacePlan) => i.table === tableOf(c)));
     // The `to <prefix> lookup main` rules: no interface's table, so listed on their own.
-    const destinations = s.plan.rules.filter((r) => r.dstLength > 0).map(describeRule);
+    const destinations = s.plan.rules.filter((r) => r.dstLength > 0 && r.action === FR_ACT_TO_TBL).map(describeRule);
     // Read afresh (the daemon checks them only when interfaces come and go), and what only
     // the running daemon knows: objects someone keeps removing.
     const sysctl = checkSysctls(new ConfFiles(), s.plan.sharedSubnets, false);

@@ -314,10 +314,13 @@ const RESERVED_PRIORITIES = new Map<unknown, string>([
   [32766, "the kernel's main-table rule"],
   [32767, "the kernel's default-table rule"],
 ]);
-// The `to <prefix> lookup main` rules sit at priority - 1, which must stay behind the local table's 0.
-const PRIORITY = expect(integer(2, 32765), 'an integer 2..32765', (value) =>
-  value === 1 ? "the exception rules go one below it, and 0 is the local table's" : RESERVED_PRIORITIES.get(value),
-);
+// symroute's rules take priority - 5 .. priority + 1 (src/domain/rule-skips.ts), all of them
+// after the local table's 0 and before main's 32766.
+const PRIORITY = expect(integer(6, 32764), 'an integer 6..32764', (value) => {
+  if (typeof value === 'number' && value >= 1 && value <= 5) return "symroute's rules take the 5 priorities below it, and 0 is the local table's";
+  if (value === 32765) return "symroute's rules take the one after it, and 32766 is the main table's";
+  return RESERVED_PRIORITIES.get(value);
+});
 
 const BOOLEAN = expect(z.boolean(), 'true or false');
 

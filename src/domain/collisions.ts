@@ -3,34 +3,37 @@
 import type { Config } from '../config/config.js';
 import type { MirrorView } from './mirror.js';
 import { describeRule, type Rule } from './model.js';
-import { destinationPriority } from './destinations.js';
+import { priorityRange } from './rule-skips.js';
 
-const MIN_PRIORITY = 2;
-const MAX_PRIORITY = 32765;
+// rule.priority's range (config.ts): P-5 after the local table's 0, P+1 before main's 32766.
+const MIN_PRIORITY = 6;
+const MAX_PRIORITY = 32764;
 const SHOWN = 3;
 
-/** The priorities symroute's rules use: its `from` rules and, one above, its `to … lookup main` rules. */
-const ownPriorities = (config: Config, priority = config.rule.priority): number[] => [
-  priority,
-  destinationPriority({ ...config, rule: { ...config.rule, priority } }),
-];
+/** The priorities symroute's rules use (rule-skips.ts): from P-5 to P+1 for rule.priority P. */
+function ownPriorities(priority: number): number[] {
+  const { first, last } = priorityRange(priority);
+  return Array.from({ length: last - first + 1 }, (_, i) => first + i);
+}
 
 /** Rules symroute does not own at the priorities it would use: a refusal, with a free priority. */
 export function priorityCollision(config: Config, mirror: MirrorView): string | undefined {
   const foreign = [...mirror.rules.values()].map(({ rule }) => rule).filter((rule) => rule.protocol !== config.protocol);
-  const clashing = foreign.filter((rule) => ownPriorities(config).includes(rule.priority));
+  const own = new Set(ownPriorities(config.rule.priority));
+  const clashing = foreign.filter((rule) => own.has(rule.priority));
   if (clashing.length === 0) return undefined;
   const used = new Set(foreign.map((rule) => rule.priority));
   const free = nearestFreePriority(config, used);
+  const { first, last } = priorityRange(config.rule.priority);
   return (
-    `rule.priority: ${config.rule.priority} (and ${destinationPriority(config)} above it) already hold${clashing.length === 1 ? 's' : ''} ` +
+    `rule.priority: ${config.rule.priority} (symroute's rules take ${first}..${last}) already hold${clashing.length === 1 ? 's' : ''} ` +
     `rules symroute does not own: ${listRules(clashing)}; ` +
     (free === undefined ? 'no free priority found' : `choose a free one, such as rule.priority: ${free}`)
   );
 }
 
 function nearestFreePriority(config: Config, used: ReadonlySet<number>): number | undefined {
-  const isFree = (priority: number) => ownPriorities(config, priority).every((p) => !used.has(p) && p >= 1);
+  const isFree = (priority: number) => ownPriorities(priority).every((p) => !used.has(p) && p >= 1 && p < 32766);
   for (let distance = 1; distance <= MAX_PRIORITY; distance++) {
     for (const candidate of [config.rule.priority - distance, config.rule.priority + distance]) {
       if (candidate >= MIN_PRIORITY && candidate <= MAX_PRIORITY && isFree(candidate)) return candidate;

@@ -20,4 +20,6 @@ export const RT_TABLE_LOCAL = 255;
 
 // Rule actions
 export const FR_ACT_TO_TBL = 1;
+export const FR_ACT_GOTO = 2;
+export const FR_ACT_NOP = 3;
 export const FR_ACT_PROHIBIT = 8;

@@ -3,7 +3,8 @@
 // pod veths, VM taps, overlay and VPN tunnels). Without them a reply from a NIC's address to
 // a container follows the NIC's `from` rule out to its gateway instead of into the bridge.
 //
-// One `to <prefix> lookup main` rule per prefix, one priority above symroute's `from` rules.
+// One `to <prefix> lookup main` rule per prefix, ahead of symroute's `from` rules (rule-skips.ts
+// has the whole layout).
 // Not `lookup main suppress_prefixlength 0`: that would hand every reply to any more
 // specific route in main (a static route via NIC 1 would steal NIC 2's replies), and NICs
 // sharing a subnet would all answer through the first of them. Pure: no I/O.
@@ -12,9 +13,10 @@ import { isPlumbingName } from './interface-names.js';
 import { addressToBytes, type Family } from '../net/ip.js';
 import type { Route, Rule } from './model.js';
 import { FR_ACT_TO_TBL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
+import { rulePriorities } from './rule-skips.js';
 
-/** Priority of the destination rules: just above (before) symroute's `from` rules. */
-export const destinationPriority = (config: Config): number => config.rule.priority - 1;
+/** Priority of the destination rules: ahead of symroute's `from` rules and their skip. */
+export const destinationPriority = (config: Pick<Config, 'rule'>): number => rulePriorities(config.rule.priority).destinations;
 
 /**
  * Whether the mirror must keep this main-table route: its device is plumbing whose prefixes

@@ -7,6 +7,7 @@ import { groupBy } from './collections.js';
 import type { Route, Rule } from './model.js';
 import { routeKey, routeSlot, ruleKey, type ObjectKey, type RouteKey } from './keys.js';
 import type { MirrorView } from './mirror.js';
+import { skipsEverything } from './rule-skips.js';
 import type { DesiredState, Plan, Scope } from './planner.js';
 
 export type Change =
@@ -91,11 +92,14 @@ export function changesWithin(desired: Wanted, mirror: MirrorView, protocol: num
   }
 
   const viaGateway = (change: Change) => change.kind === 'route' && change.route.gateway !== undefined;
+  // A catch-all skip sends every packet past a block: in only after the covers that let the
+  // block's packets in (and the block itself), out before them.
+  const skipsAll = (change: Change) => change.kind === 'rule' && skipsEverything(change.rule);
   return [
     routeWrites.filter((c) => !viaGateway(c)),
     routeWrites.filter(viaGateway),
-    ruleAdds,
-    ruleDeletes,
+    [...ruleAdds.filter((c) => !skipsAll(c)), ...ruleAdds.filter(skipsAll)],
+    [...ruleDeletes.filter(skipsAll), ...ruleDeletes.filter((c) => !skipsAll(c))],
     routeDeletes.filter(viaGateway),
     routeDeletes.filter((c) => !viaGateway(c)),
   ].filter((phase) => phase.length > 0);

@@ -47,6 +47,7 @@ export const ruleKey = (r: Rule): RuleKey =>
     r.priority,
     r.table,
     r.action,
+    r.goto ?? '',
     r.protocol,
     `${r.src ?? ''}/${r.srcLength}`,
     `${r.dst ?? ''}/${r.dstLength}`,

@@ -1,6 +1,7 @@
 // The kernel objects symroute reasons about, in a form independent of the wire format, and
 // their ip(8)-style descriptions (their keys: keys.ts). Shared by the watcher, planner and reconciler.
 import type { Family } from '../net/ip.js';
+import { FR_ACT_GOTO, FR_ACT_NOP } from './constants.js';
 
 export interface Link {
   readonly index: number;
@@ -49,6 +50,8 @@ export interface Rule {
   readonly priority: number;
   readonly table: number;
   readonly action: number;
+  /** FR_ACT_GOTO's target: the kernel jumps to the first rule of this priority. */
+  readonly goto?: number;
   readonly protocol: number;
   readonly src?: string;
   readonly srcLength: number;
@@ -97,6 +100,9 @@ export function describeRule(rule: Rule): string {
   if (rule.iifname) parts.push(`iif ${rule.iifname}`);
   if (rule.oifname) parts.push(`oif ${rule.oifname}`);
   if (rule.fwmark !== undefined) parts.push(`fwmark ${rule.fwmark}`);
-  parts.push(`lookup ${TABLE_NAMES.get(rule.table) ?? rule.table}`, `pref ${rule.priority}`);
+  if (rule.action === FR_ACT_GOTO) parts.push(`goto ${rule.goto}`);
+  else if (rule.action === FR_ACT_NOP) parts.push('nop');
+  else parts.push(`lookup ${TABLE_NAMES.get(rule.table) ?? rule.table}`);
+  parts.push(`pref ${rule.priority}`);
   return parts.join(' ');
 }

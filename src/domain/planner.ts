@@ -17,6 +17,7 @@ import { destinationRules, isPlumbingRoute } from './destinations.js';
 import { routeDevices, type MirrorChanges, type MirrorView } from './mirror.js';
 import { interfaceObjects, ownedPrefixes, planInterface, tableOf, type InterfacePlan, type OwnedPrefix } from './interface-plan.js';
 import { RT_TABLE_MAIN } from './constants.js';
+import { RuleSkips } from './rule-skips.js';
 
 export type { FamilyPlan, Gateway, GatewaySource, InterfacePlan } from './interface-plan.js';
 
@@ -92,6 +93,9 @@ export class DesiredState {
   /** Every rule wanted, by ruleKey: the winners and the destination rules. */
   readonly rules = new Map<RuleKey, Rule>();
   private destinationKeys: RuleKey[] = [];
+  /** Rules that let a packet skip blocks that cannot match it (rule-skips.ts). */
+  private readonly skips: RuleSkips;
+  private skipKeys: RuleKey[] = [];
   private readonly routesByTable = new Map<number, readonly Route[]>();
   private readonly protectedSet = new Set<number>();
   /** Main-table routes into excluded plumbing, by routeKey: each prefix gets a destination rule. */
@@ -99,7 +103,9 @@ export class DesiredState {
   private routeTotal = 0;
   private readonly unusable = new Map<Family, number>();
 
-  constructor(readonly config: Config) {}
+  constructor(readonly config: Config) {
+    this.skips = new RuleSkips(config);
+  }
 
   /** Tables holding routes symroute does not own: nothing in them, or pointing at them, is touched. */
   get protectedTables(): ReadonlySet<number> {
@@ -174,9 +180,10 @@ export class DesiredState {
     const order = [...new Set([...this.parts.keys(), ...this.refused.keys()])].sort((a, b) => a - b);
     const parts = order.map((ifindex) => this.parts.get(ifindex)).filter((part) => part !== undefined);
     const destinations = this.destinationKeys.map((key) => this.rules.get(key)!);
+    const skips = this.skipKeys.map((key) => this.rules.get(key)!);
     return {
       routes: parts.flatMap((part) => part.routes),
-      rules: [...parts.flatMap((part) => part.rules.filter((rule) => this.election.won(rule))), ...destinations],
+      rules: [...parts.flatMap((part) => part.rules.filter((rule) => this.election.won(rule))), ...destinations, ...skips],
       interfaces: parts.map((part) => part.plan),
       protectedTables: new Set(this.protectedTables),
       problems: order.flatMap((ifindex) => this.problemsOf(ifindex)),
@@ -207,12 +214,21 @@ export class DesiredState {
     const prefixes = this.reindexPrefixes(planned);
     const swapped = this.swapParts(mirror, planned, scope);
     const familiesBefore = [...this.election.winningFamilies()].sort().join();
-    for (const { lost, won } of this.election.elect()) {
-      if (lost) this.unwant(ruleKey(lost), scope);
-      if (won) this.want(ruleKey(won), won, scope);
+    const elections = this.election.elect();
+    for (const { lost, won } of elections) {
+      if (lost) {
+        this.unwant(ruleKey(lost), scope);
+        this.skips.deleteSource(lost);
+      }
+      if (won) {
+        this.want(ruleKey(won), won, scope);
+        this.skips.addSource(won);
+      }
     }
     const familiesChanged = [...this.election.winningFamilies()].sort().join() !== familiesBefore;
-    if (destinationsDirty || familiesChanged || (prefixes.changed && this.wantsDestinations())) this.updateDestinations(scope);
+    const destinationsChanged = destinationsDirty || familiesChanged || (prefixes.changed && this.wantsDestinations());
+    if (destinationsChanged) this.updateDestinations(scope);
+    if (destinationsChanged || elections.length > 0) this.updateSkips(scope);
     let sharedChanged = false;
     for (const ifindex of prefixes.sharing) sharedChanged = this.checkShared(ifindex) || sharedChanged;
     return { scope, ...swapped, sharedChanged };
@@ -391,6 +407,21 @@ export class DesiredState {
       scope.ruleKeys.add(keys[i]!);
     });
     this.destinationKeys = keys;
+    this.skips.setDestinations(wanted);
+  }
+
+  private updateSkips(scope: Scope): void {
+    for (const key of this.skipKeys) {
+      this.rules.delete(key);
+      scope.ruleKeys.add(key);
+    }
+    this.skipKeys = [];
+    for (const rule of this.skips.rules()) {
+      const key = ruleKey(rule);
+      this.rules.set(key, rule);
+      scope.ruleKeys.add(key);
+      this.skipKeys.push(key);
+    }
   }
 
   private overlappingNames(mirror: MirrorView, prefix: OwnedPrefix, self: number): string[] {

@@ -10,7 +10,7 @@
 import type { InterfacePlan } from './interface-plan.js';
 import { addressToBytes, bytesToAddress, networkOf, type Family } from '../net/ip.js';
 import { describeRule, type Address, type Rule } from './model.js';
-import { FR_ACT_TO_TBL } from './constants.js';
+import { FR_ACT_GOTO, FR_ACT_NOP, FR_ACT_TO_TBL } from './constants.js';
 
 export type ProbeDirection = 'egress' | 'ingress';
 
@@ -165,7 +165,8 @@ export function judge(
 
 /**
  * The first rule, by priority, whose selectors match a reply from `src` to `dst` and which
- * leads to `table` (any table, or a non-table action, when undefined).
+ * leads to `table` (any table, or a non-table action, when undefined). A matching `goto`
+ * jumps to the first rule of its target priority (none there: no jump), a `nop` passes.
  */
 export function firstMatchingRule(rules: readonly Rule[], src: string, dst: string, table: number | undefined): Rule | undefined {
   const contains = (prefix: string | undefined, length: number, address: string) => {
@@ -174,19 +175,26 @@ export function firstMatchingRule(rules: readonly Rule[], src: string, dst: stri
     // Host prefixes (most `from` rules) compare as text: addresses are canonical.
     return length === (address.includes(':') ? 128 : 32) ? prefix === address : networkOf(address, length) === prefix;
   };
-  return [...rules]
-    .sort((a, b) => a.priority - b.priority)
-    .find(
-      (rule) =>
-        // No table: the lookup was refused, so the rule that refused it (prohibit, blackhole, unreachable).
-        (table === undefined ? rule.action !== FR_ACT_TO_TBL : rule.action === FR_ACT_TO_TBL && rule.table === table) &&
-        // Selectors a locally generated reply cannot be judged on here.
-        rule.iifname === undefined &&
-        rule.oifname === undefined &&
-        rule.fwmark === undefined &&
-        contains(rule.src, rule.srcLength, src) &&
-        contains(rule.dst, rule.dstLength, dst),
-    );
+  const sorted = [...rules].sort((a, b) => a.priority - b.priority);
+  for (let i = 0; i < sorted.length; i++) {
+    const rule = sorted[i]!;
+    const matches =
+      // Selectors a locally generated reply cannot be judged on here.
+      rule.iifname === undefined &&
+      rule.oifname === undefined &&
+      rule.fwmark === undefined &&
+      contains(rule.src, rule.srcLength, src) &&
+      contains(rule.dst, rule.dstLength, dst);
+    if (!matches || rule.action === FR_ACT_NOP) continue;
+    if (rule.action === FR_ACT_GOTO) {
+      const target = sorted.findIndex((other) => other.priority === rule.goto);
+      if (target > i) i = target - 1;
+      continue;
+    }
+    // No table: the lookup was refused, so the rule that refused it (prohibit, blackhole, unreachable).
+    if (table === undefined ? rule.action !== FR_ACT_TO_TBL : rule.action === FR_ACT_TO_TBL && rule.table === table) return rule;
+  }
+  return undefined;
 }
 
 /** An address in `network/length` that no interface of this host holds: the first from the bottom. */

@@ -12,27 +12,27 @@ describe('collisions with foreign objects', () => {
     lab = new Lab();
     const t = await buildSharedSubnet(lab, 2);
     await lab.ip(t.serverNs, 'rule', 'add', 'from', '203.0.113.5', 'lookup', '77', 'pref', '30000', 'proto', 'static');
-    await lab.ip(t.serverNs, 'rule', 'add', 'to', '203.0.113.0/24', 'lookup', '78', 'pref', '29998');
+    await lab.ip(t.serverNs, 'rule', 'add', 'to', '203.0.113.0/24', 'lookup', '78', 'pref', '29993');
     const refused = await lab.runCli(t.serverNs, ['run', '--once', '--config', lab.writeConfig('metrics: {listen: false}\n')]);
     expect(refused.code).toBe(2);
     const free = /such as rule\.priority: (\d+)/.exec(refused.stderr)?.[1];
     expect(refused.stderr).toBe(
       'symroute: config refused:\n' +
-        'rule.priority: 30000 (and 29999 above it) already holds rules symroute does not own: ' +
+        "rule.priority: 30000 (symroute's rules take 29995..30001) already holds rules symroute does not own: " +
         `from 203.0.113.5 lookup 77 pref 30000 proto 4; choose a free one, such as rule.priority: ${free}\n`,
     );
-    // Neither the priority nor the one above it may be in use: 29999 (29998 above it) and
-    // 30001 (30000 above it) clash, 30002 is the nearest free one.
-    expect(free).toBe('30002');
+    // None of P-5 .. P+1 may be in use: from 29994 up to 30005 each reaches 29993 or 30000,
+    // 30006 is the nearest free one (30001 .. 30007).
+    expect(free).toBe('30006');
     expect(await lab.ownedRules(t.serverNs)).toEqual([]);
 
     const status = await lab.runCli(t.serverNs, ['status', '--config', lab.writeConfig('metrics: {listen: false}\n', 's.yaml')]);
     expect(status.code).toBe(1);
-    expect(status.stdout).toContain('problems:\n  rule.priority: 30000 (and 29999 above it) already holds rules');
+    expect(status.stdout).toContain("problems:\n  rule.priority: 30000 (symroute's rules take 29995..30001) already holds rules");
 
     const moved = await lab.runCli(t.serverNs, ['run', '--once', '--config', lab.writeConfig(`rule: {priority: ${free}}\nmetrics: {listen: false}\n`, 'm.yaml')]);
     expect(moved.code, moved.stderr).toBe(0);
-    expect((await lab.ownedRules(t.serverNs)).map((r) => r.priority)).toEqual([30002, 30002]);
+    expect((await lab.ownedRules(t.serverNs)).map((r) => r.priority)).toEqual([30006, 30006]);
   });
 
   it('leaves a table holding a foreign route alone, naming a free table id and table.base that then work', async () => {

@@ -11,11 +11,12 @@ import {
   expectedState,
   readKernelObjects,
   readWorld,
+  withSkipLines,
   type ChurnConfig,
   type KernelObjects,
 } from '../support/churn-model.js';
 import { difference } from '../support/churn-ops.js';
-import { eventually, Lab, type DaemonProcess } from '../support/lab.js';
+import { eventually, Lab, type DaemonProcess, type IpRule } from '../support/lab.js';
 
 const LONG = process.env.CHURN_LONG === '1';
 const NICS = Number(process.env.CRASH_NICS ?? (LONG ? 150 : 60));
@@ -110,9 +111,9 @@ describe('crash anywhere', () => {
       await lab.ip(ns, '-batch', file);
     };
 
-    // Foreign objects: a rule next to symroute's priority, a near-twin of a rule symroute will
-    // want (same selector and table, another protocol), a route in a foreign table. (Foreign
-    // rules at symroute's own priority make it refuse to start: collisions.test.ts.)
+    // Foreign objects: a rule next to symroute's priorities (P-5 .. P+1), a near-twin of a rule
+    // symroute will want (same selector and table, another protocol), a route in a foreign
+    // table. (Foreign rules at symroute's own priorities make it refuse to start: collisions.test.ts.)
     let created = 0;
     const addNics = async (count: number) => {
       const commands: string[] = [];
@@ -136,13 +137,13 @@ describe('crash anywhere', () => {
     await addNics(NICS);
     const [first] = await lab.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', 'n0');
     await batch('foreign', [
-      'rule add from 203.0.113.5 lookup 77 pref 30001',
-      `rule add from 198.18.1.10 lookup ${1000 + first!.ifindex} pref 30001 proto 4`,
+      'rule add from 203.0.113.5 lookup 77 pref 30002',
+      `rule add from 198.18.1.10 lookup ${1000 + first!.ifindex} pref 30002 proto 4`,
       'route add unreachable 203.0.113.0/24 table 77', // no device: deleting NICs cannot take it
     ]);
     const config = lab.writeConfig(configYaml(CONFIG), 'crash.yaml');
     const foreignBefore = await readKernelObjects(ns);
-    expect(foreignBefore.foreignRules).toContain('v4 pref 30001 from 203.0.113.5/32 lookup 77 proto none');
+    expect(foreignBefore.foreignRules).toContain('v4 pref 30002 from 203.0.113.5/32 lookup 77 proto none');
     expect(foreignBefore.foreignRoutes).toHaveLength(1);
 
     const log: string[] = [`seed ${SEED}`];
@@ -165,7 +166,7 @@ describe('crash anywhere', () => {
     const expected = async (): Promise<KernelObjects> => {
       const model = expectedState(CONFIG, await readWorld(ns), new Set());
       return {
-        ownedRules: model.rules.map((r) => r.text).sort(),
+        ownedRules: withSkipLines(model.rules.map((r) => r.text)),
         ownedRoutes: model.routes.map((r) => r.text).sort(),
         foreignRules: foreignBefore.foreignRules,
         foreignRoutes: foreignBefore.foreignRoutes,
@@ -185,7 +186,12 @@ describe('crash anywhere', () => {
         await batch(`del-${kill}`, [...new Set(victims)].filter((v) => existing.has(v)).map((v) => `link del ${v}`));
       } else {
         const owned = (await lab.ownedRules(ns)).slice(0, between(10, 60));
-        if (owned.length) await batch(`drift-${kill}`, owned.map((r) => `rule del from ${r.src} lookup ${r.table} pref ${r.priority} proto 83`));
+        // The skip rules (goto, nop: no table) first in `ip rule` order, then `from` rules.
+        const del = (r: IpRule) =>
+          r.table === undefined
+            ? `rule del${r.src === 'all' ? '' : ` from ${r.src}${r.srclen === undefined ? '' : `/${r.srclen}`}`} pref ${r.priority} proto 83`
+            : `rule del from ${r.src} lookup ${r.table} pref ${r.priority} proto 83`;
+        if (owned.length) await batch(`drift-${kill}`, owned.map(del));
       }
       let before = await readKernelObjects(ns);
       const due = changeCount(difference(await expected(), before));

@@ -363,6 +363,56 @@ function routeFromJson(family: Family, r: JsonRoute): string {
   return r.nexthops ? `${text} nexthops ${JSON.stringify(r.nexthops)}` : text;
 }
 
+/**
+ * README, "What every packet pays": from 16 `from` rules of a family on, symroute adds rules
+ * that let other sources skip them. Their covers are symroute's choice, so the model does not
+ * predict them: both sides carry one line per family with a skip, and the kernel's side says
+ * `sound` only if the skip is exactly the catch-all at P-1 (goto P+1), the nop at P+1 and
+ * 1 to 4 covers at P-2 (goto P) that hold every `from` rule at P. (container_routes is off
+ * here, so there is no destination skip.)
+ */
+const SKIPPED_MIN = 16;
+const skipLine = (family: Family, priority: number, verdict: string) => `v${family} skip past pref ${priority}: ${verdict}`;
+
+/** The model's rule texts, with the skip line of each family that has enough `from` rules. */
+export function withSkipLines(ruleTexts: readonly string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const text of ruleTexts) {
+    const [, family, priority] = /^v(\d) pref (\d+) /.exec(text)!;
+    counts.set(`${family} ${priority}`, (counts.get(`${family} ${priority}`) ?? 0) + 1);
+  }
+  const lines = [...ruleTexts];
+  for (const [key, count] of counts) {
+    const [family, priority] = key.split(' ').map(Number) as [Family, number];
+    if (count >= SKIPPED_MIN) lines.push(skipLine(family, priority, 'sound'));
+  }
+  return lines.sort();
+}
+
+/** The kernel's skip rules of one family (goto or nop), judged against its `from` rules. */
+function skipLines(family: Family, skips: Array<Record<string, unknown>>, fromRules: Array<Record<string, unknown>>): string[] {
+  if (skips.length === 0) return [];
+  const catchAll = skips.filter((r) => r.goto !== undefined && r.src === 'all' && r.dst === undefined);
+  const priority = catchAll.length === 1 ? (catchAll[0]!.priority as number) + 1 : undefined;
+  const raw = () => skips.map((r) => skipLine(family, priority ?? 0, `unexpected ${JSON.stringify(r)}`));
+  if (priority === undefined || catchAll[0]!.goto !== priority + 1) return raw();
+  const nops = skips.filter((r) => 'nop' in r);
+  const covers = skips.filter((r) => r !== catchAll[0] && !('nop' in r));
+  const sound =
+    nops.length === 1 &&
+    nops[0]!.priority === priority + 1 &&
+    covers.length >= 1 &&
+    covers.length <= 4 &&
+    covers.every((c) => c.priority === priority - 2 && c.goto === priority && c.dst === undefined && c.src !== 'all') &&
+    fromRules
+      .filter((r) => r.priority === priority && r.src !== 'all')
+      .every((r) => {
+        const length = (r.srclen as number | undefined) ?? bits(family);
+        return covers.some((c) => (c.srclen as number) <= length && networkOf(r.src as string, c.srclen as number) === c.src);
+      });
+  return sound ? [skipLine(family, priority, 'sound')] : raw();
+}
+
 export interface KernelObjects {
   /** symroute's rules and routes (its protocol), anywhere, duplicates kept, sorted. */
   ownedRules: string[];
@@ -381,8 +431,16 @@ export async function readKernelObjects(ns: string, ignoreTables: readonly numbe
   const rules = [...r4.map((r) => [4, r] as const), ...r6.map((r) => [6, r] as const)];
   const routes = [...t4.map((r) => [4, r] as const), ...t6.map((r) => [6, r] as const)];
   const table = (r: JsonRoute) => (r.table === undefined ? MAIN : Number(r.table));
+  const isSkip = (r: Record<string, unknown>) => r.goto !== undefined || 'nop' in r;
+  const skips = ([4, 6] as const).flatMap((f) =>
+    skipLines(
+      f,
+      rules.filter(([family, r]) => family === f && owned(r) && isSkip(r)).map(([, r]) => r),
+      rules.filter(([family, r]) => family === f && owned(r) && !isSkip(r)).map(([, r]) => r),
+    ),
+  );
   return {
-    ownedRules: rules.filter(([, r]) => owned(r)).map(([f, r]) => ruleFromJson(f, r)).sort(),
+    ownedRules: [...rules.filter(([, r]) => owned(r) && !isSkip(r)).map(([f, r]) => ruleFromJson(f, r)), ...skips].sort(),
     ownedRoutes: routes.filter(([, r]) => owned(r)).map(([f, r]) => routeFromJson(f, r)).sort(),
     foreignRules: rules.filter(([, r]) => !owned(r)).map(([f, r]) => ruleFromJson(f, r)).sort(),
     foreignRoutes: routes

@@ -18,6 +18,7 @@ import {
   readWorld,
   routeText,
   ruleText,
+  withSkipLines,
   type ChurnConfig,
   type Expected,
   type ExpectedRoute,
@@ -555,13 +556,13 @@ export class ChurnRun {
         writeFileSync(this.configPath, configYaml(op.config));
         this.log.push(`  config:\n${configYaml(op.config).replace(/^/gm, '    ')}`);
         this.daemon.child.kill('SIGHUP');
-        // README, "Collisions up front": foreign rules at the new rule.priority or the one
-        // below it get the reload rejected, and the running config stays.
+        // README, "Collisions up front": foreign rules at any priority symroute's rules take
+        // (rule.priority - 5 .. rule.priority + 1) get the reload rejected, and the running config stays.
         const taken = this.want().foreignRules.filter((text) => {
           const priority = Number(/ pref (\d+) /.exec(text)?.[1]);
-          return priority === op.config.priority || priority === op.config.priority - 1;
+          return priority >= op.config.priority - 5 && priority <= op.config.priority + 1;
         });
-        if (taken.length) this.log.push(`  # rejected: foreign rules at rule.priority ${op.config.priority} or below it: ${taken.join('; ')}`);
+        if (taken.length) this.log.push(`  # rejected: foreign rules at the priorities of rule.priority ${op.config.priority}: ${taken.join('; ')}`);
         else this.config = op.config;
         return;
       }
@@ -593,7 +594,7 @@ export class ChurnRun {
   /** What the kernel must hold now: the model's rules and routes, and the foreign objects. */
   private want(): KernelObjects {
     return {
-      ownedRules: this.expected.rules.map((r) => r.text).sort(),
+      ownedRules: withSkipLines(this.expected.rules.map((r) => r.text)),
       ownedRoutes: this.expected.routes.map((r) => r.text).sort(),
       foreignRules: [...this.baselineForeignRules, ...this.foreignRules.map((r) => r.text)].sort(),
       foreignRoutes: this.foreignRoutes.map((r) => r.text).sort(),

@@ -57,6 +57,9 @@ const EEXIST = 17;
 const ENOENT = 2;
 const ESRCH = 3;
 const ENETUNREACH = 101;
+// Rule actions (fib_rules.h).
+const FR_ACT_TO_TBL = 1;
+const FR_ACT_GOTO = 2;
 
 /** One end of a netlink socket: datagrams queue up and readability is signalled on the next turn. */
 export class ScriptedSocket implements NativeNetlinkSocket {
@@ -278,8 +281,9 @@ export class ScriptedKernel {
   /**
    * The kernel's route lookup, as far as symroute's tests need it: a request arriving on an
    * interface (RTA_IIF) for a local address is delivered locally; a reply takes the first rule,
-   * by priority, that sends its source to a table holding a route to its destination (the
-   * longest prefix there), else main. No rp_filter, no other rule actions.
+   * by priority, whose source and destination match and that sends it to a table holding a
+   * route to its destination (the longest prefix there), else main; a matching goto jumps, a
+   * nop passes. No rp_filter, no other rule actions.
    */
   private lookUp(request: RouteMessage): Route | number {
     const { family } = request.header;
@@ -302,16 +306,27 @@ export class ScriptedKernel {
       [...this.routes.values()]
         .filter((r) => r.table === table && (r.family === 4 ? 2 : 10) === family && inPrefix(dst, r.dst, r.dstLength))
         .sort((a, b) => b.dstLength - a.dstLength)[0];
-    const tables = this.rules
+    // By priority; within one, in the order they came (the sort is stable).
+    const rules = this.rules
       .map((held) => held.rule)
-      .sort((a, b) => a.priority - b.priority)
-      .filter((r) => (r.family === 4 ? 2 : 10) === family && (src === undefined ? r.srcLength === 0 : inPrefix(src, r.src, r.srcLength)))
-      .map((r) => r.table);
-    for (const table of [...tables, 254]) {
-      const route = inTable(table);
+      .filter((r) => (r.family === 4 ? 2 : 10) === family)
+      .sort((a, b) => a.priority - b.priority);
+    const matches = (r: Rule) => (src === undefined ? r.srcLength === 0 : inPrefix(src, r.src, r.srcLength)) && inPrefix(dst, r.dst, r.dstLength);
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!;
+      if (!matches(rule)) continue;
+      if (rule.action === FR_ACT_GOTO) {
+        // To the first rule of the target priority; with none there, the goto is no rule at all.
+        const target = rules.findIndex((r) => r.priority === rule.goto);
+        if (target > i) i = target - 1;
+        continue;
+      }
+      if (rule.action !== FR_ACT_TO_TBL) continue; // nop (other actions are not modelled)
+      const route = inTable(rule.table);
       if (route) return { ...route, dst, dstLength: full };
     }
-    return ENETUNREACH;
+    const route = inTable(254);
+    return route ? { ...route, dst, dstLength: full } : ENETUNREACH;
   }
 
   private dumpOf(getType: number, filter: RouteFilter): [number, RtnlBody][] {

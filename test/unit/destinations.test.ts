@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
-import { isPlumbingRoute } from '../../src/domain/destinations.js';
+import { destinationPriority, isPlumbingRoute } from '../../src/domain/destinations.js';
 import { describeRule } from '../../src/domain/model.js';
 import { plan } from '../../src/domain/planner.js';
 import { MirrorBuilder, PROTO, route } from '../support/builders.js';
@@ -24,14 +24,16 @@ function host(c: Config): MirrorBuilder {
   return b;
 }
 const destinationLines = (c: Config, b: MirrorBuilder) =>
-  plan(c, b.mirror).rules.filter((r) => r.dstLength > 0).map((r) => `${describeRule(r)} proto ${r.protocol}`);
+  plan(c, b.mirror)
+    .rules.filter((r) => r.priority === destinationPriority(c))
+    .map((r) => `${describeRule(r)} proto ${r.protocol}`);
 
 describe('destination rules (to <prefix> lookup main)', () => {
-  it('cover what main routes through plumbing, one priority above the from rules, owned', () => {
+  it('cover what main routes through plumbing, ahead of the from rules, owned', () => {
     const c = config();
     expect(destinationLines(c, host(c))).toEqual([
-      `from all to 198.19.7.5 lookup main pref 29999 proto ${PROTO}`,
-      `from all to 203.0.113.0/24 lookup main pref 29999 proto ${PROTO}`,
+      `from all to 198.19.7.5 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 203.0.113.0/24 lookup main pref 29997 proto ${PROTO}`,
     ]);
   });
 
@@ -43,8 +45,8 @@ describe('destination rules (to <prefix> lookup main)', () => {
     b.nic(9, 'eth9', '198.18.1.3/24'); // an excluded NIC in eth0's subnet
     b.route(route({ dst: '198.18.1.0/24', oif: 9, scope: 253, protocol: 2 }));
     expect(destinationLines(c, b)).toEqual([
-      `from all to 198.19.7.5 lookup main pref 29999 proto ${PROTO}`,
-      `from all to 203.0.113.0/24 lookup main pref 29999 proto ${PROTO}`,
+      `from all to 198.19.7.5 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 203.0.113.0/24 lookup main pref 29997 proto ${PROTO}`,
     ]);
   });
 
@@ -52,7 +54,7 @@ describe('destination rules (to <prefix> lookup main)', () => {
     const c = config();
     const b = host(c);
     b.delRoute(route({ dst: '198.19.7.5/32', oif: 4, scope: 253 }));
-    expect(destinationLines(c, b)).toEqual([`from all to 203.0.113.0/24 lookup main pref 29999 proto ${PROTO}`]);
+    expect(destinationLines(c, b)).toEqual([`from all to 203.0.113.0/24 lookup main pref 29997 proto ${PROTO}`]);
     const off = config((c) => (c.containerRoutes = false));
     expect(destinationLines(off, host(off))).toEqual([]);
   });
@@ -63,11 +65,11 @@ describe('destination rules (to <prefix> lookup main)', () => {
       c.exceptions = ['169.254.169.254/32', '2001:db8:ff::/48'];
     });
     expect(destinationLines(c, host(c))).toEqual([
-      `from all to 169.254.169.254 lookup main pref 29999 proto ${PROTO}`,
-      `from all to 2001:db8:ff::/48 lookup main pref 29999 proto ${PROTO}`,
+      `from all to 169.254.169.254 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 2001:db8:ff::/48 lookup main pref 29997 proto ${PROTO}`,
     ]);
     const v4only = new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24');
-    expect(destinationLines(c, v4only)).toEqual([`from all to 169.254.169.254 lookup main pref 29999 proto ${PROTO}`]);
+    expect(destinationLines(c, v4only)).toEqual([`from all to 169.254.169.254 lookup main pref 29997 proto ${PROTO}`]);
     expect(destinationLines(c, new MirrorBuilder())).toEqual([]);
   });
 

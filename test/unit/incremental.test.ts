@@ -23,7 +23,8 @@ type Op =
   | { op: 'address' | 'unaddress'; ifindex: number; cidr: string; flags: number }
   | { op: 'route' | 'unroute' | 'replace'; route: Route }
   | { op: 'rule' | 'unrule'; rule: Rule }
-  | { op: 'drift'; pick: number };
+  | { op: 'drift'; pick: number }
+  | { op: 'bulk' | 'unbulk'; what: 'addresses' | 'pods'; ifindex: number; net: number; count: number };
 
 const index = fc.constantFrom(...INDEXES);
 // Few distinct subnets, so that prefixes overlap, addresses repeat across NICs and gateways
@@ -86,7 +87,24 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     ),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('drift' as const), pick: fc.nat() }) },
+  // Many at once: enough host addresses, or pod routes, for the rules that skip them (rule-skips.ts).
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constantFrom('bulk' as const, 'bulk' as const, 'unbulk' as const),
+      what: fc.constantFrom('addresses' as const, 'pods' as const),
+      ifindex: index,
+      net: fc.integer({ min: 0, max: 2 }),
+      count: fc.integer({ min: 8, max: 20 }),
+    }),
+  },
 );
+
+/** The addresses or pod routes of a bulk op: IPv4 for nets 0 and 1, IPv6 for 2. */
+function bulkCidrs(op: { net: number; count: number }): string[] {
+  return Array.from({ length: op.count }, (_, i) => (op.net < 2 ? `198.19.${op.net}.${i + 1}/32` : `2001:db8:9::${i + 1}/128`));
+}
+const podRoute = (cidr: string, oif: number): Route => route({ dst: cidr, oif, scope: RT_SCOPE_LINK, protocol: PROTO_STATIC });
 
 const configArb: fc.Arbitrary<Config> = fc
   .record({
@@ -129,6 +147,13 @@ function perform(b: MirrorBuilder, op: Op): void {
       return void b.rule(op.rule);
     case 'unrule':
       return void b.delRule(op.rule);
+    case 'bulk':
+    case 'unbulk':
+      for (const cidr of bulkCidrs(op)) {
+        if (op.what === 'addresses') void (op.op === 'bulk' ? b.address({ ifindex: op.ifindex, cidr, flags: IFA_F_PERMANENT }) : b.delAddress({ ifindex: op.ifindex, cidr, flags: IFA_F_PERMANENT }));
+        else void (op.op === 'bulk' ? b.route(podRoute(cidr, op.ifindex), NLM_F_CREATE) : b.delRoute(podRoute(cidr, op.ifindex)));
+      }
+      return;
     case 'drift': {
       // Someone deletes one of symroute's routes or rules.
       const owned = [...b.mirror.routes.values()].filter((r) => r.protocol === PROTO);
