@@ -320,8 +320,16 @@ export class Mirror implements MirrorView {
     const inSlot = (length: number, value: number) => length === dstLength && metricOf(value) === route.metric;
     let changed = false;
     if (op === 'replace') {
-      // A replace takes over its slot (prefix and metric) whatever device held it.
-      for (const device of [...this.mainDeviceRoutes.keys()]) if (device !== route.oif) changed = this.dropDeviceRoutes(device, dst, inSlot) || changed;
+      // A replace takes over its slot (prefix and metric) whatever device held it; what it
+      // displaced is journaled too, since that device's plan may have read it (a gateway it
+      // made reachable).
+      for (const device of [...this.mainDeviceRoutes.keys()]) {
+        if (device === route.oif) continue;
+        for (const [length, value] of deviceRoutePairs(this.mainDeviceRoutes.get(device)!.get(dst) ?? [])) {
+          if (inSlot(length, value)) this.journal?.routes.push(deviceRoute(device, dst, length, value));
+        }
+        changed = this.dropDeviceRoutes(device, dst, inSlot) || changed;
+      }
     }
     if (op === 'delete') changed = this.dropDeviceRoutes(route.oif!, dst, same) || changed;
     else {
