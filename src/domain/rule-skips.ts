@@ -170,10 +170,8 @@ function narrowest(node: CoverNode, network: Uint8Array, length: number): Covere
  */
 export class RuleSkips {
   private readonly sources: Record<Family, CoverTrie> = { 4: new CoverTrie(4), 6: new CoverTrie(16) };
-  private destinationCovers: Record<Family, { readonly count: number; readonly covers: readonly Cover[] }> = {
-    4: { count: 0, covers: [] },
-    6: { count: 0, covers: [] },
-  };
+  /** Per family, the covers of the destination rules when there are enough of them to skip. */
+  private destinationCovers: Record<Family, readonly Cover[]> = { 4: [], 6: [] };
 
   constructor(private readonly config: Pick<Config, 'rule' | 'protocol'>) {}
 
@@ -192,8 +190,7 @@ export class RuleSkips {
     const tries = { 4: new CoverTrie(4), 6: new CoverTrie(16) };
     for (const rule of rules) tries[rule.family].add(addressToBytes(rule.dst!), rule.dstLength);
     for (const family of [4, 6] as const) {
-      const count = tries[family].size;
-      this.destinationCovers[family] = { count, covers: count >= SKIPPED_MIN ? tries[family].covers(COVERS_MAX) : [] };
+      this.destinationCovers[family] = tries[family].size >= SKIPPED_MIN ? tries[family].covers(COVERS_MAX) : [];
     }
   }
 
@@ -206,7 +203,7 @@ export class RuleSkips {
     const at = rulePriorities(this.config.rule.priority);
     const sources = this.sources[family];
     const destinations = this.destinationCovers[family];
-    const skipDestinations = destinations.covers.length > 0 && sources.size > 0;
+    const skipDestinations = destinations.length > 0 && sources.size > 0;
     if (!skipDestinations && sources.size < SKIPPED_MIN) return [];
     const rule = (priority: number, action: number, fields: Partial<Rule> = {}): Rule => ({
       family,
@@ -221,7 +218,7 @@ export class RuleSkips {
     });
     const rules: Rule[] = [];
     if (skipDestinations) {
-      for (const cover of destinations.covers) {
+      for (const cover of destinations) {
         rules.push(rule(at.destinationCovers, FR_ACT_GOTO, { dst: bytesToAddress(cover.network), dstLength: cover.length, goto: at.destinations }));
       }
       rules.push(rule(at.destinationSkip, FR_ACT_GOTO, { goto: at.sourceCovers }));

@@ -408,7 +408,10 @@ function skipLines(family: Family, skips: Array<Record<string, unknown>>, fromRu
       .filter((r) => r.priority === priority && r.src !== 'all')
       .every((r) => {
         const length = (r.srclen as number | undefined) ?? bits(family);
-        return covers.some((c) => (c.srclen as number) <= length && networkOf(r.src as string, c.srclen as number) === c.src);
+        return covers.some((c) => {
+          const coverLength = (c.srclen as number | undefined) ?? bits(family); // ip omits a full length
+          return coverLength <= length && networkOf(r.src as string, coverLength) === c.src;
+        });
       });
   return sound ? [skipLine(family, priority, 'sound')] : raw();
 }
