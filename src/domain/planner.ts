@@ -90,7 +90,7 @@ export class DesiredState {
   private readonly shared = new Map<number, string>();
   /** Per rule source, the interfaces wanting a rule for it: the lowest index wins. */
   private readonly election = new RuleElection();
-  /** Every rule wanted, by ruleKey: the winners and the destination rules. */
+  /** Every rule wanted, by ruleKey: the winners, the destination rules and the skip rules. */
   readonly rules = new Map<RuleKey, Rule>();
   private destinationKeys: RuleKey[] = [];
   /** Rules that let a packet skip blocks that cannot match it (rule-skips.ts). */

@@ -9,9 +9,10 @@ import { defaultConfig, type Config } from '../../src/config/config.js';
 import { isPlumbingRoute } from '../../src/domain/destinations.js';
 import { describeRule, type Rule } from '../../src/domain/model.js';
 import { plan } from '../../src/domain/planner.js';
+import { computeChanges } from '../../src/domain/diff.js';
 import { CoverTrie, COVERS_MAX } from '../../src/domain/rule-skips.js';
 import { addressToBytes, bytesToAddress } from '../../src/net/ip.js';
-import { MirrorBuilder, PROTO_STATIC, route, rule } from '../support/builders.js';
+import { MirrorBuilder, PROTO, PROTO_STATIC, route, rule } from '../support/builders.js';
 
 const FR_ACT_TO_TBL = 1;
 const FR_ACT_GOTO = 2;
@@ -130,6 +131,21 @@ describe('skip rules', () => {
       'from all goto 30001 pref 29999',
       'from all nop pref 30001',
     ]);
+  });
+
+  it('send a catch-all after the covers and the rules it skips, and delete it before them', () => {
+    const c = defaultConfig();
+    const b = host(c, 20, 0);
+    const rules = (phases: ReturnType<typeof computeChanges>) => phases.flat().flatMap((change) => (change.kind === 'rule' ? [change] : []));
+    const adds = rules(computeChanges(plan(c, b.mirror), b.mirror, PROTO));
+    const catchAll = adds.findIndex((change) => change.rule.action === FR_ACT_GOTO && change.rule.srcLength === 0);
+    expect(catchAll).toBe(adds.length - 1); // one catch-all (IPv4), after every other rule
+    for (const change of adds) b.rule(change.rule);
+    // Down to one address: the skip goes, its catch-all first.
+    for (let i = 1; i < 20; i++) b.delAddress({ ifindex: 2, cidr: `198.18.0.${i + 1}/24` });
+    const deletes = rules(computeChanges(plan(c, b.mirror), b.mirror, PROTO)).filter((change) => change.op === 'delete' && change.rule.action !== FR_ACT_TO_TBL);
+    expect(deletes.map((change) => describeRule(change.rule))[0]).toBe('from all goto 30001 pref 29999');
+    expect(deletes.length).toBeGreaterThan(2);
   });
 
   it('leave every source and destination the same lookups, foreign rules included', () => {
