@@ -3,17 +3,18 @@
 // pod veths, VM taps, overlay and VPN tunnels). Without them a reply from a NIC's address to
 // a container follows the NIC's `from` rule out to its gateway instead of into the bridge.
 //
-// One `to <prefix> lookup main` rule per prefix, ahead of symroute's `from` rules (rule-skips.ts
-// has the whole layout).
+// `to <prefix> lookup main` rules, ahead of symroute's `from` rules (rule-skips.ts has the
+// whole layout): one per prefix of the union of those prefixes, so pods numbered in a row
+// are one rule per block, not one per /32.
 // Not `lookup main suppress_prefixlength 0`: that would hand every reply to any more
 // specific route in main (a static route via NIC 1 would steal NIC 2's replies), and NICs
 // sharing a subnet would all answer through the first of them. Pure: no I/O.
 import type { Config } from '../config/config.js';
 import { isPlumbingName } from './interface-names.js';
-import { addressToBytes, type Family } from '../net/ip.js';
+import { addressToBytes, bytesToAddress, type Family } from '../net/ip.js';
 import type { Route, Rule } from './model.js';
 import { FR_ACT_TO_TBL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
-import { rulePriorities } from './rule-skips.js';
+import { CoverTrie, rulePriorities } from './rule-skips.js';
 
 /** Priority of the destination rules: ahead of symroute's `from` rules and their skip. */
 export const destinationPriority = (config: Pick<Config, 'rule'>): number => rulePriorities(config.rule.priority).destinations;
@@ -92,9 +93,9 @@ const isLinkLocalPrefix = (dst: string): boolean => {
 };
 
 /**
- * The rules for the config's exceptions and these routes (each one isPlumbingRoute), sorted
- * and without duplicates, for the families that have `from` rules (with none there is nothing
- * to rank above, so nothing is installed).
+ * The rules for the config's exceptions and these routes (each one isPlumbingRoute), their
+ * prefixes merged into the fewest that hold the same addresses, sorted, for the families that
+ * have `from` rules (with none there is nothing to rank above, so nothing is installed).
  */
 export function destinationRules(
   config: Config,
@@ -117,8 +118,16 @@ export function destinationRules(
     // that subnet's replies away from the managed NICs.
     if (!managed.overlaps(prefix)) add(prefix);
   }
-  return [...prefixes.keys()].sort().map((key) => {
-    const { family, network: dst, length: dstLength } = prefixes.get(key)!;
+  // All of them lead to main: their union as the fewest prefixes matches exactly the same
+  // destinations, in fewer rules for every packet to walk (pods numbered in a row: a block).
+  const tries = { 4: new CoverTrie(4), 6: new CoverTrie(16) };
+  for (const prefix of prefixes.values()) tries[prefix.family].add(addressToBytes(prefix.network), prefix.length);
+  const merged = new Map<string, Prefix>();
+  for (const family of [4, 6] as const) {
+    for (const { network, length } of tries[family].union()) merged.set(`${bytesToAddress(network)}/${length}`, { family, network: bytesToAddress(network), length });
+  }
+  return [...merged.keys()].sort().map((key) => {
+    const { family, network: dst, length: dstLength } = merged.get(key)!;
     return {
       family,
       priority: destinationPriority(config),

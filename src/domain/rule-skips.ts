@@ -117,6 +117,32 @@ export class CoverTrie {
     return true;
   }
 
+  /**
+   * The fewest prefixes that hold exactly the addresses of the prefixes held, in address
+   * order: a subtree is one prefix where a prefix ends at its root, or both its halves are
+   * whole. 198.19.1.0 .. 198.19.1.199 as /32s are 198.19.1.0/25, .128/26 and .192/29.
+   */
+  union(): Cover[] {
+    const whole = new Map<CoverNode, boolean>();
+    const isWhole = (node: CoverNode | undefined): boolean => {
+      if (!node) return false;
+      let known = whole.get(node);
+      if (known === undefined) whole.set(node, (known = node.ends > 0 || (isWhole(node.zero) && isWhole(node.one))));
+      return known;
+    };
+    const found: Cover[] = [];
+    const walk = (node: CoverNode | undefined, network: Uint8Array, length: number) => {
+      if (!node) return;
+      if (isWhole(node)) return void found.push({ network, length });
+      const one = Uint8Array.from(network);
+      one[length >> 3]! |= 0x80 >> (length & 7);
+      walk(node.zero, network, length + 1);
+      walk(node.one, one, length + 1);
+    };
+    if (this.root.count > 0) walk(this.root, new Uint8Array(this.bytes), 0);
+    return found;
+  }
+
   /** At most `limit` prefixes that together hold every prefix held, in address order. */
   covers(limit: number): Cover[] {
     if (this.root.count === 0) return [];

@@ -16,7 +16,8 @@ const isSkip = (r: { table?: string }) => r.table === undefined;
  */
 const managedV4 = [...Array.from({ length: 24 }, (_, i) => `198.18.0.${i + 10}`), ...Array.from({ length: 4 }, (_, i) => `198.18.1.${i + 1}`)];
 const managedV6 = Array.from({ length: 24 }, (_, i) => `2001:db8::${(i + 16).toString(16)}`);
-const pods = Array.from({ length: 30 }, (_, i) => `198.19.0.${i + 1}`);
+/** Every other address, so their rules cannot be merged: 30 of them, enough for the destination skip. */
+const pods = Array.from({ length: 30 }, (_, i) => `198.19.0.${2 * i + 1}`);
 
 describe('skip rules', () => {
   let lab: Lab;
@@ -71,7 +72,7 @@ describe('skip rules', () => {
     // Every class of source (managed first, in the middle, last, on the other NIC, behind the
     // foreign rule before symroute's; inside a cover but not managed; local but unmanaged;
     // remote, arriving on a NIC, the bridge or a pod) to every class of destination.
-    const destinations = ['198.18.0.200', '198.18.1.200', '198.18.200.5', pods[0]!, pods[29]!, '198.19.0.200', '198.51.100.70', '198.51.100.130', '203.0.113.50'];
+    const destinations = ['198.18.0.200', '198.18.1.200', '198.18.200.5', pods[0]!, pods[29]!, '198.19.0.2', '198.19.0.200', '198.51.100.70', '198.51.100.130', '203.0.113.50'];
     const local = ['198.18.0.10', '198.18.0.17', '198.18.0.21', '198.18.0.33', '198.18.1.4', '198.18.200.1', '198.51.100.2', '203.0.113.9'];
     const arriving: Array<[string, string]> = [
       ['198.18.0.200', 'eth0'],
@@ -107,6 +108,7 @@ describe('skip rules', () => {
     expect(withSkips).toContainEqual(expect.stringMatching(/^198\.51\.100\.70 from 198\.18\.200\.1 → .*"table":"500"/));
     expect(withSkips).toContainEqual(expect.stringMatching(/^198\.51\.100\.130 from 198\.18\.0\.17 → .*"table":"501"/));
     expect(withSkips).toContainEqual(expect.stringMatching(/^198\.19\.0\.1 from 198\.51\.100\.2 → .*"dev":"cali0"/));
+    expect(withSkips).toContainEqual(expect.stringMatching(/^198\.19\.0\.2 from 198\.51\.100\.2 → .*"table":"500"/));
 
     // The layout before the skips: the same rules without them, deleted by hand.
     for (const family of ['-4', '-6']) {

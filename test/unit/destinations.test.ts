@@ -73,13 +73,34 @@ describe('destination rules (to <prefix> lookup main)', () => {
     expect(destinationLines(c, new MirrorBuilder())).toEqual([]);
   });
 
-  it('scale: 500 pod routes are 500 rules', () => {
+  it('scale: 500 pods in a row are a few blocks, 500 apart are 500 rules', () => {
     const c = config();
-    const b = new MirrorBuilder((r, name) => isPlumbingRoute(c, r, name)).nic(2, 'eth0', '198.18.1.2/24');
-    for (let i = 0; i < 500; i++) {
-      b.link(100 + i, `cali${i}`);
-      b.route(route({ dst: `198.19.${i >> 8}.${i & 255}/32`, oif: 100 + i, scope: 253 }));
-    }
-    expect(destinationLines(c, b)).toHaveLength(500);
+    const pods = (address: (i: number) => string) => {
+      const b = new MirrorBuilder((r, name) => isPlumbingRoute(c, r, name)).nic(2, 'eth0', '198.18.1.2/24');
+      for (let i = 0; i < 500; i++) {
+        b.link(100 + i, `cali${i}`);
+        b.route(route({ dst: `${address(i)}/32`, oif: 100 + i, scope: 253 }));
+      }
+      return destinationLines(c, b);
+    };
+    // 198.19.0.0 .. 198.19.1.243: the union of the /32s, as the fewest prefixes.
+    expect(pods((i) => `198.19.${i >> 8}.${i & 255}`)).toEqual([
+      `from all to 198.19.0.0/24 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 198.19.1.0/25 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 198.19.1.128/26 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 198.19.1.192/27 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 198.19.1.224/28 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 198.19.1.240/30 lookup main pref 29997 proto ${PROTO}`,
+    ]);
+    // Every other address: nothing to merge.
+    expect(pods((i) => `198.19.${(2 * i) >> 8}.${(2 * i) & 255}`)).toHaveLength(500);
+  });
+
+  it('merge nested and adjacent prefixes into their union, and only those', () => {
+    const c = config((c) => (c.exceptions = ['198.51.100.0/25', '198.51.100.128/26', '198.51.100.192/26', '198.51.100.7/32', '203.0.113.0/25']));
+    expect(destinationLines(c, new MirrorBuilder().nic(2, 'eth0', '198.18.1.2/24'))).toEqual([
+      `from all to 198.51.100.0/24 lookup main pref 29997 proto ${PROTO}`,
+      `from all to 203.0.113.0/25 lookup main pref 29997 proto ${PROTO}`,
+    ]);
   });
 });
