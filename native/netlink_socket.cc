@@ -160,21 +160,30 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
     return Napi::Number::New(env, static_cast<double>(sent));
   }
 
-  // readAll(): { datagrams: Buffer[], senderPortIds: number[], overrun: boolean, truncated: boolean }
-  // Reads until the socket is empty, or kMaxReadBytes were read: under a sustained flood the
-  // event loop must get a turn (the poll handle is level-triggered and fires again).
+  // readAll(maxBytes?: number): { datagrams: Buffer[], senderPortIds: number[], overrun: boolean,
+  // truncated: boolean, more: boolean }
+  // Reads until the socket is empty, or maxBytes (at most kMaxReadBytes) were read: under a
+  // sustained flood the event loop must get a turn (the poll handle is level-triggered and
+  // fires again), and a caller streaming a large dump reads it a slice at a time, so that no
+  // more than a slice of it is ever held (the kernel makes the next part of a dump only as
+  // the last one is read). `more`: it stopped at the limit, so more may be queued.
   // ENOBUFS means the kernel dropped messages for us (receive buffer overrun): it is
   // reported, and reading goes on.
   Napi::Value ReadAll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) return ThrowClosed(env);
+    size_t max_bytes = kMaxReadBytes;
+    if (info.Length() > 0 && info[0].IsNumber()) {
+      double requested = info[0].As<Napi::Number>().DoubleValue();
+      if (requested >= 1 && requested < static_cast<double>(kMaxReadBytes)) max_bytes = static_cast<size_t>(requested);
+    }
     Napi::Array datagrams = Napi::Array::New(env);
     Napi::Array senders = Napi::Array::New(env);
     bool overrun = false;
     bool truncated = false;
     uint32_t count = 0;
     size_t total = 0;
-    while (total < kMaxReadBytes) {
+    while (total < max_bytes) {
       struct sockaddr_nl sender = {};
       struct iovec iov = {buffer_.data(), buffer_.size()};
       struct msghdr header = {};
@@ -204,6 +213,7 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
     result.Set("senderPortIds", senders);
     result.Set("overrun", Napi::Boolean::New(env, overrun));
     result.Set("truncated", Napi::Boolean::New(env, truncated));
+    result.Set("more", Napi::Boolean::New(env, total >= max_bytes));
     return result;
   }
 

@@ -4,7 +4,7 @@
 // Routes of tables that do not matter (domain/interest.ts) are passed over before they are
 // decoded, in dumps and notifications alike; when a table starts to matter (a link appears
 // whose table is base + its index) that one table is dumped and merged the same way.
-import type { RtnlClient } from '../netlink/client.js';
+import { DUMP_ATTEMPTS, type RtnlClient } from '../netlink/client.js';
 import type { RawMessage } from '../netlink/codec.js';
 import {
   RTM_GETADDR,
@@ -370,10 +370,12 @@ export class Watcher {
 }
 
 /**
- * One consistent-enough copy of everything symroute reasons about (each dump retried if
- * interrupted), routes only of the tables that matter given `scope` and the links dumped
- * first. `adopt` is told what matters before the routes are dumped and returns the filter
- * to dump them with (by default, that interest as it is).
+ * One consistent-enough copy of everything symroute reasons about, routes only of the tables
+ * that matter given `scope` and the links dumped first. `adopt` is told what matters before
+ * the routes are dumped and returns the filter to dump them with (by default, that interest
+ * as it is). Each dump streams into the mirror as it is read, so a host's full routing table
+ * is never held whole; one the kernel flags interrupted (NLM_F_DUMP_INTR: the objects changed
+ * under it, so some may be missing or doubled) throws the whole copy away and starts over.
  */
 export async function dumpMirror(
   client: RtnlClient,
@@ -381,43 +383,52 @@ export async function dumpMirror(
   keepMainRoute?: MainRouteFilter,
   adopt: (interest: RouteInterest) => KeepFilter = keepOf,
 ): Promise<Mirror> {
+  for (let attempt = 1; ; attempt++) {
+    const mirror = await dumpMirrorOnce(client, scope, keepMainRoute, adopt);
+    if (mirror) return mirror;
+    if (attempt === DUMP_ATTEMPTS) throw new Error(`dumping the kernel's objects: interrupted by concurrent changes ${DUMP_ATTEMPTS} times in a row`);
+  }
+}
+
+/** A mirror from one round of dumps, or null if one of them was interrupted. */
+async function dumpMirrorOnce(
+  client: RtnlClient,
+  scope: TableScope,
+  keepMainRoute: MainRouteFilter | undefined,
+  adopt: (interest: RouteInterest) => KeepFilter,
+): Promise<Mirror | null> {
   // Not journaled while it fills: a fresh mirror is planned from as a whole, and a journal
   // of a full table's worth of routes would only be garbage held until the first pass.
   const mirror = new Mirror(keepMainRoute, false);
-  const dump = async (type: number, request: RtnlBody, kind: string, keep?: KeepFilter) => {
-    // GET and NEW differ by 2 in every rtnetlink family of messages.
-    for (const body of await client.dump(type, request, `dump_${kind}`, `dumping ${kind}s`, keep)) {
+  // GET and NEW differ by 2 in every rtnetlink family of messages.
+  const dump = async (type: number, request: RtnlBody, op: string, what: string, keep?: KeepFilter): Promise<boolean> => {
+    const onPart = (body: RtnlBody) => {
       const event = eventFromMessage(type - 2, 0, body);
       if (event) mirror.apply(event);
-    }
+    };
+    const { interrupted } = await client.dumpEach(type, request, op, `dumping ${what}`, onPart, keep);
+    return !interrupted;
   };
-  await dump(RTM_GETLINK, dumpRequests.link, 'link');
-  await dump(RTM_GETADDR, dumpRequests.address, 'address');
+  if (!(await dump(RTM_GETLINK, dumpRequests.link, 'dump_link', 'links'))) return null;
+  if (!(await dump(RTM_GETADDR, dumpRequests.address, 'dump_address', 'addresses'))) return null;
   const interest = new RouteInterest(scope, mirror.links.keys());
   const keep = adopt(interest);
-  for (const body of await dumpRoutes(client, [RT_TABLE_MAIN, ...interest.tables], interest.protocol, keep)) {
-    const event = eventFromMessage(RTM_NEWROUTE, 0, body);
-    if (event) mirror.apply(event);
+  for (const [request, what] of routeDumps([RT_TABLE_MAIN, ...interest.tables], interest.protocol)) {
+    if (!(await dump(RTM_GETROUTE, request, 'dump_route', what, keep))) return null;
   }
-  await dump(RTM_GETRULE, dumpRequests.rule, 'rule');
+  if (!(await dump(RTM_GETRULE, dumpRequests.rule, 'dump_rule', 'rules'))) return null;
   mirror.startJournal();
   return mirror;
 }
 
 /**
- * The routes of these tables and of this protocol in any table: one dump per table and one
- * for the protocol, each filtered by the kernel, or for many tables one dump of every route.
- * Either way what `keep` turns down is not decoded.
+ * The dumps that read the routes of these tables and of this protocol in any table: one per
+ * table and one for the protocol, each filtered by the kernel, or for many tables one dump
+ * of every route. Either way what the dump's `keep` turns down is not decoded.
  */
-async function dumpRoutes(client: RtnlClient, tables: readonly number[], protocol: number, keep: KeepFilter): Promise<RtnlBody[]> {
-  const dump = (request: RtnlBody, what: string) => client.dump(RTM_GETROUTE, request, 'dump_route', `dumping ${what}`, keep);
-  if (tables.length > TABLE_DUMPS_MAX) return dump(dumpRequests.route, 'routes');
-  const routes = await dump(routeDumpRequest({ protocol }), `routes of protocol ${protocol}`);
-  // Concatenated, not spread into push(): main alone may hold a full BGP table, far more
-  // routes than a call takes arguments.
-  const perTable = [];
-  for (const table of tables) perTable.push(await dump(routeDumpRequest({ table }), `routes of table ${table}`));
-  return routes.concat(...perTable);
+function routeDumps(tables: readonly number[], protocol: number): Array<[RtnlBody, string]> {
+  if (tables.length > TABLE_DUMPS_MAX) return [[dumpRequests.route, 'routes']];
+  return [[routeDumpRequest({ protocol }), `routes of protocol ${protocol}`], ...tables.map((table): [RtnlBody, string] => [routeDumpRequest({ table }), `routes of table ${table}`])];
 }
 
 /** Decodes what matters to `interest`, and every message that is not a route. */

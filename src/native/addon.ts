@@ -9,12 +9,15 @@ export interface ReadResult {
   readonly overrun: boolean;
   /** A datagram did not fit the receive buffer and was cut short. */
   readonly truncated: boolean;
+  /** Reading stopped at the byte limit asked for: more may be queued. */
+  readonly more?: boolean;
 }
 
 export interface NativeNetlinkSocket {
   readonly portId: number;
   send(messages: readonly Uint8Array[]): number;
-  readAll(): ReadResult;
+  /** Every datagram queued, or as many as fit in `maxBytes` (the addon's own limit: 16 MiB). */
+  readAll(maxBytes?: number): ReadResult;
   startReading(onReadable: () => void): void;
   stopReading(): void;
   close(): void;

@@ -1,5 +1,7 @@
 // The request side of rtnetlink: sequence numbers, pipelined requests matched to their
-// ACKs, and multipart dumps (retried when the kernel flags them NLM_F_DUMP_INTR). Like
+// ACKs, and multipart dumps, either streamed part by part to the caller as they are read
+// (dumpEach: the caller starts over when the kernel flags one NLM_F_DUMP_INTR) or collected
+// and retried here (dump). Like
 // libmnl's receive loop it accepts only messages from the kernel, addressed to this socket,
 // carrying a sequence number it is waiting for.
 import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR } from './constants.js';
@@ -7,7 +9,7 @@ import { NetlinkError } from './errors.js';
 import { encodeRequest, isRtnlBody, type DecodedMessage, type RtnlBody } from './messages.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from './native.js';
 import { ping } from './ping.js';
-import { receiveAll, type KeepFilter } from './receive.js';
+import { receiveEach, type KeepFilter, type ReceiveHandlers } from './receive.js';
 import type { RawMessage } from './codec.js';
 
 export interface Request {
@@ -33,24 +35,34 @@ type Pending =
   | {
       readonly kind: 'dump'; // a dump, or a GET answered with an object
       readonly action: string;
-      readonly parts: RtnlBody[];
+      /** Each part as soon as it is decoded (a GET: only the first). */
+      readonly onPart: (body: RtnlBody) => void;
+      parts: number;
       /** Which of its parts to decode; the others are passed over unread. */
       readonly keep: KeepFilter | undefined;
       interrupted: boolean;
-      readonly settle: (outcome: { parts: RtnlBody[]; interrupted: boolean } | Error) => void;
+      readonly settle: (outcome: DumpOutcome | Error) => void;
     };
+
+/** How a streamed dump ended: interrupted means its parts are not a consistent picture. */
+export interface DumpOutcome {
+  readonly interrupted: boolean;
+}
 
 // Requests per sendmsg(). Every ACK lands in the receive buffer before sendmsg() returns,
 // so a batch must fit in it (see RECEIVE_BUFFER_BYTES).
 const BATCH_SIZE = 256;
 const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
-const DUMP_ATTEMPTS = 10;
+/** How many times in a row a dump may be interrupted before it is given up (and retried later). */
+export const DUMP_ATTEMPTS = 10;
 const EIO = 5;
 
 /** A socket for requests and dumps: no multicast groups, room for a whole batch of ACKs. */
 export function openRequestSocket(): NativeNetlinkSocket {
   return openNetlinkSocket({ receiveBufferBytes: RECEIVE_BUFFER_BYTES });
 }
+
+const interruptedTooOften = (action: string): Error => new Error(`${action}: interrupted by concurrent changes ${DUMP_ATTEMPTS} times in a row`);
 
 export class RtnlClient {
   private readonly socket: NativeNetlinkSocket;
@@ -124,33 +136,41 @@ export class RtnlClient {
    * interrupted (the table changed under it) is thrown away and taken again. Parts `keep`
    * turns down are never decoded (it sees every message of the answer, raw).
    */
-  dump(type: number, body: RtnlBody, op: string, action: string, keep?: KeepFilter): Promise<RtnlBody[]> {
+  async dump(type: number, body: RtnlBody, op: string, action: string, keep?: KeepFilter): Promise<RtnlBody[]> {
+    for (let attempt = 1; ; attempt++) {
+      const parts: RtnlBody[] = [];
+      const { interrupted } = await this.dumpEach(type, body, op, action, (part) => parts.push(part), keep);
+      if (!interrupted) return parts;
+      if (attempt === DUMP_ATTEMPTS) throw interruptedTooOften(action);
+    }
+  }
+
+  /**
+   * Dumps objects matching `body`, handing each part to `onPart` as soon as it is read and
+   * decoded, so that no dump is ever held whole. Resolves once the kernel is done; if it
+   * flagged the dump interrupted (the objects changed under it), the parts seen may miss some
+   * or repeat some: the caller throws away what it made of them and starts over.
+   */
+  dumpEach(type: number, body: RtnlBody, op: string, action: string, onPart: (body: RtnlBody) => void, keep?: KeepFilter): Promise<DumpOutcome> {
     // One dump at a time per socket: the kernel answers EBUSY to a second concurrent one.
-    const result = this.dumpQueue.then(() => this.dumpWithRetry(type, body, action, keep));
+    const result = this.dumpQueue.then(() => this.collect(type, NLM_F_REQUEST | NLM_F_DUMP, body, action, onPart, keep));
     this.dumpQueue = result.catch(() => undefined);
     result.then(
-      () => this.observer.completed?.(op),
+      (outcome) => {
+        if (outcome.interrupted) this.observer.dumpInterrupted?.(action);
+        this.observer.completed?.(op);
+      },
       (error: Error) => this.observer.completed?.(op, error instanceof NetlinkError ? error : new NetlinkError(action, EIO, error.message)),
     );
     return result;
   }
 
-  private async dumpWithRetry(type: number, body: RtnlBody, action: string, keep: KeepFilter | undefined): Promise<RtnlBody[]> {
-    for (let attempt = 1; ; attempt++) {
-      const outcome = await this.collect(type, NLM_F_REQUEST | NLM_F_DUMP, body, action, keep);
-      if (!outcome.interrupted) return outcome.parts;
-      this.observer.dumpInterrupted?.(action);
-      if (attempt === DUMP_ATTEMPTS) {
-        throw new Error(`${action}: interrupted by concurrent changes ${DUMP_ATTEMPTS} times in a row`);
-      }
-    }
-  }
-
   /** A single GET (not a dump) answered by one object, e.g. RTM_GETROUTE for `ip route get`. */
   async get(type: number, body: RtnlBody, action: string): Promise<RtnlBody> {
-    const { parts } = await this.collect(type, NLM_F_REQUEST | NLM_F_ACK, body, action);
-    if (!parts[0]) throw new NetlinkError(action, EIO, 'the kernel answered with nothing');
-    return parts[0];
+    let answer: RtnlBody | undefined;
+    await this.collect(type, NLM_F_REQUEST | NLM_F_ACK, body, action, (part) => (answer ??= part));
+    if (!answer) throw new NetlinkError(action, EIO, 'the kernel answered with nothing');
+    return answer;
   }
 
   /**
@@ -162,18 +182,20 @@ export class RtnlClient {
     for (let start = 0; start < requests.length; start += BATCH_SIZE) {
       const batch = requests.slice(start, start + BATCH_SIZE).map(({ body, action }) => {
         const seq = this.allocateSeq();
+        let first: RtnlBody | undefined;
         const answer = new Promise<RtnlBody | NetlinkError>((resolve) =>
           this.pending.set(seq, {
             kind: 'dump',
             action,
-            parts: [],
+            onPart: (part) => (first ??= part),
+            parts: 0,
             keep: undefined,
             interrupted: false,
             settle: (outcome) =>
               resolve(
                 outcome instanceof NetlinkError ? outcome
                 : outcome instanceof Error ? new NetlinkError(action, EIO, outcome.message)
-                : outcome.parts[0] ?? new NetlinkError(action, EIO, 'the kernel answered with nothing'),
+                : first ?? new NetlinkError(action, EIO, 'the kernel answered with nothing'),
               ),
           }),
         );
@@ -189,20 +211,22 @@ export class RtnlClient {
     return answers;
   }
 
-  /** Sends one request and gathers the objects it is answered with, until DONE or an ACK. */
+  /** Sends one request and hands over the objects it is answered with, until DONE or an ACK. */
   private collect(
     type: number,
     flags: number,
     body: RtnlBody,
     action: string,
+    onPart: (body: RtnlBody) => void,
     keep?: KeepFilter,
-  ): Promise<{ parts: RtnlBody[]; interrupted: boolean }> {
+  ): Promise<DumpOutcome> {
     return new Promise((resolve, reject) => {
       const seq = this.allocateSeq();
       this.pending.set(seq, {
         kind: 'dump',
         action,
-        parts: [],
+        onPart,
+        parts: 0,
         keep,
         interrupted: false,
         settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)),
@@ -223,19 +247,21 @@ export class RtnlClient {
   }
 
   private onReadable(): void {
-    let received;
     try {
-      received = receiveAll(this.socket, () => this.observer.discarded?.('not from the kernel'), (raw) => this.keeps(raw));
+      // A slice at a time: a large dump streams through to its consumer, never held whole.
+      receiveEach(this.socket, () => this.observer.discarded?.('not from the kernel'), (raw) => this.keeps(raw), this.receiving);
     } catch (error) {
       this.failAll(error as Error);
-      return;
     }
+  }
+
+  private readonly receiving: ReceiveHandlers = {
     // Replies were lost or unreadable: nobody can tell which requests they answered, so
     // fail them all rather than leave any hanging.
-    if (received.lost) this.failAll(new Error(`request socket ${received.lost}`));
-    else if (received.undecodable) this.failAll(received.undecodable);
-    for (const message of received.messages) this.dispatch(message);
-  }
+    lost: (reason) => this.failAll(new Error(`request socket ${reason}`)),
+    undecodable: (error) => this.failAll(error),
+    message: (message) => this.dispatch(message),
+  };
 
   /** Whether to decode a reply: always, unless the dump it belongs to turns the object down. */
   private keeps(raw: RawMessage): boolean {
@@ -263,9 +289,10 @@ export class RtnlClient {
     if (body.kind === 'ack' || body.kind === 'done') {
       this.pending.delete(message.seq);
       if (body.errno !== 0) pending.settle(new NetlinkError(pending.action, body.errno, body.extackMessage));
-      else pending.settle({ parts: pending.parts, interrupted: pending.interrupted });
-    } else if (isRtnlBody(body) && (message.flags & NLM_F_MULTI || pending.parts.length === 0)) {
-      pending.parts.push(body);
+      else pending.settle({ interrupted: pending.interrupted });
+    } else if (isRtnlBody(body) && (message.flags & NLM_F_MULTI || pending.parts === 0)) {
+      pending.parts++;
+      pending.onPart(body);
     }
   }
 

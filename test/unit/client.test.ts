@@ -203,6 +203,23 @@ describe('dumps', () => {
     expect(interrupted).toEqual(['dumping rules']);
   });
 
+  it('stream each part to the caller as it is read, before the dump is done, and leave an interrupted one to the caller', async () => {
+    const socket = new ScriptedSocket();
+    const interrupted: string[] = [];
+    const client = new RtnlClient({ dumpInterrupted: (a) => interrupted.push(a) }, socket);
+    const parts: RtnlBody[] = [];
+    const dump = client.dumpEach(RTM_GETRULE, dumpRequests.rule, 'dump_rule', 'dumping rules', (body) => parts.push(body));
+    await flush();
+    const seq = socket.sent[0]!.seq;
+    socket.deliver([part(seq, ruleA)]);
+    expect(parts).toEqual([ruleA]);
+    socket.deliver([part(seq, ruleB, NLM_F_MULTI | NLM_F_DUMP_INTR), done(seq, 0, NLM_F_MULTI | NLM_F_DUMP_INTR)]);
+    expect(await dump).toEqual({ interrupted: true });
+    expect(parts).toEqual([ruleA, ruleB]);
+    expect(socket.sent).toHaveLength(1); // not taken again: the caller starts over
+    expect(interrupted).toEqual(['dumping rules']);
+  });
+
   it('run one at a time: the kernel answers EBUSY to a second concurrent dump', async () => {
     const socket = new ScriptedSocket();
     const client = new RtnlClient({}, socket);
