@@ -6,7 +6,7 @@
 // silent side effects included) without inferring it from the event.
 import { bump, mapDelete, mapSet } from './collections.js';
 import type { KernelEvent } from './events.js';
-import { familyOf, networkOf, type Family } from '../net/ip.js';
+import { networkOf, type Family } from '../net/ip.js';
 import { type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
 import { addressKey, ownerKey, routeKey, routeSlot, ruleKey, type AddressKey, type RouteKey, type RouteSlot, type RuleKey } from './keys.js';
 import { RT_SCOPE_LINK, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
@@ -26,15 +26,88 @@ function withNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
 const packDeviceRoute = (route: Route): number => route.metric * 65536 + route.protocol * 256 + route.scope;
 const metricOf = (packed: number): number => Math.floor(packed / 65536);
 
+/**
+ * The packed routes to one prefix through one device: almost always a single one, kept as
+ * the bare number (an array costs ~10 times as much, and 100k of them were most of the
+ * memory a full table in main cost).
+ */
+type PackedRoutes = number | readonly number[];
+const packedList = (routes: PackedRoutes): readonly number[] => (typeof routes === 'number' ? [routes] : routes);
+const packedRoutes = (list: readonly number[]): PackedRoutes | undefined => (list.length > 1 ? list : list[0]);
+
+/** A canonical IPv4 address as a 32-bit integer: a key that costs no object of its own. */
+function ipv4Key(address: string): number {
+  let value = 0;
+  for (const octet of address.split('.')) value = (value << 8) | Number(octet);
+  return value;
+}
+
+const ipv4Text = (key: number): string => `${key >>> 24}.${(key >>> 16) & 255}.${(key >>> 8) & 255}.${key & 255}`;
+
+/** `key` with the bits past `length` cleared. */
+const ipv4Network = (key: number, length: number): number => (length === 0 ? 0 : (key >>> (32 - length)) << (32 - length));
+
 /** The main-table device route to `dst`/`dstLength` through `oif` that `packed` stands for. */
 function deviceRoute(oif: number, dst: string, dstLength: number, packed: number): Route {
-  const family = familyOf(dst)!;
+  const family = dst.includes(':') ? 6 : 4;
   return { family, table: RT_TABLE_MAIN, dst, dstLength, metric: metricOf(packed), protocol: (packed >> 8) & 0xff, scope: packed & 0xff, type: RTN_UNICAST, oif };
 }
 
-/** Each (prefix length, packed route) of a destination's list. */
-function* deviceRoutePairs(pairs: readonly number[]): Generator<[number, number]> {
-  for (let i = 0; i < pairs.length; i += 2) yield [pairs[i]!, pairs[i + 1]!];
+/**
+ * One device's main-table device routes by prefix: IPv4 ones by prefix length, then by
+ * network address as a 32-bit integer (no string and no object per route), IPv6 ones by text.
+ */
+class DevicePrefixes {
+  private readonly ipv4 = new Map<number, Map<number, PackedRoutes>>();
+  private readonly ipv6 = new Map<string, PackedRoutes>();
+
+  get size(): number {
+    let size = this.ipv6.size;
+    for (const byAddress of this.ipv4.values()) size += byAddress.size;
+    return size;
+  }
+
+  get(dst: string, length: number): PackedRoutes | undefined {
+    return dst.includes(':') ? this.ipv6.get(`${dst}/${length}`) : this.ipv4.get(length)?.get(ipv4Key(dst));
+  }
+
+  set(dst: string, length: number, routes: PackedRoutes): void {
+    if (dst.includes(':')) return void this.ipv6.set(`${dst}/${length}`, routes);
+    let byAddress = this.ipv4.get(length);
+    if (!byAddress) this.ipv4.set(length, (byAddress = new Map()));
+    byAddress.set(ipv4Key(dst), routes);
+  }
+
+  delete(dst: string, length: number): void {
+    if (dst.includes(':')) return void this.ipv6.delete(`${dst}/${length}`);
+    const byAddress = this.ipv4.get(length);
+    byAddress?.delete(ipv4Key(dst));
+    if (byAddress?.size === 0) this.ipv4.delete(length);
+  }
+
+  /** Whether a route to a prefix holding `address` is here. */
+  covers(family: Family, address: string): boolean {
+    if (family === 4) {
+      const key = ipv4Key(address);
+      for (const [length, byAddress] of this.ipv4) if (byAddress.has(ipv4Network(key, length))) return true;
+      return false;
+    }
+    for (let length = 128; length >= 0; length--) if (this.ipv6.has(`${networkOf(address, length)}/${length}`)) return true;
+    return false;
+  }
+
+  dropFamily(family: Family): void {
+    if (family === 4) this.ipv4.clear();
+    else this.ipv6.clear();
+  }
+
+  *entries(): Generator<[dst: string, length: number, routes: PackedRoutes]> {
+    for (const [length, byAddress] of this.ipv4) for (const [key, routes] of byAddress) yield [ipv4Text(key), length, routes];
+    for (const [prefix, routes] of this.ipv6) {
+      const slash = prefix.lastIndexOf('/');
+      yield [prefix.slice(0, slash), Number(prefix.slice(slash + 1)), routes];
+    }
+  }
 }
 
 /** A link's name, or `if<index>` for one the mirror does not hold (gone, or not seen yet). */
@@ -111,11 +184,11 @@ export class Mirror implements MirrorView {
   private readonly mainDefaults = new Map<number, Map<RouteKey, Route>>();
   /**
    * Main-table device routes (unicast, no gateway) but those `keepMainRoute` wants whole:
-   * per device and destination address, two numbers per route: its prefix length, and its
-   * metric, protocol and scope packed in one. A full table of them (a BGP host) would
-   * otherwise cost most of the daemon's memory, and only their prefixes are ever looked at.
+   * per device and prefix, each route's metric, protocol and scope packed in one number. A
+   * full table of them (a BGP host) would otherwise cost most of the daemon's memory, and
+   * only their prefixes are ever looked at.
    */
-  private readonly mainDeviceRoutes = new Map<number, Map<string, number[]>>();
+  private readonly mainDeviceRoutes = new Map<number, DevicePrefixes>();
   private readonly rulesByTable = new Map<number, Map<RuleKey, CountedRule>>();
   /** By ownerKey. */
   private readonly routeCounts = new Map<number, number>();
@@ -160,13 +233,7 @@ export class Mirror implements MirrorView {
   }
 
   mainDeviceRouteCovers(ifindex: number, family: Family, address: string): boolean {
-    const destinations = this.mainDeviceRoutes.get(ifindex);
-    if (!destinations) return false;
-    for (let length = family === 4 ? 32 : 128; length >= 0; length--) {
-      const pairs = destinations.get(networkOf(address, length));
-      if (pairs) for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === length) return true;
-    }
-    return false;
+    return this.mainDeviceRoutes.get(ifindex)?.covers(family, address) ?? false;
   }
 
   routeCount(protocol: number, family: Family): number {
@@ -316,8 +383,8 @@ export class Mirror implements MirrorView {
   private applyDeviceRoute(route: Route, op: 'add' | 'replace' | 'delete'): boolean {
     const { dst, dstLength } = route;
     const packed = packDeviceRoute(route);
-    const same = (length: number, value: number) => length === dstLength && value === packed;
-    const inSlot = (length: number, value: number) => length === dstLength && metricOf(value) === route.metric;
+    const same = (value: number) => value === packed;
+    const inSlot = (value: number) => metricOf(value) === route.metric;
     let changed = false;
     if (op === 'replace') {
       // A replace takes over its slot (prefix and metric) whatever device held it; what it
@@ -325,55 +392,55 @@ export class Mirror implements MirrorView {
       // made reachable).
       for (const device of [...this.mainDeviceRoutes.keys()]) {
         if (device === route.oif) continue;
-        for (const [length, value] of deviceRoutePairs(this.mainDeviceRoutes.get(device)!.get(dst) ?? [])) {
-          if (inSlot(length, value)) this.journal?.routes.push(deviceRoute(device, dst, length, value));
+        const held = this.mainDeviceRoutes.get(device)!.get(dst, dstLength);
+        for (const value of held === undefined ? [] : packedList(held)) {
+          if (inSlot(value)) this.journal?.routes.push(deviceRoute(device, dst, dstLength, value));
         }
-        changed = this.dropDeviceRoutes(device, dst, inSlot) || changed;
+        changed = this.dropDeviceRoutes(device, dst, dstLength, inSlot) || changed;
       }
     }
-    if (op === 'delete') changed = this.dropDeviceRoutes(route.oif!, dst, same) || changed;
+    if (op === 'delete') changed = this.dropDeviceRoutes(route.oif!, dst, dstLength, same) || changed;
     else {
-      let destinations = this.mainDeviceRoutes.get(route.oif!);
-      if (!destinations) this.mainDeviceRoutes.set(route.oif!, (destinations = new Map()));
+      let prefixes = this.mainDeviceRoutes.get(route.oif!);
+      if (!prefixes) this.mainDeviceRoutes.set(route.oif!, (prefixes = new DevicePrefixes()));
       const kept: number[] = [];
       let there = false;
       let displaced = false;
-      const pairs = destinations.get(dst) ?? [];
-      for (let i = 0; i < pairs.length; i += 2) {
-        const length = pairs[i]!;
-        const value = pairs[i + 1]!;
-        if (same(length, value)) there = true;
-        else if (op === 'replace' && inSlot(length, value)) displaced = true;
-        else kept.push(length, value);
+      const before = prefixes.get(dst, dstLength);
+      for (const value of before === undefined ? [] : packedList(before)) {
+        if (same(value)) there = true;
+        else if (op === 'replace' && inSlot(value)) displaced = true;
+        else kept.push(value);
       }
       // Unchanged only if the route was there already and nothing else left its slot.
       if (!there || displaced) changed = true;
-      kept.push(dstLength, packed);
-      destinations.set(dst, kept);
+      kept.push(packed);
+      prefixes.set(dst, dstLength, packedRoutes(kept)!);
     }
     if (changed) this.journal?.routes.push(route);
     return changed;
   }
 
-  /** Drops the device routes to `dst` through `device` that match; true if there were any. */
-  private dropDeviceRoutes(device: number, dst: string, matches: (length: number, value: number) => boolean): boolean {
-    const destinations = this.mainDeviceRoutes.get(device);
-    const pairs = destinations?.get(dst);
-    if (!pairs) return false;
-    const rest: number[] = [];
-    for (let i = 0; i < pairs.length; i += 2) if (!matches(pairs[i]!, pairs[i + 1]!)) rest.push(pairs[i]!, pairs[i + 1]!);
-    if (rest.length === pairs.length) return false;
-    if (rest.length > 0) destinations!.set(dst, rest);
-    else destinations!.delete(dst);
-    if (destinations!.size === 0) this.mainDeviceRoutes.delete(device);
+  /** Drops the device routes to `dst`/`dstLength` through `device` that match; true if there were any. */
+  private dropDeviceRoutes(device: number, dst: string, dstLength: number, matches: (value: number) => boolean): boolean {
+    const prefixes = this.mainDeviceRoutes.get(device);
+    const routes = prefixes?.get(dst, dstLength);
+    if (routes === undefined) return false;
+    const list = packedList(routes);
+    const rest = list.filter((value) => !matches(value));
+    if (rest.length === list.length) return false;
+    const left = packedRoutes(rest);
+    if (left !== undefined) prefixes!.set(dst, dstLength, left);
+    else prefixes!.delete(dst, dstLength);
+    if (prefixes!.size === 0) this.mainDeviceRoutes.delete(device);
     return true;
   }
 
   /** A renamed device may have become plumbing, or stopped being it: its main routes are kept anew. */
   private rekeepMainRoutes(index: number): void {
     const whole = [...(this.routesByDevice.get(index)?.values() ?? [])].filter((route) => route.table === RT_TABLE_MAIN && route.dstLength > 0);
-    const prefixes = [...(this.mainDeviceRoutes.get(index) ?? [])].flatMap(([dst, pairs]) =>
-      [...deviceRoutePairs(pairs)].map(([length, value]) => deviceRoute(index, dst, length, value)),
+    const prefixes = [...(this.mainDeviceRoutes.get(index)?.entries() ?? [])].flatMap(([dst, length, routes]) =>
+      packedList(routes).map((value) => deviceRoute(index, dst, length, value)),
     );
     for (const route of whole) this.removeRoute(routeKey(route));
     this.mainDeviceRoutes.delete(index);
@@ -422,9 +489,9 @@ export class Mirror implements MirrorView {
 
   /** A device going down takes its IPv4 routes with it; multipath ones lose only when all hops do. */
   private dropRoutesVia(index: number, family: Family): void {
-    const destinations = this.mainDeviceRoutes.get(index);
-    for (const dst of destinations?.keys() ?? []) if (familyOf(dst) === family) destinations!.delete(dst);
-    if (destinations?.size === 0) this.mainDeviceRoutes.delete(index);
+    const prefixes = this.mainDeviceRoutes.get(index);
+    prefixes?.dropFamily(family);
+    if (prefixes?.size === 0) this.mainDeviceRoutes.delete(index);
     for (const [key, route] of [...(this.routesByDevice.get(index) ?? EMPTY)]) {
       if (route.family !== family) continue;
       const via = route.nexthops ? route.nexthops.every((n) => n.ifindex === index) : route.oif === index;

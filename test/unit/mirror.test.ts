@@ -410,6 +410,26 @@ describe('main-table device routes, kept as prefixes', () => {
     expect(b.mirror.mainDeviceRouteCovers(4, 4, '198.18.70.9')).toBe(false);
   });
 
+  it('cover exactly the addresses of their prefix, at every length and on both halves of the IPv4 space', () => {
+    const b = new MirrorBuilder().nic(3, 'eth0', '198.18.1.2/24');
+    const prefixes = ['0.0.0.0/1', '203.0.113.128/25', '255.255.255.255/32', '128.0.0.1/32', '198.51.100.6/31'];
+    for (const prefix of prefixes) b.route(hostRoute(prefix, 3));
+    const covered = (address: string) => b.mirror.mainDeviceRouteCovers(3, 4, address);
+    expect(['127.255.255.255', '10.0.0.1', '203.0.113.128', '203.0.113.255', '255.255.255.255', '128.0.0.1', '198.51.100.6', '198.51.100.7'].filter(covered)).toHaveLength(8);
+    expect(['203.0.113.127', '255.255.255.254', '128.0.0.2', '198.51.100.5', '198.51.100.8', '192.0.2.1'].filter(covered)).toEqual([]);
+    // Two metrics for one prefix: the second stays when the first goes.
+    b.route(hostRoute('203.0.113.128/25', 3, { metric: 50 }));
+    b.delRoute(hostRoute('203.0.113.128/25', 3));
+    expect(covered('203.0.113.200')).toBe(true);
+    b.delRoute(hostRoute('203.0.113.128/25', 3, { metric: 50 }));
+    expect(covered('203.0.113.200')).toBe(false);
+    // The last IPv4 address gone takes the IPv4 prefixes, not the IPv6 ones.
+    b.route(hostRoute('2001:db8:9::/64', 3));
+    b.delAddress({ ifindex: 3, cidr: '198.18.1.2/24' });
+    expect(covered('255.255.255.255')).toBe(false);
+    expect(b.mirror.mainDeviceRouteCovers(3, 6, '2001:db8:9::1')).toBe(true);
+  });
+
   it('are not kept if they cannot reach a gateway: IPv4 of universe scope, not unicast, via a gateway', () => {
     const b = new MirrorBuilder().nic(3, 'eth0', '198.18.1.2/24');
     b.route(hostRoute('198.18.9.1', 3, { scope: 0 }));
