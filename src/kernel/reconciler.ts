@@ -1,4 +1,4 @@
-// Applies computed changes to the kernel: one pipelined batch per phase, every request
+// Applies computed changes to the kernel: every phase in one pipelined stretch, every request
 // carrying the full attribute set of the object it names.
 import type { Change } from '../domain/diff.js';
 import { describeRoute, describeRule } from '../domain/model.js';
@@ -27,33 +27,44 @@ export function describeChange(change: Change, linkName: (ifindex: number) => st
   return change.kind === 'route' ? `route ${describeRoute(change.route, linkName)}` : `rule ${describeRule(change.rule)}`;
 }
 
-function toRequest(change: Change, description: string): Request {
-  const action = `${VERB[change.op]} ${description}`;
-  const op = `${change.op}_${change.kind}`;
+/** The request for a change; `describe` words it, only if the kernel refuses it. */
+function toRequest(change: Change, describe: () => string): Request {
+  return { op: `${change.op}_${change.kind}`, ...onTheWire(change), get action() { return `${VERB[change.op]} ${describe()}`; } };
+}
+
+function onTheWire(change: Change): Pick<Request, 'type' | 'flags' | 'body'> {
   if (change.kind === 'route') {
     const body = routeToMessage(change.route);
-    if (change.op === 'delete') return { op, type: RTM_DELROUTE, flags: 0, body, action };
-    return { op, type: RTM_NEWROUTE, flags: NLM_F_CREATE | (change.op === 'add' ? NLM_F_EXCL : NLM_F_REPLACE), body, action };
+    if (change.op === 'delete') return { type: RTM_DELROUTE, flags: 0, body };
+    return { type: RTM_NEWROUTE, flags: NLM_F_CREATE | (change.op === 'add' ? NLM_F_EXCL : NLM_F_REPLACE), body };
   }
   const body = ruleToMessage(change.rule);
   // Without NLM_F_EXCL the kernel would happily add a second identical rule.
-  if (change.op === 'add') return { op, type: RTM_NEWRULE, flags: NLM_F_CREATE | NLM_F_EXCL, body, action };
-  return { op, type: RTM_DELRULE, flags: 0, body, action };
+  if (change.op === 'add') return { type: RTM_NEWRULE, flags: NLM_F_CREATE | NLM_F_EXCL, body };
+  return { type: RTM_DELRULE, flags: 0, body };
 }
 
-/** Runs the phases in order; a failed request does not stop the others. */
+/**
+ * Runs the phases in order, all in one pipelined stretch: the kernel handles each request
+ * after those sent before it, so the phases take effect in their order (make before break)
+ * without one waiting for the ACKs of the one before. A failed request does not stop the
+ * others. Nothing is worded before the last ACK: a change is described when its outcome is
+ * read (for the log), or when the kernel refuses it.
+ */
 export async function applyChanges(
   client: RtnlClient,
   phases: readonly (readonly Change[])[],
   linkName: (ifindex: number) => string,
 ): Promise<ChangeOutcome[]> {
-  const outcomes: ChangeOutcome[] = [];
-  for (const phase of phases) {
-    const descriptions = phase.map((change) => describeChange(change, linkName));
-    const results = await client.execute(phase.map((change, i) => toRequest(change, descriptions[i]!)));
-    results.forEach((result, i) =>
-      outcomes.push({ change: phase[i]!, description: descriptions[i]!, ...(result.ok ? {} : { error: result.error }) }),
-    );
-  }
-  return outcomes;
+  const changes = phases.flat();
+  const descriptions = new Array<string | undefined>(changes.length);
+  const describe = (i: number) => (descriptions[i] ??= describeChange(changes[i]!, linkName));
+  const results = await client.execute(changes.map((change, i) => toRequest(change, () => describe(i))));
+  return results.map((result, i) => ({
+    change: changes[i]!,
+    get description() {
+      return describe(i);
+    },
+    ...(result.ok ? {} : { error: result.error }),
+  }));
 }

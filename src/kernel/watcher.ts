@@ -120,6 +120,9 @@ export class Watcher {
     private readonly scope: () => MirrorScope,
   ) {
     this.keepMainRoute = (route, linkName) => isPlumbingRoute(scope().plumbing, route, linkName);
+    // A long stretch of writes causes as many notifications: read them as it goes, before
+    // they overrun this socket's buffer.
+    client.afterBatch = () => this.drain();
     this.mirrorState = new Mirror(this.keepMainRoute);
     this.interest = new RouteInterest(scope().tables);
   }

@@ -17,7 +17,10 @@ export interface Request {
   readonly type: number; // RTM_NEWROUTE, RTM_DELRULE, …
   readonly flags: number; // NLM_F_CREATE | NLM_F_EXCL, …; REQUEST and ACK are added
   readonly body: RtnlBody;
-  /** What this request does, for errors and logs: "adding rule from 198.18.0.2 lookup 1002". */
+  /**
+   * What this request does, for errors: "adding rule from 198.18.0.2 lookup 1002". Read only
+   * when the kernel refuses the request (a getter may put off wording it until then).
+   */
   readonly action: string;
 }
 
@@ -31,7 +34,7 @@ export interface ClientObserver {
 }
 
 type Pending =
-  | { readonly kind: 'request'; readonly action: string; readonly settle: (result: RequestResult) => void }
+  | { readonly kind: 'request'; readonly request: Pick<Request, 'action'>; readonly settle: (result: RequestResult) => void }
   | {
       readonly kind: 'dump'; // a dump, or a GET answered with an object
       readonly action: string;
@@ -84,38 +87,49 @@ export class RtnlClient {
     this.socket.close();
   }
 
-  /** Sends all requests, pipelined, and resolves with one result per request, in order. */
-  async execute(requests: readonly Request[]): Promise<RequestResult[]> {
-    const results: RequestResult[] = [];
-    for (let start = 0; start < requests.length; start += BATCH_SIZE) {
-      results.push(...(await this.executeBatch(requests.slice(start, start + BATCH_SIZE))));
-    }
-    return results;
+  /**
+   * Sends all requests, pipelined, and resolves with one result per request, in order. The
+   * kernel handles a batch inside sendmsg() and has queued every ACK of it when that returns,
+   * so they are read at once and the next batch follows without waiting for a turn of the
+   * event loop: the whole list goes out in one stretch and in order (the kernel handles a
+   * request only after those sent before it, as a phase must follow the one before), with
+   * never more than a batch of ACKs in the receive buffer. `afterBatch` runs between batches:
+   * the watcher reads the notifications each caused before they can overrun its socket.
+   */
+  execute(requests: readonly Request[]): Promise<RequestResult[]> {
+    if (requests.length === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const results = new Array<RequestResult>(requests.length);
+      let left = requests.length;
+      const settled = (i: number, result: RequestResult) => {
+        results[i] = result;
+        this.observer.completed?.(requests[i]!.op, result.ok ? undefined : result.error);
+        if (--left === 0) resolve(results);
+      };
+      for (let start = 0; start < requests.length; start += BATCH_SIZE) {
+        if (start > 0) this.afterBatch?.();
+        this.sendBatch(requests, start, Math.min(start + BATCH_SIZE, requests.length), settled);
+        this.onReadable();
+      }
+    });
   }
 
-  private executeBatch(requests: readonly Request[]): Promise<RequestResult[]> {
-    const promises: Promise<RequestResult>[] = [];
-    const buffers = requests.map((request) => {
+  /** Runs between two batches of one execute() (see there). */
+  afterBatch: (() => void) | undefined;
+
+  private sendBatch(requests: readonly Request[], start: number, end: number, settled: (i: number, result: RequestResult) => void): void {
+    const buffers: Buffer[] = [];
+    for (let i = start; i < end; i++) {
+      const request = requests[i]!;
       const seq = this.allocateSeq();
-      promises.push(
-        new Promise<RequestResult>((settle) =>
-          this.pending.set(seq, { kind: 'request', action: request.action, settle }),
-        ).then((result) => {
-          this.observer.completed?.(request.op, result.ok ? undefined : result.error);
-          return result;
-        }),
-      );
-      return encodeRequest(
-        { type: request.type, flags: request.flags | NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId },
-        request.body,
-      );
-    });
+      this.pending.set(seq, { kind: 'request', request, settle: (result) => settled(i, result) });
+      buffers.push(encodeRequest({ type: request.type, flags: request.flags | NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, request.body));
+    }
     try {
       this.socket.send(buffers);
     } catch (error) {
       this.failAll(error as Error);
     }
-    return Promise.all(promises);
   }
 
   /**
@@ -125,7 +139,7 @@ export class RtnlClient {
   ping(timeoutMs: number): Promise<void> {
     const seq = this.allocateSeq();
     return ping(this.socket, seq, timeoutMs, (answered) => {
-      this.pending.set(seq, { kind: 'request', action: 'pinging the kernel', settle: (result) => answered(result.ok ? undefined : result.error) });
+      this.pending.set(seq, { kind: 'request', request: { action: 'pinging the kernel' }, settle: (result) => answered(result.ok ? undefined : result.error) });
       return () => this.pending.delete(seq);
     });
   }
@@ -175,10 +189,10 @@ export class RtnlClient {
 
   /**
    * Many single GETs (route lookups), pipelined as `execute` pipelines writes: one sendmsg per
-   * batch. Each resolves to the object it was answered with, or the kernel's refusal.
+   * batch, all in one stretch. Each resolves to the object it was answered with, or the kernel's refusal.
    */
-  async getAll(type: number, requests: readonly { body: RtnlBody; action: string }[]): Promise<Array<RtnlBody | NetlinkError>> {
-    const answers: Array<RtnlBody | NetlinkError> = [];
+  getAll(type: number, requests: readonly { body: RtnlBody; action: string }[]): Promise<Array<RtnlBody | NetlinkError>> {
+    const answers: Array<Promise<RtnlBody | NetlinkError>> = [];
     for (let start = 0; start < requests.length; start += BATCH_SIZE) {
       const batch = requests.slice(start, start + BATCH_SIZE).map(({ body, action }) => {
         const seq = this.allocateSeq();
@@ -206,9 +220,11 @@ export class RtnlClient {
       } catch (error) {
         this.failAll(error as Error);
       }
-      answers.push(...(await Promise.all(batch.map((request) => request.answer))));
+      // Answered inside sendmsg(), as execute() relies on: read now, and on to the next batch.
+      this.onReadable();
+      for (const request of batch) answers.push(request.answer);
     }
-    return answers;
+    return Promise.all(answers);
   }
 
   /** Sends one request and hands over the objects it is answered with, until DONE or an ACK. */
@@ -281,7 +297,7 @@ export class RtnlClient {
       if (body.kind !== 'ack') return;
       this.pending.delete(message.seq);
       pending.settle(
-        body.errno === 0 ? { ok: true } : { ok: false, error: new NetlinkError(pending.action, body.errno, body.extackMessage) },
+        body.errno === 0 ? { ok: true } : { ok: false, error: new NetlinkError(pending.request.action, body.errno, body.extackMessage) },
       );
       return;
     }
@@ -301,7 +317,7 @@ export class RtnlClient {
     this.pending.clear();
     for (const pending of waiting) {
       if (pending.kind === 'request') {
-        pending.settle({ ok: false, error: new NetlinkError(pending.action, EIO, error.message) });
+        pending.settle({ ok: false, error: new NetlinkError(pending.request.action, EIO, error.message) });
       } else {
         pending.settle(error);
       }

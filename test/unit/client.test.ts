@@ -35,7 +35,7 @@ class ScriptedSocket implements NativeNetlinkSocket {
   readonly portId = PORT;
   readonly sent: RawMessage[] = [];
   sendCalls = 0;
-  private pending: ReadResult = { datagrams: [], senderPortIds: [], overrun: false, truncated: false };
+  pending: ReadResult = { datagrams: [], senderPortIds: [], overrun: false, truncated: false };
   private onReadable: (() => void) | null = null;
 
   send(messages: readonly Uint8Array[]): number {
@@ -116,6 +116,37 @@ describe('requests', () => {
     expect(error).toBeInstanceOf(NetlinkError);
     expect(error.code).toBe('EEXIST');
     expect(error.message).toBe('adding rule from 198.18.1.3 lookup 1002: File exists in the rule table (EEXIST)');
+  });
+
+  it('go out batch after batch in one stretch, each batch\'s ACKs read as soon as it is sent (as the kernel queues them inside sendmsg)', async () => {
+    const socket = new ScriptedSocket();
+    const between: number[] = [];
+    const client = new RtnlClient({}, socket);
+    client.afterBatch = () => between.push(socket.sendCalls);
+    const answering = socket.send.bind(socket);
+    let worded = 0;
+    socket.send = (messages) => {
+      const sent = answering(messages);
+      // Like the kernel: every request handled, and its ACK queued, before sendmsg returns.
+      const acks = socket.sent.slice(-messages.length).map((m) => ack(m.seq, m.seq % 100 === 0 ? EEXIST : 0));
+      socket.pending = { datagrams: acks, senderPortIds: acks.map(() => 0), overrun: false, truncated: false };
+      return sent;
+    };
+    const requests = Array.from({ length: 600 }, (_, i) => {
+      const request = addRule(`198.18.${i >> 8}.${i & 255}`);
+      return { ...request, get action() { worded++; return request.action; } };
+    });
+    const results = client.execute(requests);
+    // All three batches went out before execute() returned: none waited for a turn of the event loop.
+    expect(socket.sendCalls).toBe(3);
+    expect(between).toEqual([1, 2]);
+    const outcomes = await results;
+    expect(outcomes).toHaveLength(600);
+    const refused = socket.sent.filter((m) => m.seq % 100 === 0).length;
+    expect(outcomes.filter((o) => !o.ok)).toHaveLength(refused);
+    expect(refused).toBeGreaterThan(0);
+    // Only a refused request is worded.
+    expect(worded).toBe(refused);
   });
 
   it('without an extended ack, say what failed in the system\'s words', async () => {
