@@ -2,6 +2,7 @@
 // message type says add or delete, NLM_F_REPLACE says a route took over its slot, and
 // messages that say nothing about the objects symroute reasons about (cloned routes,
 // families the model has no place for) become nothing.
+import type { Change } from '../domain/diff.js';
 import type { KernelEvent } from '../domain/events.js';
 import {
   NLM_F_REPLACE,
@@ -38,4 +39,14 @@ export function eventFromMessage(type: number, flags: number, body: RtnlBody): K
       return rule && { kind: 'rule', op: type === RTM_DELRULE ? 'delete' : 'add', rule };
     }
   }
+}
+
+/**
+ * The event a notification stands for that echoes symroute's own request for `change`, and
+ * says exactly what it asked (kernel/objects.ts echoes()): the object the change was made
+ * from, the operation read from the notification as eventFromMessage reads it.
+ */
+export function eventFromEcho(type: number, flags: number, change: Change): KernelEvent {
+  if (change.kind === 'rule') return { kind: 'rule', op: type === RTM_DELRULE ? 'delete' : 'add', rule: change.rule };
+  return { kind: 'route', op: type === RTM_DELROUTE ? 'delete' : flags & NLM_F_REPLACE ? 'replace' : 'add', route: change.route };
 }

@@ -3,7 +3,38 @@
 // FRA_TABLE uses the u8 header field, …) so that objects compare equal however they arrived.
 import type { Family } from '../net/ip.js';
 import type { Address, Link, Route, Rule } from '../domain/model.js';
-import { AF_INET, AF_INET6, AF_UNSPEC, IFF_LOOPBACK, IFF_UP, RTNH_F_ONLINK } from '../netlink/constants.js';
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNSPEC,
+  IFF_LOOPBACK,
+  IFF_UP,
+  RTM_DELROUTE,
+  RTM_DELRULE,
+  RTM_F_CLONED,
+  RTM_NEWROUTE,
+  RTM_NEWRULE,
+  RTNH_F_ONLINK,
+} from '../netlink/constants.js';
+import { align4, HOST_LITTLE_ENDIAN, NLA_TYPE_MASK, viewOf, type RawMessage } from '../netlink/codec.js';
+import {
+  FRA_DST,
+  FRA_FWMARK,
+  FRA_IIFNAME,
+  FRA_OIFNAME,
+  FRA_PRIORITY,
+  FRA_PROTOCOL,
+  FRA_SRC,
+  FRA_TABLE,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_MULTIPATH,
+  RTA_OIF,
+  RTA_PREFSRC,
+  RTA_PRIORITY,
+  RTA_SRC,
+  RTA_TABLE,
+} from '../netlink/schemas.js';
 import type { AddressMessage, LinkMessage, RouteMessage, RuleMessage } from '../netlink/messages.js';
 
 export function familyOf(number: number): Family | undefined {
@@ -171,4 +202,61 @@ export function routeDumpRequest(filter: { readonly table: number } | { readonly
   const request = dumpRequests.route;
   if ('table' in filter) return { ...request, attributes: { table: filter.table } };
   return { ...request, header: { ...request.header, protocol: filter.protocol } };
+}
+
+/** The attributes routeFromMessage and ruleFromMessage read: all an echo must repeat exactly. */
+const ROUTE_ATTRIBUTES = [RTA_DST, RTA_SRC, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_MULTIPATH, RTA_TABLE];
+const RULE_ATTRIBUTES = [FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_OIFNAME, FRA_PROTOCOL];
+/**
+ * The bytes of struct rtmsg and fib_rule_hdr both compare: all but the table's (a table >=
+ * 256 reads 0 in a request and RT_TABLE_COMPAT in the kernel's message; the attribute holds
+ * it exactly) and the flags (of which only a route's onlink and cloned bits are read).
+ */
+const HEADER_BYTES = [0, 1, 2, 3, 5, 6, 7];
+const HEADER_SIZE = 12;
+const ROUTE_FLAGS_READ = RTNH_F_ONLINK | RTM_F_CLONED;
+
+/**
+ * Whether a notification (the echo of a route or rule request symroute sent) says exactly
+ * what the request asked for, as far as the model reads it: the same type, the same header
+ * and the same bytes in every attribute the conversions above read. If so, decoding it
+ * would give the very object the request was made from, so it can stand in for the decode;
+ * if not (the kernel filled something in, or added something), it is decoded like any other.
+ */
+export function echoes(raw: RawMessage, sent: { readonly type: number; readonly payload: Uint8Array }): boolean {
+  if (raw.type !== sent.type) return false;
+  const route = raw.type === RTM_NEWROUTE || raw.type === RTM_DELROUTE;
+  if (!route && raw.type !== RTM_NEWRULE && raw.type !== RTM_DELRULE) return false;
+  const echo = raw.payload;
+  const request = sent.payload;
+  if (echo.length < HEADER_SIZE || request.length < HEADER_SIZE) return false;
+  for (const i of HEADER_BYTES) if (echo[i] !== request[i]) return false;
+  if (route && (flagsOf(echo) & ROUTE_FLAGS_READ) !== (flagsOf(request) & ROUTE_FLAGS_READ)) return false;
+  for (const type of route ? ROUTE_ATTRIBUTES : RULE_ATTRIBUTES) if (!sameAttribute(echo, request, type)) return false;
+  return true;
+}
+
+const flagsOf = (payload: Uint8Array): number => viewOf(payload).getUint32(8, HOST_LITTLE_ENDIAN);
+
+/** Whether both hold attribute `type` with the same payload, or neither holds it. */
+function sameAttribute(a: Uint8Array, b: Uint8Array, type: number): boolean {
+  const x = findAttribute(a, type);
+  const y = findAttribute(b, type);
+  if (x === undefined || y === undefined) return false; // malformed: let the decode say how
+  if (x === null || y === null) return x === y;
+  if (x.end - x.start !== y.end - y.start) return false;
+  for (let i = 0; i < x.end - x.start; i++) if (a[x.start + i] !== b[y.start + i]) return false;
+  return true;
+}
+
+/** Where attribute `type`'s payload lies after the 12-byte header: null if absent, undefined if the run is malformed. */
+function findAttribute(payload: Uint8Array, type: number): { start: number; end: number } | null | undefined {
+  const view = viewOf(payload);
+  for (let offset = HEADER_SIZE; offset + 4 <= payload.length; ) {
+    const length = view.getUint16(offset, HOST_LITTLE_ENDIAN);
+    if (length < 4 || offset + length > payload.length) return undefined;
+    if ((view.getUint16(offset + 2, HOST_LITTLE_ENDIAN) & NLA_TYPE_MASK) === type) return { start: offset + 4, end: offset + length };
+    offset += align4(length);
+  }
+  return null;
 }

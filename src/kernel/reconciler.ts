@@ -29,7 +29,10 @@ export function describeChange(change: Change, linkName: (ifindex: number) => st
 
 /** The request for a change; `describe` words it, only if the kernel refuses it. */
 function toRequest(change: Change, describe: () => string): Request {
-  return { op: `${change.op}_${change.kind}`, ...onTheWire(change), get action() { return `${VERB[change.op]} ${describe()}`; } };
+  // Its notification can stand for the change itself (kernel/watcher.ts), but not a
+  // multipath route's: the kernel may announce it a nexthop at a time.
+  const echo = change.kind === 'route' && change.route.nexthops ? {} : { echo: change };
+  return { op: `${change.op}_${change.kind}`, ...onTheWire(change), ...echo, get action() { return `${VERB[change.op]} ${describe()}`; } };
 }
 
 function onTheWire(change: Change): Pick<Request, 'type' | 'flags' | 'body'> {

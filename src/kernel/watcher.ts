@@ -28,9 +28,10 @@ import type { KernelEvent } from '../domain/events.js';
 import { isPlumbingRoute } from '../domain/destinations.js';
 import { RouteInterest, type MirrorScope, type TableScope } from '../domain/interest.js';
 import { RT_TABLE_MAIN } from '../domain/constants.js';
-import { eventFromMessage } from './events.js';
+import { eventFromEcho, eventFromMessage } from './events.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
-import { dumpRequests, routeDumpRequest } from './objects.js';
+import { dumpRequests, echoes, routeDumpRequest } from './objects.js';
+import type { Change } from '../domain/diff.js';
 import { Mirror, type MainRouteFilter, type MirrorChanges, type MirrorView } from '../domain/mirror.js';
 
 /**
@@ -156,7 +157,7 @@ export class Watcher {
   drain(): void {
     let received;
     try {
-      received = receiveAll(this.socket, () => this.observer.discarded('notification not from the kernel'), this.keepRoute);
+      received = receiveAll(this.socket, () => this.observer.discarded('notification not from the kernel'), this.keepRoute, this.recogniseEcho);
     } catch (error) {
       this.requestResync('read_error', (error as Error).message);
       return;
@@ -166,6 +167,10 @@ export class Watcher {
     const eventTime = process.hrtime.bigint();
     const events: KernelEvent[] = [];
     for (const message of received.messages) {
+      if ('recognised' in message) {
+        events.push(message.recognised);
+        continue;
+      }
       if (isRtnlBody(message.body)) {
         const event = eventFromMessage(message.type, message.flags, message.body);
         if (event) events.push(event);
@@ -213,6 +218,17 @@ export class Watcher {
     if (!tag || this.interest.matters(tag.table, tag.protocol)) return true;
     this.skippedRoutes++;
     return false;
+  };
+
+  /**
+   * A notification of symroute's own write (its echo: the request socket's port and the
+   * request's sequence number), recognised from its header, and if it says exactly what the
+   * request asked for, taken as the request's object without being decoded.
+   */
+  private readonly recogniseEcho = (raw: RawMessage): KernelEvent | undefined => {
+    const sent = this.client.takeEcho(raw);
+    if (!sent || !echoes(raw, sent)) return undefined;
+    return eventFromEcho(raw.type, raw.flags, sent.echo as Change);
   };
 
   private reportRpFilterChanges(): void {

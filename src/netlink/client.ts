@@ -10,7 +10,7 @@ import { encodeRequest, isRtnlBody, type DecodedMessage, type RtnlBody } from '.
 import { openNetlinkSocket, type NativeNetlinkSocket } from './native.js';
 import { ping } from './ping.js';
 import { receiveEach, type KeepFilter, type ReceiveHandlers } from './receive.js';
-import type { RawMessage } from './codec.js';
+import { NLMSG_HDRLEN, type RawMessage } from './codec.js';
 
 export interface Request {
   readonly op: string; // short, fixed label for metrics: add_route, delete_rule, …
@@ -22,6 +22,19 @@ export interface Request {
    * when the kernel refuses the request (a getter may put off wording it until then).
    */
   readonly action: string;
+  /**
+   * What the notification this request causes (its echo: sent to every listener, carrying
+   * this socket's port and the request's sequence number) stands for, if the caller wants
+   * to recognise it without decoding it: see takeEcho().
+   */
+  readonly echo?: unknown;
+}
+
+/** A request sent with an `echo`: its type and payload as sent, to compare the echo with. */
+export interface SentRequest {
+  readonly type: number;
+  readonly payload: Uint8Array;
+  readonly echo: unknown;
 }
 
 export type RequestResult = { readonly ok: true } | { readonly ok: false; readonly error: NetlinkError };
@@ -58,6 +71,12 @@ const BATCH_SIZE = 256;
 const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
 /** How many times in a row a dump may be interrupted before it is given up (and retried later). */
 export const DUMP_ATTEMPTS = 10;
+/**
+ * Requests whose echo may still come. One that never comes (a replace by an identical route
+ * is not announced; a notification lost to an overrun) is forgotten once this many newer
+ * ones were sent: its echo, should it come after all, is then simply decoded.
+ */
+const ECHOES_AWAITED = 65536;
 const EIO = 5;
 
 /** A socket for requests and dumps: no multicast groups, room for a whole batch of ACKs. */
@@ -70,6 +89,8 @@ const interruptedTooOften = (action: string): Error => new Error(`${action}: int
 export class RtnlClient {
   private readonly socket: NativeNetlinkSocket;
   private readonly pending = new Map<number, Pending>();
+  /** By sequence number, requests sent with an `echo`, until their echo is taken or they fail. */
+  private readonly awaitingEcho = new Map<number, SentRequest>();
   private nextSeq = 1;
   private dumpQueue: Promise<unknown> = Promise.resolve();
 
@@ -114,6 +135,24 @@ export class RtnlClient {
     });
   }
 
+  /**
+   * The request a notification echoes, if it is the echo of one sent with an `echo` (by this
+   * socket's port and the request's sequence number), read from its header alone; each echo
+   * is taken once. Whether the notification says what the request asked for is the caller's
+   * to check (its payload against the request's).
+   */
+  takeEcho(raw: RawMessage): SentRequest | undefined {
+    if (raw.portId !== this.socket.portId) return undefined;
+    const sent = this.awaitingEcho.get(raw.seq);
+    if (sent) this.awaitingEcho.delete(raw.seq);
+    return sent;
+  }
+
+  private awaitEcho(seq: number, sent: SentRequest): void {
+    this.awaitingEcho.set(seq, sent);
+    if (this.awaitingEcho.size > ECHOES_AWAITED) this.awaitingEcho.delete(this.awaitingEcho.keys().next().value!);
+  }
+
   /** Runs between two batches of one execute() (see there). */
   afterBatch: (() => void) | undefined;
 
@@ -123,7 +162,9 @@ export class RtnlClient {
       const request = requests[i]!;
       const seq = this.allocateSeq();
       this.pending.set(seq, { kind: 'request', request, settle: (result) => settled(i, result) });
-      buffers.push(encodeRequest({ type: request.type, flags: request.flags | NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, request.body));
+      const buffer = encodeRequest({ type: request.type, flags: request.flags | NLM_F_REQUEST | NLM_F_ACK, seq, portId: this.socket.portId }, request.body);
+      if (request.echo !== undefined) this.awaitEcho(seq, { type: request.type, payload: buffer.subarray(NLMSG_HDRLEN), echo: request.echo });
+      buffers.push(buffer);
     }
     try {
       this.socket.send(buffers);
@@ -296,6 +337,8 @@ export class RtnlClient {
     if (pending.kind === 'request') {
       if (body.kind !== 'ack') return;
       this.pending.delete(message.seq);
+      // Refused: no notification will echo it.
+      if (body.errno !== 0) this.awaitingEcho.delete(message.seq);
       pending.settle(
         body.errno === 0 ? { ok: true } : { ok: false, error: new NetlinkError(pending.request.action, body.errno, body.extackMessage) },
       );

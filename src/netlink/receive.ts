@@ -10,12 +10,18 @@ import { messagesOf, splitDatagram, type RawMessage } from './codec.js';
 import { decodeMessage, type DecodedMessage } from './messages.js';
 import type { NativeNetlinkSocket, ReadResult } from './native.js';
 
-export interface Received {
-  readonly messages: DecodedMessage[];
+export interface Received<T = never> {
+  /** In the order they came: decoded, or recognised from their raw bytes (see receiveAll). */
+  readonly messages: Array<DecodedMessage | Recognised<T>>;
   /** Why messages were lost, if they were: the kernel dropped some, or one was cut short. */
   readonly lost: 'overrun (ENOBUFS)' | 'datagram truncated' | null;
   /** The first datagram that could not be decoded, if any (the others are still in messages). */
   readonly undecodable: Error | null;
+}
+
+/** A message its reader knew from its raw bytes, passed on as what it stands for instead of decoded. */
+export interface Recognised<T> {
+  readonly recognised: T;
 }
 
 /** Which raw messages to decode; the others are passed over. */
@@ -23,20 +29,28 @@ export type KeepFilter = (raw: RawMessage) => boolean;
 
 const keepAll: KeepFilter = () => true;
 
-/** Reads every datagram queued on `socket`. Throws only when the read itself fails. */
-export function receiveAll(
+/**
+ * Reads every datagram queued on `socket`. A message `recognise` knows from its raw bytes is
+ * passed on as what it says it stands for, undecoded. Throws only when the read itself fails.
+ */
+export function receiveAll<T = never>(
   socket: NativeNetlinkSocket,
   notFromKernel: (senderPortId: number) => void,
   keep: KeepFilter = keepAll,
-): Received {
+  recognise: (raw: RawMessage) => T | undefined = () => undefined,
+): Received<T> {
   const read = socket.readAll();
-  const messages: DecodedMessage[] = [];
+  const messages: Array<DecodedMessage | Recognised<T>> = [];
   let undecodable: Error | null = null;
   read.datagrams.forEach((datagram, i) => {
     if (read.senderPortIds[i] !== 0) return notFromKernel(read.senderPortIds[i]!);
     try {
-      const decoded: DecodedMessage[] = [];
-      for (const raw of splitDatagram(datagram)) if (keep(raw)) decoded.push(decodeMessage(raw));
+      const decoded: Array<DecodedMessage | Recognised<T>> = [];
+      for (const raw of splitDatagram(datagram)) {
+        const recognised = recognise(raw);
+        if (recognised !== undefined) decoded.push({ recognised });
+        else if (keep(raw)) decoded.push(decodeMessage(raw));
+      }
       for (const message of decoded) messages.push(message);
     } catch (error) {
       undecodable ??= error as Error;
@@ -53,7 +67,7 @@ const STREAM_TURN_BYTES = 16 * 1024 * 1024;
 /** What receiveEach reports, in the order it learns it. */
 export interface ReceiveHandlers {
   /** Messages were lost before those about to be delivered (told before them). */
-  lost(reason: NonNullable<Received['lost']>): void;
+  lost(reason: NonNullable<Received<unknown>['lost']>): void;
   /** A message, decoded (those `keep` turns down are not). */
   message(message: DecodedMessage): void;
   /** A message that could not be decoded: the rest of its datagram is not delivered. */
@@ -93,4 +107,4 @@ export function receiveEach(socket: NativeNetlinkSocket, notFromKernel: (senderP
   }
 }
 
-const lossOf = (read: ReadResult): Received['lost'] => (read.overrun ? 'overrun (ENOBUFS)' : read.truncated ? 'datagram truncated' : null);
+const lossOf = (read: ReadResult): Received<unknown>['lost'] => (read.overrun ? 'overrun (ENOBUFS)' : read.truncated ? 'datagram truncated' : null);
