@@ -63,14 +63,6 @@ export function decodeStruct<T>(schema: StructSchema, bytes: Uint8Array, what: s
   return result as T;
 }
 
-export function encodeStruct(schema: StructSchema, values: object): Uint8Array {
-  const bytes = new Uint8Array(schema.size);
-  const view = viewOf(bytes);
-  const record = values as Record<string, number | undefined>;
-  for (const [name, type, offset] of schema.fields) writeField(view, offset, type, record[name] ?? 0);
-  return bytes;
-}
-
 // --- attributes ---
 
 /** Context an attribute codec may need: the address family of the enclosing message. */
@@ -230,15 +222,38 @@ function addressLength(family: number): number {
   return -1;
 }
 
-export function encodeAttributes(policy: Policy, values: object, context: AttributeContext): Uint8Array {
+/**
+ * Encodes attributes by policy into one buffer, after `headroom` zeroed bytes (room for the
+ * headers of the message they belong to, so a request is written into a single buffer).
+ * Numbers and IPv4 addresses are written in place; only strings and nested, custom or
+ * binary values are encoded apart first.
+ */
+export function encodeAttributes(policy: Policy, values: object, context: AttributeContext, headroom = 0): Uint8Array {
   const record = values as Record<string, unknown>;
-  const parts: Uint8Array[] = [];
+  // Pass 1: each present attribute's payload (the bytes, where they are not written in place) and the total.
+  const present: Array<{ spec: AttributeSpec; value: unknown; bytes: Uint8Array | undefined; size: number }> = [];
+  let total = headroom;
   for (const spec of policy) {
     const value = record[spec.name];
     if (value === undefined) continue;
-    parts.push(encodeAttribute(spec.type, encodeValue(spec, value, context)));
+    const bytes = inPlace(spec, value, context) ? undefined : encodeValue(spec, value, context);
+    const size = bytes ? bytes.length : payloadSize(spec, context);
+    present.push({ spec, value, bytes, size });
+    total += align4(NLA_HDRLEN + size);
   }
-  return concat(parts);
+  // Pass 2: written one after the other.
+  const out = Buffer.alloc(total);
+  const view = viewOf(out);
+  let offset = headroom;
+  for (const { spec, value, bytes, size } of present) {
+    view.setUint16(offset, NLA_HDRLEN + size, HOST_LITTLE_ENDIAN);
+    view.setUint16(offset + 2, spec.type, HOST_LITTLE_ENDIAN);
+    const at = offset + NLA_HDRLEN;
+    if (bytes) out.set(bytes, at);
+    else writeInPlace(spec, value, view, at);
+    offset += align4(NLA_HDRLEN + size);
+  }
+  return out;
 }
 
 export function encodeAttribute(type: number, payload: Uint8Array): Uint8Array {
@@ -248,6 +263,60 @@ export function encodeAttribute(type: number, payload: Uint8Array): Uint8Array {
   view.setUint16(2, type, HOST_LITTLE_ENDIAN);
   bytes.set(payload, NLA_HDRLEN);
   return bytes;
+}
+
+/** Whether a value is written straight into the message: a number, or an IPv4 address in an IPv4 message. */
+function inPlace(spec: AttributeSpec, value: unknown, context: AttributeContext): boolean {
+  const kind = spec.kind;
+  if (kind === 'u8' || kind === 'u16' || kind === 'u32' || kind === 'u64') return true;
+  return kind === 'address' && context.family === AF_INET && ipv4Number(value as string) >= 0;
+}
+
+function payloadSize(spec: AttributeSpec, context: AttributeContext): number {
+  const kind = spec.kind;
+  return kind === 'address' ? addressLength(context.family) : FIXED_SIZES[kind as keyof typeof FIXED_SIZES];
+}
+
+function writeInPlace(spec: AttributeSpec, value: unknown, view: DataView, at: number): void {
+  switch (spec.kind) {
+    case 'u8':
+      return view.setUint8(at, value as number);
+    case 'u16':
+      return view.setUint16(at, value as number, HOST_LITTLE_ENDIAN);
+    case 'u32':
+      return view.setUint32(at, value as number, HOST_LITTLE_ENDIAN);
+    case 'u64':
+      return view.setBigUint64(at, value as bigint, HOST_LITTLE_ENDIAN);
+    default:
+      // An IPv4 address, in network byte order.
+      return view.setUint32(at, ipv4Number(value as string), false);
+  }
+}
+
+/**
+ * A dotted-quad IPv4 address (decimal octets, no leading zeros: what isIPv4 accepts) as an
+ * unsigned number, read without a regular expression; -1 for any other text (which the full
+ * parser then judges).
+ */
+function ipv4Number(text: string): number {
+  let value = 0;
+  let octets = 0;
+  let octet = -1;
+  let digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const code = i < text.length ? text.charCodeAt(i) : 46; // a final '.'
+    if (code === 46) {
+      if (digits === 0 || octet > 255 || ++octets > 4) return -1;
+      value = value * 256 + octet;
+      octet = -1;
+      digits = 0;
+    } else if (code >= 48 && code <= 57) {
+      if (digits > 0 && octet === 0) return -1; // a leading zero
+      octet = (octet < 0 ? 0 : octet * 10) + (code - 48);
+      if (++digits > 3) return -1;
+    } else return -1;
+  }
+  return octets === 4 ? value : -1;
 }
 
 function encodeValue(spec: AttributeSpec, value: unknown, context: AttributeContext): Uint8Array {
@@ -262,11 +331,7 @@ function encodeValue(spec: AttributeSpec, value: unknown, context: AttributeCont
     case 'u32':
     case 'u64': {
       const bytes = new Uint8Array(FIXED_SIZES[kind]);
-      const view = viewOf(bytes);
-      if (kind === 'u8') view.setUint8(0, value as number);
-      else if (kind === 'u16') view.setUint16(0, value as number, HOST_LITTLE_ENDIAN);
-      else if (kind === 'u32') view.setUint32(0, value as number, HOST_LITTLE_ENDIAN);
-      else view.setBigUint64(0, value as bigint, HOST_LITTLE_ENDIAN);
+      writeInPlace(spec, value, viewOf(bytes), 0);
       return bytes;
     }
     case 'string':
@@ -283,6 +348,23 @@ function encodeValue(spec: AttributeSpec, value: unknown, context: AttributeCont
     case 'binary':
       return value as Uint8Array;
   }
+}
+
+/** Writes a struct's fields into `target` at `offset`. */
+export function writeStruct(schema: StructSchema, values: object, target: Uint8Array, offset: number): void {
+  const view = viewOf(target);
+  const record = values as Record<string, number | undefined>;
+  for (const [name, type, at] of schema.fields) writeField(view, offset + at, type, record[name] ?? 0);
+}
+
+/** Writes an nlmsghdr at the start of `message`, whose whole length it gives. */
+export function writeMessageHeader(message: Uint8Array, header: MessageHeader): void {
+  const view = viewOf(message);
+  view.setUint32(0, message.length, HOST_LITTLE_ENDIAN);
+  view.setUint16(4, header.type, HOST_LITTLE_ENDIAN);
+  view.setUint16(6, header.flags, HOST_LITTLE_ENDIAN);
+  view.setUint32(8, header.seq, HOST_LITTLE_ENDIAN);
+  view.setUint32(12, header.portId, HOST_LITTLE_ENDIAN);
 }
 
 // --- message framing ---

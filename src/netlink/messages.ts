@@ -15,12 +15,11 @@ import {
 } from './constants.js';
 import {
   align4,
-  concat,
   decodeAttributes,
   decodeStruct,
   encodeAttributes,
-  encodeMessage,
-  encodeStruct,
+  writeMessageHeader,
+  writeStruct,
   NetlinkDecodeError,
   NLA_TYPE_MASK,
   NLMSG_HDRLEN,
@@ -185,14 +184,22 @@ function decodeExtack(raw: RawMessage, offset: number): { extackMessage?: string
 
 /** Encodes a link/address/route/rule body (header struct, then attributes). */
 export function encodeBody(body: RtnlBody): Uint8Array {
-  const schema = schemaByTypeBlock.get(typeBlock(body.kind))!;
-  const header = encodeStruct(schema.header, body.header);
-  const attributes = encodeAttributes(schema.policy, body.attributes, { family: body.header.family });
-  return concat([header, new Uint8Array(align4(header.length) - header.length), attributes]);
+  return encodeRtnl(body, 0);
 }
 
+/** A request: nlmsghdr, header struct and attributes, written into one buffer. */
 export function encodeRequest(header: MessageHeader, body: RtnlBody): Buffer {
-  return encodeMessage(header, encodeBody(body));
+  const message = encodeRtnl(body, NLMSG_HDRLEN) as Buffer;
+  writeMessageHeader(message, header);
+  return message;
+}
+
+/** A body after `headroom` bytes: the attributes are encoded with room for the rest in front. */
+function encodeRtnl(body: RtnlBody, headroom: number): Uint8Array {
+  const schema = schemaByTypeBlock.get(typeBlock(body.kind))!;
+  const bytes = encodeAttributes(schema.policy, body.attributes, { family: body.header.family }, headroom + align4(schema.header.size));
+  writeStruct(schema.header, body.header, bytes, headroom);
+  return bytes;
 }
 
 function typeBlock(kind: RtnlBody['kind']): number {
