@@ -106,7 +106,13 @@ interface JsonRule {
   priority: number;
   src?: string;
   srclen?: number;
-  table: string;
+  dst?: string;
+  dstlen?: number;
+  table?: string;
+  goto?: number;
+  /** Present (null) on `not` rules and `nop` rules. */
+  not?: null;
+  nop?: null;
   protocol?: string;
 }
 interface JsonRoute {
@@ -127,8 +133,12 @@ export async function ownedObjects(ns: string): Promise<{ rules: string[]; route
   for (const family of ['-4', '-6']) {
     for (const r of JSON.parse(await ip(ns, '-json', family, 'rule', 'show')) as JsonRule[]) {
       if (r.protocol !== PROTOCOL) continue;
-      const from = r.srclen === undefined ? r.src : `${r.src}/${r.srclen}`;
-      rules.push(`${family} rule add from ${from} lookup ${r.table} pref ${r.priority} proto ${PROTOCOL}`);
+      // The `from` rules, `to … lookup main`, and the skip rules (goto, nop) of many-rule hosts.
+      const words = [`${family} rule add`, ...('not' in r ? ['not'] : [])];
+      words.push(`from ${r.srclen === undefined ? r.src : `${r.src}/${r.srclen}`}`);
+      if (r.dst !== undefined) words.push(`to ${r.dstlen === undefined ? r.dst : `${r.dst}/${r.dstlen}`}`);
+      words.push(r.goto !== undefined ? `goto ${r.goto}` : 'nop' in r ? 'nop' : `lookup ${r.table}`);
+      rules.push(`${words.join(' ')} pref ${r.priority} proto ${PROTOCOL}`);
     }
     const tables = JSON.parse(await ip(ns, '-json', family, 'route', 'show', 'table', 'all', 'proto', PROTOCOL)) as Array<
       JsonRoute & { table?: string }
