@@ -13,10 +13,9 @@ import { Converger, type PassResult } from './converger.js';
 import type { DaemonObserver } from './observer.js';
 import { DEFAULT_BACKOFF, PassScheduler, type SchedulerOptions } from './scheduler.js';
 import { StageMeter, type StageTimes } from './stages.js';
-import { ReplyPathVerifier } from './verifier.js';
+import { ReplyPathVerifier, touchedNics } from './verifier.js';
 import type { KernelEvent } from '../domain/events.js';
 import { OffLinkDestinations, verifyReplyPaths } from '../kernel/route-lookups.js';
-import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from '../domain/constants.js';
 
 /** The rtnetlink sockets the daemon talks through: requests and dumps, and notifications. */
 export interface KernelSockets {
@@ -184,36 +183,17 @@ export class Daemon {
     this.converger.onConverged = callback;
   }
 
-  /**
-   * Which NICs' reply paths the events may have changed: the NIC of a link, address or main
-   * route, and of symroute's own rules and routes; every NIC when a rule or table symroute
-   * does not own changed (it may take any reply), or after a re-dump.
-   */
+  /** Adds the NICs whose reply paths `events` may have changed (null: a re-dump, all of them). */
   private noteTouched(events: readonly KernelEvent[] | null): void {
     if (this.touched === 'all') return;
     if (events === null) return void (this.touched = 'all');
-    const ours = this.config.protocol;
     const ownTable = (table: number) => {
       const pinned = Object.entries(this.config.table.pinned).find(([, id]) => id === table);
       if (pinned) return [...this.watcher.mirror.links.values()].find((link) => link.name === pinned[0])?.index;
       const ifindex = table - this.config.table.base;
       return this.watcher.mirror.links.has(ifindex) ? ifindex : undefined;
     };
-    for (const event of events) {
-      if (event.kind === 'link') this.touched.add(event.link.index);
-      else if (event.kind === 'address') this.touched.add(event.address.ifindex);
-      else if (event.kind === 'rule') {
-        const ifindex = event.rule.protocol === ours ? ownTable(event.rule.table) : undefined;
-        if (ifindex === undefined) return void (this.touched = 'all');
-        this.touched.add(ifindex);
-      } else {
-        const { route } = event;
-        const system = route.table === RT_TABLE_MAIN || route.table === RT_TABLE_LOCAL;
-        const ifindex = system ? route.oif : ownTable(route.table);
-        if (ifindex !== undefined) this.touched.add(ifindex);
-        else if (!system) return void (this.touched = 'all');
-      }
-    }
+    this.touched = touchedNics(events, this.config.protocol, ownTable, this.touched);
   }
 
   /**

@@ -6,6 +6,8 @@
 import type { Family } from '../net/ip.js';
 import type { PathVerdict } from '../domain/reply-paths.js';
 import { mapSet } from '../domain/collections.js';
+import { FR_ACT_TO_TBL, RT_TABLE_LOCAL, RT_TABLE_MAIN } from '../domain/constants.js';
+import type { KernelEvent } from '../domain/events.js';
 
 export interface VerifierObserver {
   /** A path that held (or was new) is broken now. */
@@ -30,6 +32,41 @@ export interface VerifierOptions {
    * is read (reading what is queued first). A verdict taken across a change is stale.
    */
   readonly stateVersion: () => string;
+}
+
+/**
+ * Which NICs' reply paths `events` may have changed, added to `into`: the NIC of a link,
+ * address or main route, and of symroute's own rules and routes in a NIC's table; every NIC
+ * when a rule or table symroute does not own changed (it may take any reply). symroute's own
+ * rules into no NIC's table (skip gotos, their landing nop, `to … lookup main`) touch none:
+ * by design they change no decision (test/unit/rule-skips.test.ts), and the sweep checks them.
+ * `ownTable`: the NIC whose table this is, if any.
+ */
+export function touchedNics(
+  events: readonly KernelEvent[],
+  protocol: number,
+  ownTable: (table: number) => number | undefined,
+  into: Set<number>,
+): Set<number> | 'all' {
+  for (const event of events) {
+    if (event.kind === 'link') into.add(event.link.index);
+    else if (event.kind === 'address') into.add(event.address.ifindex);
+    else if (event.kind === 'rule') {
+      const { rule } = event;
+      if (rule.protocol !== protocol) return 'all';
+      if (rule.action !== FR_ACT_TO_TBL || rule.table === RT_TABLE_MAIN) continue;
+      const ifindex = ownTable(rule.table);
+      if (ifindex === undefined) return 'all';
+      into.add(ifindex);
+    } else {
+      const { route } = event;
+      const system = route.table === RT_TABLE_MAIN || route.table === RT_TABLE_LOCAL;
+      const ifindex = system ? route.oif : ownTable(route.table);
+      if (ifindex !== undefined) into.add(ifindex);
+      else if (!system) return 'all';
+    }
+  }
+  return into;
 }
 
 const pathKey = (v: PathVerdict): string => `${v.probe.ifindex}|${v.probe.direction}|${v.probe.address}|${v.probe.peer}`;

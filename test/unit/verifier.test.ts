@@ -1,8 +1,11 @@
 // The reply-path verifier's bookkeeping, with the lookups scripted: which verdicts a pass
 // that ran meanwhile makes stale, and that a sweep outlasting the time between events ends.
 import { describe, expect, it } from 'vitest';
-import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
+import { ReplyPathVerifier, touchedNics, type VerifierObserver } from '../../src/control/verifier.js';
+import { FR_ACT_GOTO, FR_ACT_NOP, RT_TABLE_MAIN } from '../../src/domain/constants.js';
+import type { KernelEvent } from '../../src/domain/events.js';
 import type { PathVerdict } from '../../src/domain/reply-paths.js';
+import { route, rule } from '../support/builders.js';
 
 const verdict = (ifindex: number): PathVerdict => ({
   probe: { direction: 'egress', family: 4, ifindex, ifname: `eth${ifindex}`, address: `198.18.${ifindex}.10`, peer: `198.18.${ifindex}.1`, offLink: false },
@@ -91,3 +94,33 @@ describe('reply-path verifier', () => {
     expect(h.recorded.sort()).toEqual(['eth2 true', 'eth3 true']);
   });
 });
+
+describe('which NICs an event sends to verification', () => {
+  // Tables 1002 and 1003 are eth2's and eth3's; symroute's protocol is 83.
+  const ownTable = (table: number) => (table === 1002 || table === 1003 ? table - 1000 : undefined);
+  const touched = (...events: KernelEvent[]) => {
+    const nics = touchedNics(events, 83, ownTable, new Set());
+    return nics === 'all' ? 'all' : [...nics].sort();
+  };
+  const ruleEvent = (spec: Parameters<typeof rule>[0]): KernelEvent => ({ kind: 'rule', op: 'add', rule: rule({ family: 4, ...spec }) });
+
+  it("takes a NIC's own rules and routes to that NIC, and anything of others' to every NIC", () => {
+    expect(touched(ruleEvent({ from: '198.18.2.10', table: 1002 }), { kind: 'route', op: 'add', route: route({ dst: '198.18.3.0/24', oif: 3, table: 1003, protocol: 83 }) })).toEqual([2, 3]);
+    expect(touched(ruleEvent({ from: '198.18.2.10', table: 500, protocol: 4 }))).toBe('all');
+    expect(touched({ kind: 'route', op: 'add', route: route({ dst: '0.0.0.0/0', gateway: '198.18.2.1', oif: 2, table: 500 }) })).toBe('all');
+    // A rule of symroute's into a table no NIC has any more (the NIC is gone): every NIC.
+    expect(touched(ruleEvent({ from: '198.18.4.10', table: 1004 }))).toBe('all');
+  });
+
+  it("sends none for symroute's rules into no NIC's table: skip gotos, their nop, to … lookup main", () => {
+    expect(
+      touched(
+        ruleEvent({ from: '198.18.0.0/16', priority: 29998, action: FR_ACT_GOTO, goto: 30000, table: 0 }),
+        ruleEvent({ priority: 29999, action: FR_ACT_GOTO, goto: 30001, table: 0 }),
+        ruleEvent({ priority: 30001, action: FR_ACT_NOP, table: 0 }),
+        ruleEvent({ priority: 29997, dst: '203.0.113.0', dstLength: 24, table: RT_TABLE_MAIN }),
+      ),
+    ).toEqual([]);
+  });
+});
+
