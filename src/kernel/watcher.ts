@@ -401,13 +401,23 @@ export async function dumpMirror(
   scope: TableScope,
   keepMainRoute?: MainRouteFilter,
   adopt: (interest: RouteInterest) => KeepFilter = keepOf,
+  pause: (attempt: number) => Promise<void> = settleBackoff,
 ): Promise<Mirror> {
   for (let attempt = 1; ; attempt++) {
     const mirror = await dumpMirrorOnce(client, scope, keepMainRoute, adopt);
     if (mirror) return mirror;
     if (attempt === DUMP_ATTEMPTS) throw new Error(`dumping the kernel's objects: interrupted by concurrent changes ${DUMP_ATTEMPTS} times in a row`);
+    await pause(attempt);
   }
 }
+
+/**
+ * Changes come in bursts (a thousand links appearing, each with its IPv6 addresses going
+ * through DAD) that outlast several whole dumps of a large host: wait longer after each
+ * interrupted round, 50 ms doubling to 5 s (about 16 s over all ten rounds).
+ */
+const settleBackoff = (attempt: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** (attempt - 1), 5000)));
 
 /** A mirror from one round of dumps, or null if one of them was interrupted. */
 async function dumpMirrorOnce(

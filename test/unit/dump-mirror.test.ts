@@ -156,7 +156,7 @@ describe('dumpMirror', () => {
   it('gives up after ten interrupted rounds in a row', async () => {
     const kernel = new DumpingKernel((type) => ({ parts: type === RTM_GETLINK ? [linkPart(2, 'eth0')] : [], interrupted: type === RTM_GETADDR }));
     const client = new RtnlClient({}, kernel);
-    await expect(dumpMirror(client, mirrorScope(config).tables)).rejects.toThrow(/interrupted by concurrent changes 10 times in a row/);
+    await expect(dumpMirror(client, mirrorScope(config).tables, undefined, undefined, async () => undefined)).rejects.toThrow(/interrupted by concurrent changes 10 times in a row/);
     expect(kernel.round).toBe(10);
   });
 
