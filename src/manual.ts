@@ -97,7 +97,7 @@ export const COMMANDS: readonly CommandDoc[] = [
     summary: "ask the kernel whether every managed address's replies leave through its NIC",
     usage: 'symroute verify [--config FILE] [--json]',
     options: [CONFIG_OPTION, JSON_OPTION],
-    description: `Read-only; works with or without a running daemon. For each managed address, asks the kernel (as "ip route get") how a reply to a neighbour in its prefix, and to an off-link destination when its NIC has a gateway, would leave, and whether a request from that neighbour arriving on the NIC would be accepted (rp_filter). Prints each path with its verdict, and for a broken one the reason, the device the reply would leave by and the rule and table that took it. Exit 0 when every path holds, 1 when any is broken.`,
+    description: `Read-only; works with or without a running daemon. For each managed address, asks the kernel (as "ip route get") how a reply to a neighbour in its prefix, and to an off-link destination when its NIC has a gateway, would leave, and whether a request from that neighbour arriving on the NIC would be accepted (rp_filter). Prints each path with its verdict, and for a broken one the reason, the device the reply would leave by and the rule and table that took it. Also lists the ARP settings of NICs sharing an IPv4 subnet that let requests for one NIC's addresses arrive on another (no lookup can see that). Exit 0 when every path holds and no such setting is found, 1 otherwise.`,
   },
   {
     name: 'check-config',
