@@ -72,9 +72,12 @@ export interface ProbeContext {
 export function offLinkDestination(family: Family, addresses: Iterable<Address>): string | undefined {
   const connected: Address[] = [];
   for (const address of addresses) if (address.family === family) connected.push(address);
-  const onLink = (candidate: string, a: Address) => networkOf(candidate, a.prefixLength) === networkOf(a.peer ?? a.address, a.prefixLength);
-  return OFF_LINK_CANDIDATES[family].find((candidate) => !connected.some((a) => onLink(candidate, a)));
+  return OFF_LINK_CANDIDATES[family].find((candidate) => !connected.some((a) => onLinkOf(candidate, a)));
 }
+
+/** Whether `destination` is in the prefix `address` connects (its peer's, for a point-to-point one). */
+export const onLinkOf = (destination: string, address: Address): boolean =>
+  networkOf(destination, address.prefixLength) === networkOf(address.peer ?? address.address, address.prefixLength);
 
 /** The lookups that prove `plan`'s reply paths. */
 export function probesOf(plan: InterfacePlan, context: ProbeContext): Probe[] {

@@ -3,10 +3,10 @@
 // <address> from <peer> iif <nic>` (ingress, where the kernel applies rp_filter). Requests
 // are pipelined: a batch of them per sendmsg, each answered as the kernel sends it.
 import type { InterfacePlan } from '../domain/interface-plan.js';
-import { networkOf, type Family } from '../net/ip.js';
+import type { Family } from '../net/ip.js';
 import type { Address } from '../domain/model.js';
 import type { MirrorView } from '../domain/mirror.js';
-import { judge, onCollidedTable, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
+import { judge, onCollidedTable, onLinkOf, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
 import type { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
 import { NetlinkError } from '../netlink/errors.js';
@@ -87,8 +87,7 @@ export class OffLinkDestinations {
       if (op === 'delete') this.known.delete(address.family);
       return;
     }
-    const on = address.peer ?? address.address;
-    if (op === 'set' && networkOf(destination, address.prefixLength) === networkOf(on, address.prefixLength)) this.known.delete(address.family);
+    if (op === 'set' && onLinkOf(destination, address)) this.known.delete(address.family);
   }
 }
 
