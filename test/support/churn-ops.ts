@@ -192,6 +192,8 @@ export class ChurnRun {
   private ns!: string;
   private peer!: string;
   private configPath!: string;
+  /** The config the daemon runs: the file, or a copy of the one it kept when it rejected a reload. */
+  private effectiveConfigPath!: string;
   private expected!: Expected;
   private world!: World;
   private baselineForeignRules: string[] = [];
@@ -236,6 +238,7 @@ export class ChurnRun {
     this.log.push(`# sync NIC ${SYNC_NIC} added and up`);
     await this.refresh();
     this.configPath = this.lab.writeConfig(configYaml(this.config), 'churn.yaml');
+    this.effectiveConfigPath = this.configPath;
     this.log.push(`# config:\n${configYaml(this.config)}`);
     this.daemon = await this.lab.startConverged(this.ns, this.configPath);
     await this.refresh();
@@ -252,9 +255,7 @@ export class ChurnRun {
    * it never warned of a broken path in a run that planted no shadow.
    */
   private async expectReplyPaths(after: string): Promise<void> {
-    // The config in effect: a reload the daemon rejected leaves the file ahead of it.
-    const effective = this.lab.writeConfig(configYaml(this.config), 'effective.yaml');
-    const verify = await this.lab.runCli(this.ns, ['verify', '--json', '--config', effective]);
+    const verify = await this.lab.runCli(this.ns, ['verify', '--json', '--config', this.effectiveConfigPath]);
     const paths = (JSON.parse(verify.stdout) as VerifyJson).paths;
     const shadows = this.foreignRules.flatMap((f) => (f.shadow ? [f.shadow] : []));
     const collided = new Set(this.foreignRoutes.map((r) => r.table));
@@ -562,8 +563,14 @@ export class ChurnRun {
           const priority = Number(/ pref (\d+) /.exec(text)?.[1]);
           return priority >= op.config.priority - 5 && priority <= op.config.priority + 1;
         });
-        if (taken.length) this.log.push(`  # rejected: foreign rules at the priorities of rule.priority ${op.config.priority}: ${taken.join('; ')}`);
-        else this.config = op.config;
+        if (taken.length) {
+          this.log.push(`  # rejected: foreign rules at the priorities of rule.priority ${op.config.priority}: ${taken.join('; ')}`);
+          // The file is ahead of the daemon now.
+          this.effectiveConfigPath = this.lab.writeConfig(configYaml(this.config), 'effective.yaml');
+        } else {
+          this.config = op.config;
+          this.effectiveConfigPath = this.configPath;
+        }
         return;
       }
       case 'flood': {
