@@ -98,6 +98,8 @@ export class DesiredState {
   private skipKeys: RuleKey[] = [];
   private readonly routesByTable = new Map<number, readonly Route[]>();
   private readonly protectedSet = new Set<number>();
+  /** Interfaces whose table holds someone else's routes: planned again on every update. */
+  private readonly collided = new Set<number>();
   /** Main-table routes into excluded plumbing, by routeKey: each prefix gets a destination rule. */
   private readonly plumbing = new Map<RouteKey, Route>();
   private routeTotal = 0;
@@ -171,7 +173,7 @@ export class DesiredState {
     }
     for (const rule of changes.rules) if (rule.protocol === this.config.protocol) scope.ruleKeys.add(ruleKey(rule));
     // A collision's advice (a free table) reads the whole mirror: keep it current.
-    for (const [ifindex, part] of this.parts) if (part.plan.collision) dirty.add(ifindex);
+    for (const ifindex of this.collided) dirty.add(ifindex);
     return this.replan(mirror, dirty, scope, destinations);
   }
 
@@ -361,6 +363,7 @@ export class DesiredState {
     scope.tables.add(old.plan.table);
     this.routesByTable.delete(old.plan.table);
     this.protectedSet.delete(old.plan.table);
+    this.collided.delete(ifindex);
     this.routeTotal -= old.routes.length;
     for (const family of old.plan.families) if (family.unusableGateway) bump(this.unusable, family.family, -1);
     this.election.withdraw(ifindex, old.rules);
@@ -371,7 +374,10 @@ export class DesiredState {
   private addPart(ifindex: number, part: Part, scope: Scope): void {
     const table = part.plan.table;
     scope.tables.add(table);
-    if (part.plan.collision) this.protectedSet.add(table);
+    if (part.plan.collision) {
+      this.protectedSet.add(table);
+      this.collided.add(ifindex);
+    }
     if (part.routes.length > 0) this.routesByTable.set(table, part.routes);
     this.routeTotal += part.routes.length;
     for (const family of part.plan.families) if (family.unusableGateway) bump(this.unusable, family.family, 1);
