@@ -110,6 +110,26 @@ describe('bytesToAddress / addressToBytes', () => {
     );
   });
 
+  it('accepts exactly the literals Node accepts (zones aside), with the bytes of Node’s canonical text', () => {
+    // Near-misses: strings over the characters of addresses, and mutations of real literals.
+    const nearMiss = fc.oneof(
+      fc.string({ unit: fc.constantFrom(...'0123456789abcdefABCDEF:.'), maxLength: 45 }),
+      fc.tuple(fc.oneof(fc.ipV4(), fc.ipV6()), fc.nat(45), fc.constantFrom('', ':', '.', '0', '::', 'f', '1.2')).map(
+        ([literal, at, insert]) => literal.slice(0, at) + insert + literal.slice(at + 1),
+      ),
+    );
+    fc.assert(
+      fc.property(nearMiss, (text) => {
+        const family = familyOf(text);
+        expect(family).toBe(isIPv4(text) ? 4 : isIPv6(text) ? 6 : undefined);
+        if (family === 4) expect(Array.from(addressToBytes(text)).join('.')).toBe(text);
+        if (family === 6) expect(bytesToAddress(addressToBytes(text))).toBe(nodeCanonicalV6(text));
+      }),
+      { numRuns: 20000 },
+    );
+    expect(familyOf('fe80::1%eth0')).toBeUndefined();
+  });
+
   it('canonicalAddress is idempotent', () => {
     fc.assert(
       fc.property(anyBytes, (bytes) => {
