@@ -59,40 +59,38 @@ function deviceRoute(oif: number, dst: string, dstLength: number, packed: number
  */
 class DevicePrefixes {
   private readonly ipv4 = new Map<number, Map<number, PackedRoutes>>();
-  private readonly ipv6 = new Map<string, PackedRoutes>();
+  /** By prefix length, then network text. */
+  private readonly ipv6 = new Map<number, Map<string, PackedRoutes>>();
 
   get size(): number {
-    let size = this.ipv6.size;
+    let size = 0;
     for (const byAddress of this.ipv4.values()) size += byAddress.size;
+    for (const byNetwork of this.ipv6.values()) size += byNetwork.size;
     return size;
   }
 
   get(dst: string, length: number): PackedRoutes | undefined {
-    return dst.includes(':') ? this.ipv6.get(`${dst}/${length}`) : this.ipv4.get(length)?.get(ipv4Key(dst));
+    return dst.includes(':') ? this.ipv6.get(length)?.get(dst) : this.ipv4.get(length)?.get(ipv4Key(dst));
   }
 
   set(dst: string, length: number, routes: PackedRoutes): void {
-    if (dst.includes(':')) return void this.ipv6.set(`${dst}/${length}`, routes);
-    let byAddress = this.ipv4.get(length);
-    if (!byAddress) this.ipv4.set(length, (byAddress = new Map()));
-    byAddress.set(ipv4Key(dst), routes);
+    if (dst.includes(':')) return void mapSet(this.ipv6, length, dst, routes);
+    mapSet(this.ipv4, length, ipv4Key(dst), routes);
   }
 
   delete(dst: string, length: number): void {
-    if (dst.includes(':')) return void this.ipv6.delete(`${dst}/${length}`);
-    const byAddress = this.ipv4.get(length);
-    byAddress?.delete(ipv4Key(dst));
-    if (byAddress?.size === 0) this.ipv4.delete(length);
+    if (dst.includes(':')) return void mapDelete(this.ipv6, length, dst);
+    mapDelete(this.ipv4, length, ipv4Key(dst));
   }
 
-  /** Whether a route to a prefix holding `address` is here. */
+  /** Whether a route to a prefix holding `address` is here: one look per prefix length held. */
   covers(family: Family, address: string): boolean {
     if (family === 4) {
       const key = ipv4Key(address);
       for (const [length, byAddress] of this.ipv4) if (byAddress.has(ipv4Network(key, length))) return true;
       return false;
     }
-    for (let length = 128; length >= 0; length--) if (this.ipv6.has(`${networkOf(address, length)}/${length}`)) return true;
+    for (const [length, byNetwork] of this.ipv6) if (byNetwork.has(networkOf(address, length))) return true;
     return false;
   }
 
@@ -103,10 +101,7 @@ class DevicePrefixes {
 
   *entries(): Generator<[dst: string, length: number, routes: PackedRoutes]> {
     for (const [length, byAddress] of this.ipv4) for (const [key, routes] of byAddress) yield [ipv4Text(key), length, routes];
-    for (const [prefix, routes] of this.ipv6) {
-      const slash = prefix.lastIndexOf('/');
-      yield [prefix.slice(0, slash), Number(prefix.slice(slash + 1)), routes];
-    }
+    for (const [length, byNetwork] of this.ipv6) for (const [network, routes] of byNetwork) yield [network, length, routes];
   }
 }
 
