@@ -1,7 +1,7 @@
 // The desired state's elections: which interface gets a table, which interface's rule stands
 // for a source, and which interfaces' connected prefixes overlap. Each is kept current one
 // interface at a time, and the lowest ifindex wins where several want the same thing.
-import { addressToBytes, type Family } from '../net/ip.js';
+import type { Family } from '../net/ip.js';
 import { PrefixTrie } from './prefix-trie.js';
 import { bump, mapDelete, mapSet, setAdd, setDelete } from './collections.js';
 import type { OwnedPrefix } from './interface-plan.js';
@@ -119,14 +119,14 @@ export class PrefixOwners {
   private readonly byFamily: Record<Family, PrefixTrie<number>> = { 4: new PrefixTrie(), 6: new PrefixTrie() };
 
   add(prefix: OwnedPrefix, owner: number): void {
-    this.byFamily[prefix.family].add(addressToBytes(prefix.network), prefix.length, owner);
+    this.byFamily[prefix.family].add(prefix.bits, prefix.length, owner);
   }
 
   delete(prefix: OwnedPrefix, owner: number): void {
-    this.byFamily[prefix.family].delete(addressToBytes(prefix.network), prefix.length, owner);
+    this.byFamily[prefix.family].delete(prefix.bits, prefix.length, owner);
   }
 
   overlapping(prefix: OwnedPrefix): Set<number> {
-    return this.byFamily[prefix.family].overlapping(addressToBytes(prefix.network), prefix.length);
+    return this.byFamily[prefix.family].overlapping(prefix.bits, prefix.length);
   }
 }

@@ -4,7 +4,7 @@
 // prefix mode) other interfaces' prefixes — is exactly what makes it need planning again
 // (planner.ts keeps that bookkeeping).
 import type { Config } from '../config/config.js';
-import { canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from '../net/ip.js';
+import { addressToBytes, canonicalAddress, isIPv6LinkLocal, networkOf, type Family } from '../net/ip.js';
 import { describeRoute, type Address, type Link, type Route, type Rule } from './model.js';
 import { ruleSource, type RuleSource } from './keys.js';
 import type { MirrorView } from './mirror.js';
@@ -46,6 +46,8 @@ export interface ConnectedPrefix {
 export interface OwnedPrefix {
   readonly family: Family;
   readonly network: string;
+  /** The network's bytes, read once here for the prefix index (claims.ts). */
+  readonly bits: Uint8Array;
   readonly length: number;
   readonly owner: string;
 }
@@ -91,7 +93,13 @@ export function planInterface(
 /** The interface's connected prefixes, owner named. */
 export function ownedPrefixes(plan: InterfacePlan): OwnedPrefix[] {
   return plan.families.flatMap((familyPlan) =>
-    familyPlan.prefixes.map((prefix) => ({ family: familyPlan.family, network: prefix.network, length: prefix.length, owner: plan.link.name })),
+    familyPlan.prefixes.map((prefix) => ({
+      family: familyPlan.family,
+      network: prefix.network,
+      bits: addressToBytes(prefix.network),
+      length: prefix.length,
+      owner: plan.link.name,
+    })),
   );
 }
 
@@ -287,7 +295,7 @@ function sourceRules(
   const local = familyPlan.addresses.filter((address) => !address.peer);
   for (const prefix of connectedPrefixes(local)) {
     prefix.members.forEach((member) => covered.add(member));
-    const others = overlapping({ family, network: prefix.network, length: prefix.length, owner: plan.link.name });
+    const others = overlapping({ family, network: prefix.network, bits: addressToBytes(prefix.network), length: prefix.length, owner: plan.link.name });
     if (others.length > 0) {
       // A prefix rule cannot say which NIC: fall back to one rule per address.
       problems.push(

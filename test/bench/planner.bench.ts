@@ -10,6 +10,7 @@ import { routeToMessage } from '../../src/kernel/objects.js';
 import type { RtnlBody } from '../../src/netlink/messages.js';
 import { plan } from '../../src/domain/planner.js';
 import { PrefixOwners } from '../../src/domain/claims.js';
+import { addressToBytes } from '../../src/net/ip.js';
 
 const NICS = 128;
 const config = defaultConfig();
@@ -52,11 +53,12 @@ describe(`planner, ${NICS} NICs`, () => {
 // Which connected prefixes overlap one: every prefix shape a user hits, among 1000 NICs
 // holding a /28 each in 198.18.0.0/18 (and a /64 each): wider (/24 over /28s), equal,
 // narrower (a /32 host address), IPv6 /64 and /128.
+const owned = (family: 4 | 6, network: string, length: number, owner: string) => ({ family, network, bits: addressToBytes(network), length, owner });
 const owners = new PrefixOwners();
 const ipv4 = (n: number) => [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join('.');
 for (let k = 0; k < 1000; k++) {
-  owners.add({ family: 4, network: ipv4((198 << 24) + (18 << 16) + 16 * k), length: 28, owner: `n${k}` }, k);
-  owners.add({ family: 6, network: `2001:db8:${k.toString(16)}::`, length: 64, owner: `n${k}` }, k);
+  owners.add(owned(4, ipv4((198 << 24) + (18 << 16) + 16 * k), 28, `n${k}`), k);
+  owners.add(owned(6, `2001:db8:${k.toString(16)}::`, 64, `n${k}`), k);
 }
 describe('connected prefixes overlapping one, 1000 NICs', () => {
   for (const [shape, family, network, length] of [
@@ -67,7 +69,7 @@ describe('connected prefixes overlapping one, 1000 NICs', () => {
     ['IPv6 /128', 6, '2001:db8:7::2', 128],
   ] as const) {
     bench(shape, () => {
-      owners.overlapping({ family, network, length, owner: 'x' });
+      owners.overlapping(owned(family, network, length, 'x'));
     });
   }
 });
