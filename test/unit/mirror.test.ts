@@ -430,6 +430,17 @@ describe('main-table device routes, kept as prefixes', () => {
     expect(b.mirror.mainDeviceRouteCovers(3, 6, '2001:db8:9::1')).toBe(true);
   });
 
+  it('cover exactly the addresses of their prefix for IPv6 too, at every length held', () => {
+    const b = new MirrorBuilder().nic(3, 'eth0', '2001:db8:1::2/64');
+    for (const prefix of ['8000::/1', '2001:db8:9::/48', '2001:db8:7::6/127', '2001:db8:5::1/128']) b.route(hostRoute(prefix, 3));
+    const covered = (address: string) => b.mirror.mainDeviceRouteCovers(3, 6, address);
+    expect(['ffff::1', '8000::', '2001:db8:9::', '2001:db8:9:ffff::1', '2001:db8:7::6', '2001:db8:7::7', '2001:db8:5::1'].filter(covered)).toHaveLength(7);
+    expect(['7fff::1', '2001:db8:a::', '2001:db8:8:ffff::1', '2001:db8:7::5', '2001:db8:7::8', '2001:db8:5::2', '2001:db8:5::'].filter(covered)).toEqual([]);
+    b.delRoute(hostRoute('2001:db8:9::/48', 3));
+    expect(covered('2001:db8:9::1')).toBe(false);
+    expect(covered('2001:db8:7::7')).toBe(true);
+  });
+
   it('are not kept if they cannot reach a gateway: IPv4 of universe scope, not unicast, via a gateway', () => {
     const b = new MirrorBuilder().nic(3, 'eth0', '198.18.1.2/24');
     b.route(hostRoute('198.18.9.1', 3, { scope: 0 }));
