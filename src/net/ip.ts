@@ -108,27 +108,33 @@ function parseIPv6(text: string): Uint8Array | undefined {
 export function bytesToAddress(bytes: Uint8Array): string {
   if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
   if (bytes.length !== 16) throw new Error(`an IP address has 4 or 16 bytes, not ${bytes.length}`);
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
   // RFC 5952: compress the longest run (length >= 2) of zero groups, the first one on ties.
   let bestStart = -1;
   let bestLength = 1;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
+    if (bytes[2 * i] !== 0 || bytes[2 * i + 1] !== 0) {
       i++;
       continue;
     }
     let j = i;
-    while (j < 8 && groups[j] === 0) j++;
+    while (j < 8 && bytes[2 * j] === 0 && bytes[2 * j + 1] === 0) j++;
     if (j - i > bestLength) {
       bestStart = i;
       bestLength = j - i;
     }
     i = j;
   }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  let text = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      text += '::';
+      i += bestLength - 1;
+      continue;
+    }
+    if (text.length > 0 && !text.endsWith(':')) text += ':';
+    text += ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16);
+  }
+  return text;
 }
 
 export function canonicalAddress(address: string): string {
@@ -137,11 +143,17 @@ export function canonicalAddress(address: string): string {
 
 /** The network address of `address/prefixLength` (host bits cleared). */
 export function networkOf(address: string, prefixLength: number): string {
-  const bytes = addressToBytes(address);
-  for (let bit = prefixLength; bit < bytes.length * 8; bit++) {
-    bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return bytesToAddress(maskBytes(addressToBytes(address), prefixLength));
+}
+
+/** Clears the host bits of `bytes` (in place) after the first `prefixLength`; returns them. */
+export function maskBytes(bytes: Uint8Array, prefixLength: number): Uint8Array {
+  const whole = prefixLength >> 3;
+  if (whole < bytes.length) {
+    bytes[whole]! &= (0xff00 >> (prefixLength & 7)) & 0xff;
+    bytes.fill(0, whole + 1);
   }
-  return bytesToAddress(bytes);
+  return bytes;
 }
 
 export function isIPv6LinkLocal(address: string): boolean {
