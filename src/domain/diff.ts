@@ -17,7 +17,17 @@ export type Change =
   | { readonly op: 'add' | 'delete'; readonly kind: 'rule'; readonly rule: Rule };
 
 /** The key of what a change is about. */
-export const changeKey = (change: Change): ObjectKey => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
+/** Keys of the changes made, kept: a pass asks for each change's key several times over. */
+const changeKeys = new WeakMap<Change, ObjectKey>();
+
+export function changeKey(change: Change): ObjectKey {
+  let key = changeKeys.get(change);
+  if (key === undefined) {
+    key = change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule);
+    changeKeys.set(change, key);
+  }
+  return key;
+}
 
 /** What the diff reads of the desired state. */
 type Wanted = Pick<DesiredState, 'routesIn' | 'tables' | 'rules' | 'protectedTables'>;
