@@ -2,7 +2,7 @@
 // below. Keys are compared and looked up, never parsed back: whoever needs a key's parts
 // keeps the object it was made from.
 import type { Family } from '../net/ip.js';
-import type { Address, Route, Rule } from './model.js';
+import type { Address, Nexthop, Route, Rule } from './model.js';
 
 declare const kind: unique symbol;
 /** Text only its encoder makes: a RouteKey is not a RuleKey, nor any other string. */
@@ -27,35 +27,20 @@ export const addressKey = (a: Address): AddressKey => `${a.family}|${a.ifindex}|
 export const routeSlot = (r: Route): RouteSlot =>
   `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.src ?? ''}/${r.srcLength ?? 0}|${r.metric}` as RouteSlot;
 
+// Template strings rather than an array joined: keys are made for every object of every
+// pass, and the array, its join and the nexthops' map and sort were most of their cost.
 export const routeKey = (r: Route): RouteKey =>
-  [
-    routeSlot(r),
-    r.protocol,
-    r.scope,
-    r.type,
-    r.oif ?? '',
-    r.gateway ?? '',
-    r.onlink ? 'onlink' : '',
-    r.prefsrc ?? '',
-    // The kernel lists nexthops in different orders in different messages.
-    (r.nexthops ?? []).map((n) => `${n.ifindex}@${n.gateway ?? ''}`).sort().join(','),
-  ].join('|') as RouteKey;
+  `${routeSlot(r)}|${r.protocol}|${r.scope}|${r.type}|${r.oif ?? ''}|${r.gateway ?? ''}|${r.onlink ? 'onlink' : ''}|${r.prefsrc ?? ''}|${r.nexthops ? nexthopsKey(r.nexthops) : ''}` as RouteKey;
+
+/** The kernel lists nexthops in different orders in different messages. */
+const nexthopsKey = (nexthops: readonly Nexthop[]): string =>
+  nexthops
+    .map((n) => `${n.ifindex}@${n.gateway ?? ''}`)
+    .sort()
+    .join(',');
 
 export const ruleKey = (r: Rule): RuleKey =>
-  [
-    r.family,
-    r.priority,
-    r.table,
-    r.action,
-    r.goto ?? '',
-    r.protocol,
-    `${r.src ?? ''}/${r.srcLength}`,
-    `${r.dst ?? ''}/${r.dstLength}`,
-    r.iifname ?? '',
-    r.oifname ?? '',
-    r.fwmark ?? '',
-    r.tos,
-  ].join('|') as RuleKey;
+  `${r.family}|${r.priority}|${r.table}|${r.action}|${r.goto ?? ''}|${r.protocol}|${r.src ?? ''}/${r.srcLength}|${r.dst ?? ''}/${r.dstLength}|${r.iifname ?? ''}|${r.oifname ?? ''}|${r.fwmark ?? ''}|${r.tos}` as RuleKey;
 
 export const ruleSource = (rule: Rule): RuleSource => `${rule.family}|${rule.src}/${rule.srcLength}` as RuleSource;
 
