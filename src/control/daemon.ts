@@ -75,9 +75,9 @@ export class Daemon {
           this.watcher.drain();
           return !this.scheduler.busy && this.converger.plannedGeneration === this.watcher.generation;
         },
-        verify: (only) => {
+        verify: (only, between) => {
           this.offLink ??= new OffLinkDestinations(this.watcher.mirror);
-          return verifyReplyPaths(this.client, this.watcher.mirror, this.converger.interfacePlans(only), only, this.offLink.get);
+          return verifyReplyPaths(this.client, this.watcher.mirror, this.converger.interfacePlans(only), only, this.offLink.get, between);
         },
         stateVersion: () => {
           this.watcher.drain();

@@ -25,8 +25,11 @@ export interface VerifierOptions {
    * is running or due. If not, verification waits: the pass to come asks for it again.
    */
   readonly current: () => boolean;
-  /** Lookups for the NICs in `only` (every NIC when undefined). */
-  readonly verify: (only: ReadonlySet<number> | undefined) => Promise<PathVerdict[]>;
+  /**
+   * Lookups for the NICs in `only` (every NIC when undefined), a turn's share at a time,
+   * awaiting `between` between two turns.
+   */
+  readonly verify: (only: ReadonlySet<number> | undefined, between: () => Promise<void>) => Promise<PathVerdict[]>;
   /**
    * What the kernel's state is known to be at: it changes when a pass runs or a notification
    * is read (reading what is queued first). A verdict taken across a change is stale.
@@ -78,6 +81,8 @@ export class ReplyPathVerifier {
   /** NICs (by ifindex) waiting to be verified, or all of them. */
   private pending: Set<number> | 'all' | null = null;
   private running: Promise<void> | null = null;
+  /** Lookups waiting for the passes to be done: resumed by the next request (a pass's end) or stop. */
+  private resume: (() => void) | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -89,6 +94,7 @@ export class ReplyPathVerifier {
   /** Verifies these NICs (or all) once the current verification, if any, is done. */
   request(nics: Iterable<number> | 'all'): void {
     if (this.stopped) return;
+    this.resumeLookups();
     if (nics === 'all' || this.pending === 'all') this.pending = 'all';
     else {
       this.pending ??= new Set();
@@ -119,6 +125,28 @@ export class ReplyPathVerifier {
     this.stopped = true;
     this.pending = null;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.resumeLookups();
+  }
+
+  /**
+   * Between two turns of lookups: the next turn, and while a pass is due or running, until it
+   * has ended. Lookups hold the event loop (the kernel answers them inside sendmsg()), so a
+   * sweep, or the verification after a pass in a burst, would otherwise hold back every pass
+   * behind it for a turn's share each time; what the pass touched is asked for again anyway.
+   */
+  private readonly betweenLookups = async (): Promise<void> => {
+    // A turn first, also after each resume: a pass's end asks before its scheduler is idle.
+    for (;;) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.stopped || this.options.current()) return;
+      await new Promise<void>((resolve) => (this.resume = resolve));
+    }
+  };
+
+  private resumeLookups(): void {
+    const resume = this.resume;
+    this.resume = null;
+    resume?.();
   }
 
   private async drain(): Promise<void> {
@@ -130,7 +158,7 @@ export class ReplyPathVerifier {
       const before = this.options.stateVersion();
       let verdicts: PathVerdict[];
       try {
-        verdicts = await this.options.verify(nics === 'all' ? undefined : nics);
+        verdicts = await this.options.verify(nics === 'all' ? undefined : nics, this.betweenLookups);
       } catch (error) {
         this.observer.verifyFailed(error as Error);
         continue;

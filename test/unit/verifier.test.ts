@@ -63,6 +63,47 @@ describe('reply-path verifier', () => {
     await h.verifier.idle();
   });
 
+  it('holds its lookups between turns while a pass is due or running, and goes on once a pass has ended', async () => {
+    const turns: string[] = [];
+    const state = { current: true };
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    const verifier = new ReplyPathVerifier(
+      {
+        current: () => state.current,
+        verify: async (only, between) => {
+          turns.push('first');
+          await between();
+          turns.push('second');
+          return (only ? [...only] : [2]).map(verdict);
+        },
+        stateVersion: () => 'same',
+      },
+      { replyPathBroke: () => undefined, replyPathHealed: () => undefined, replyPathsOfNic: () => undefined, verifyFailed: (error) => { throw error; } },
+    );
+    verifier.request('all');
+    await turn();
+    state.current = false; // an event came: a pass is due
+    for (let i = 0; i < 5; i++) await turn();
+    expect(turns).toEqual(['first']);
+    verifier.request([2]); // the pass's end, while its scheduler is still busy
+    for (let i = 0; i < 3; i++) await turn();
+    expect(turns).toEqual(['first']);
+    state.current = true;
+    verifier.request([2]); // the next pass's end; its scheduler is idle a turn later
+    await verifier.idle();
+    // Then the NIC the passes touched, verified again.
+    expect(turns).toEqual(['first', 'second', 'first', 'second']);
+    // Stopping lets held lookups end.
+    verifier.request('all');
+    await turn();
+    state.current = false;
+    for (let i = 0; i < 3; i++) await turn();
+    expect(turns).toHaveLength(5);
+    verifier.stop();
+    await verifier.idle();
+    expect(turns).toHaveLength(6);
+  });
+
   it('finishes a sweep while events keep coming, each touching one NIC', async () => {
     const h = harness([2, 3, 4, 5]);
     h.verifier.request('all');
