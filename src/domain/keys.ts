@@ -24,12 +24,32 @@ export const addressKey = (a: Address): AddressKey => `${a.family}|${a.ifindex}|
  * (family, table, destination, metric; symroute never sets tos). Two routes in one slot
  * cannot coexist without NLM_F_APPEND.
  */
-export const routeSlot = (r: Route): RouteSlot =>
-  `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.src ?? ''}/${r.srcLength ?? 0}|${r.metric}` as RouteSlot;
+export const routeSlot = (r: Route): RouteSlot => remembered(slots, r, slotOf);
 
-// Template strings rather than an array joined: keys are made for every object of every
-// pass, and the array, its join and the nexthops' map and sort were most of their cost.
-export const routeKey = (r: Route): RouteKey =>
+/**
+ * A route's or rule's key, made once per object: the objects never change, and the diff, the
+ * mirror and the drift ledger ask for the same one several times a pass; the same string each
+ * time is also hashed only once by the maps it is looked up in.
+ */
+export const routeKey = (r: Route): RouteKey => remembered(routeKeys, r, routeKeyOf);
+
+export const ruleKey = (r: Rule): RuleKey => remembered(ruleKeys, r, ruleKeyOf);
+
+const slots = new WeakMap<Route, RouteSlot>();
+const routeKeys = new WeakMap<Route, RouteKey>();
+const ruleKeys = new WeakMap<Rule, RuleKey>();
+
+function remembered<T extends object, K>(keys: WeakMap<T, K>, object: T, make: (object: T) => K): K {
+  let key = keys.get(object);
+  if (key === undefined) keys.set(object, (key = make(object)));
+  return key;
+}
+
+const slotOf = (r: Route): RouteSlot => `${r.family}|${r.table}|${r.dst}/${r.dstLength}|${r.src ?? ''}/${r.srcLength ?? 0}|${r.metric}` as RouteSlot;
+
+// Template strings rather than an array joined: the array, its join and the nexthops' map
+// and sort were most of a key's cost.
+const routeKeyOf = (r: Route): RouteKey =>
   `${routeSlot(r)}|${r.protocol}|${r.scope}|${r.type}|${r.oif ?? ''}|${r.gateway ?? ''}|${r.onlink ? 'onlink' : ''}|${r.prefsrc ?? ''}|${r.nexthops ? nexthopsKey(r.nexthops) : ''}` as RouteKey;
 
 /** The kernel lists nexthops in different orders in different messages. */
@@ -39,7 +59,7 @@ const nexthopsKey = (nexthops: readonly Nexthop[]): string =>
     .sort()
     .join(',');
 
-export const ruleKey = (r: Rule): RuleKey =>
+const ruleKeyOf = (r: Rule): RuleKey =>
   `${r.family}|${r.priority}|${r.table}|${r.action}|${r.goto ?? ''}|${r.protocol}|${r.src ?? ''}/${r.srcLength}|${r.dst ?? ''}/${r.dstLength}|${r.iifname ?? ''}|${r.oifname ?? ''}|${r.fwmark ?? ''}|${r.tos}` as RuleKey;
 
 export const ruleSource = (rule: Rule): RuleSource => `${rule.family}|${rule.src}/${rule.srcLength}` as RuleSource;
