@@ -56,7 +56,7 @@ export interface Update {
 /** One managed interface's share of the desired state. */
 /** An interface planned: its plan, a refusal, or nothing (not managed). */
 type Planned =
-  | { readonly kind: 'planned'; readonly plan: InterfacePlan; readonly problems: readonly string[] }
+  | { readonly kind: 'planned'; readonly plan: InterfacePlan; readonly prefixes: readonly OwnedPrefix[]; readonly problems: readonly string[] }
   /** Its table is another interface's (a lower ifindex wants it too). */
   | { readonly kind: 'refused'; readonly problem: string }
   | { readonly kind: 'unmanaged' };
@@ -266,7 +266,8 @@ export class DesiredState {
         planned.set(ifindex, { kind: 'refused', problem: `${link.name}: table ${table} is already used by ${ownerName}; ${link.name} is not managed` });
         continue;
       }
-      planned.set(ifindex, { kind: 'planned', ...planInterface(this.config, mirror, link, table, () => this.alternatives(mirror, link)) });
+      const { plan, problems } = planInterface(this.config, mirror, link, table, () => this.alternatives(mirror, link));
+      planned.set(ifindex, { kind: 'planned', plan, prefixes: ownedPrefixes(plan), problems });
     }
     return planned;
   }
@@ -282,7 +283,7 @@ export class DesiredState {
     const sharing = new Set<number>();
     for (const [ifindex, result] of planned) {
       const before = this.parts.get(ifindex)?.prefixes ?? [];
-      const after = result.kind === 'planned' ? ownedPrefixes(result.plan) : [];
+      const after = result.kind === 'planned' ? result.prefixes : [];
       if (samePrefixes(before, after)) continue;
       changed = true;
       for (const prefix of before) this.prefixOwners.delete(prefix, ifindex);
@@ -297,7 +298,7 @@ export class DesiredState {
     for (const ifindex of overlapped) {
       if (planned.has(ifindex)) continue;
       const part = this.parts.get(ifindex);
-      if (part) planned.set(ifindex, { kind: 'planned', plan: part.plan, problems: part.planProblems });
+      if (part) planned.set(ifindex, { kind: 'planned', plan: part.plan, prefixes: part.prefixes, problems: part.planProblems });
     }
     return { changed, sharing };
   }
@@ -318,8 +319,7 @@ export class DesiredState {
         const objects = result.plan.collision
           ? { routes: [], rules: [], problems: [] }
           : interfaceObjects(this.config, result.plan, (prefix) => this.overlappingNames(mirror, prefix, ifindex));
-        const prefixes = ownedPrefixes(result.plan);
-        part = { plan: result.plan, routes: objects.routes, rules: objects.rules, prefixes, planProblems: result.problems, problems: [...result.problems, ...objects.problems] };
+        part = { plan: result.plan, routes: objects.routes, rules: objects.rules, prefixes: result.prefixes, planProblems: result.problems, problems: [...result.problems, ...objects.problems] };
       }
       if (old) this.removePart(ifindex, old, scope);
       swaps.push({ ifindex, old, part, oldProblems });
