@@ -868,6 +868,23 @@ describe('logs', () => {
     }
   });
 
+  it('has the "converged" line of an event in its log when SIGTERM comes right after it', async () => {
+    lab = new Lab();
+    const host = await multiNicHost(lab, 1);
+    const { daemon } = await startRunning(lab, host.ns, '');
+    const converged = daemon.messages().filter((m) => m.startsWith('converged in ')).length;
+    await lab.ip(host.ns, 'addr', 'add', '198.18.1.20/24', 'dev', 'b0');
+    // Judged by the kernel, not the log: the stop follows the event's writes at once.
+    const l = lab;
+    await eventually(async () => expect((await l.ownedRules(host.ns, 4)).map((r) => r.src)).toContain('198.18.1.20'), 10_000, 1);
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+    // (The pipe may still hold the last lines when the exit is seen.)
+    await eventually(() => expect(daemon.messages().at(-1)).toBe('stopping, leaving rules and routes in place'));
+    const messages = daemon.messages();
+    expect(messages.filter((m) => m.startsWith('converged in ')).length).toBeGreaterThan(converged);
+    expect(messages).toContainEqual(expect.stringMatching(/^added rule from 198\.18\.1\.20 /));
+  });
+
   it('logs exactly one line per change, naming the interface', async () => {
     lab = new Lab();
     const host = await multiNicHost(lab, 3, { ipv6: true });
