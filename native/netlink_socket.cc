@@ -2,7 +2,7 @@
 //
 // It owns one AF_NETLINK/NETLINK_ROUTE socket and hands raw datagrams to JavaScript; all
 // message parsing lives in TypeScript (src/netlink/). Reads are driven by a libuv poll
-// handle so they never block the event loop, and readAll() drains the socket synchronously
+// handle so they never block the event loop, and receive() drains the socket synchronously
 // so the caller can handle everything already queued in one pass.
 
 #include <napi.h>
@@ -28,8 +28,13 @@ namespace {
 #endif
 
 // Kernel dump parts are at most ~32 KiB; a notification is far smaller. A datagram larger
-// than this would arrive truncated, which readAll() reports rather than hides.
-constexpr size_t kReceiveBufferBytes = 256 * 1024;
+// than this would arrive truncated, which receive() reports rather than hides: each
+// recvmsg() is offered at least this much room.
+constexpr size_t kMaxDatagramBytes = 256 * 1024;
+// What one receive() call can hold: datagrams are read back to back into one buffer, handed
+// over as one Buffer, so that a burst of 36-byte ACKs costs one copy and two JavaScript
+// objects per call, not a Buffer, a number and an array slot per datagram.
+constexpr size_t kBatchBytes = 1024 * 1024;
 constexpr size_t kMaxReadBytes = 16 * 1024 * 1024;
 
 Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
@@ -45,7 +50,7 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
                        {
                            InstanceAccessor<&NetlinkSocket::PortId>("portId"),
                            InstanceMethod<&NetlinkSocket::Send>("send"),
-                           InstanceMethod<&NetlinkSocket::ReadAll>("readAll"),
+                           InstanceMethod<&NetlinkSocket::Receive>("receive"),
                            InstanceMethod<&NetlinkSocket::StartReading>("startReading"),
                            InstanceMethod<&NetlinkSocket::StopReading>("stopReading"),
                            InstanceMethod<&NetlinkSocket::Close>("close"),
@@ -108,7 +113,7 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
         }
       }
     }
-    buffer_.resize(kReceiveBufferBytes);
+    buffer_.resize(kBatchBytes);
   }
 
   ~NetlinkSocket() override { CloseNow(); }
@@ -160,16 +165,18 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
     return Napi::Number::New(env, static_cast<double>(sent));
   }
 
-  // readAll(maxBytes?: number): { datagrams: Buffer[], senderPortIds: number[], overrun: boolean,
+  // receive(maxBytes?: number): { bytes: Buffer, datagrams: Uint32Array, overrun: boolean,
   // truncated: boolean, more: boolean }
-  // Reads until the socket is empty, or maxBytes (at most kMaxReadBytes) were read: under a
-  // sustained flood the event loop must get a turn (the poll handle is level-triggered and
-  // fires again), and a caller streaming a large dump reads it a slice at a time, so that no
-  // more than a slice of it is ever held (the kernel makes the next part of a dump only as
-  // the last one is read). `more`: it stopped at the limit, so more may be queued.
-  // ENOBUFS means the kernel dropped messages for us (receive buffer overrun): it is
-  // reported, and reading goes on.
-  Napi::Value ReadAll(const Napi::CallbackInfo& info) {
+  // Reads datagrams back to back into one buffer until the socket is empty, maxBytes (at most
+  // kMaxReadBytes) were read, or the buffer has no room left for one more of the largest
+  // datagram: `more` says it stopped before the socket was empty, so more may be queued.
+  // `bytes` holds them all; `datagrams` two numbers for each, in order: its length and its
+  // sender's port id (0: the kernel). Under a sustained flood the event loop must get a turn
+  // (the poll handle is level-triggered and fires again), and a caller streaming a large dump
+  // reads it a slice at a time, so that no more than a slice of it is ever held (the kernel
+  // makes the next part of a dump only as the last one is read). ENOBUFS means the kernel
+  // dropped messages for us (receive buffer overrun): it is reported, and reading goes on.
+  Napi::Value Receive(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) return ThrowClosed(env);
     size_t max_bytes = kMaxReadBytes;
@@ -177,15 +184,14 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
       double requested = info[0].As<Napi::Number>().DoubleValue();
       if (requested >= 1 && requested < static_cast<double>(kMaxReadBytes)) max_bytes = static_cast<size_t>(requested);
     }
-    Napi::Array datagrams = Napi::Array::New(env);
-    Napi::Array senders = Napi::Array::New(env);
     bool overrun = false;
     bool truncated = false;
-    uint32_t count = 0;
-    size_t total = 0;
-    while (total < max_bytes) {
+    bool empty = false;
+    size_t used = 0;
+    meta_.clear();
+    while (used < max_bytes && buffer_.size() - used >= kMaxDatagramBytes) {
       struct sockaddr_nl sender = {};
-      struct iovec iov = {buffer_.data(), buffer_.size()};
+      struct iovec iov = {buffer_.data() + used, buffer_.size() - used};
       struct msghdr header = {};
       header.msg_name = &sender;
       header.msg_namelen = sizeof(sender);
@@ -194,7 +200,10 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
       ssize_t received = recvmsg(fd_, &header, MSG_DONTWAIT);
       if (received < 0) {
         if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          empty = true;
+          break;
+        }
         if (errno == ENOBUFS) {
           overrun = true;
           continue;
@@ -203,22 +212,23 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
         return env.Undefined();
       }
       if (header.msg_flags & MSG_TRUNC) truncated = true;
-      total += static_cast<size_t>(received);
-      datagrams.Set(count, Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), static_cast<size_t>(received)));
-      senders.Set(count, Napi::Number::New(env, sender.nl_pid));
-      count++;
+      used += static_cast<size_t>(received);
+      meta_.push_back(static_cast<uint32_t>(received));
+      meta_.push_back(sender.nl_pid);
     }
+    Napi::Uint32Array datagrams = Napi::Uint32Array::New(env, meta_.size());
+    if (!meta_.empty()) memcpy(datagrams.Data(), meta_.data(), meta_.size() * sizeof(uint32_t));
     Napi::Object result = Napi::Object::New(env);
+    result.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), used));
     result.Set("datagrams", datagrams);
-    result.Set("senderPortIds", senders);
     result.Set("overrun", Napi::Boolean::New(env, overrun));
     result.Set("truncated", Napi::Boolean::New(env, truncated));
-    result.Set("more", Napi::Boolean::New(env, total >= max_bytes));
+    result.Set("more", Napi::Boolean::New(env, !empty));
     return result;
   }
 
   // startReading(onReadable: () => void): calls onReadable whenever the socket has data or
-  // an error pending; the callback is expected to call readAll().
+  // an error pending; the callback is expected to call receive().
   Napi::Value StartReading(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) return ThrowClosed(env);
@@ -258,7 +268,7 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
     NetlinkSocket* self = static_cast<NetlinkSocket*>(handle->data);
     if (status < 0) {
       // libuv stops the handle on POLLERR, which is how ENOBUFS shows up: re-arm, and let
-      // the callback's readAll() collect the error.
+      // the callback's receive() collect the error.
       uv_poll_start(handle, UV_READABLE, OnPoll);
     }
     Napi::Env env = self->Env();
@@ -312,6 +322,7 @@ class NetlinkSocket : public Napi::ObjectWrap<NetlinkSocket> {
   int fd_ = -1;
   uint32_t port_id_ = 0;
   std::vector<uint8_t> buffer_;
+  std::vector<uint32_t> meta_;  // receive(): length and sender of each datagram read
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference on_readable_;
   std::unique_ptr<Napi::AsyncContext> async_context_;

@@ -249,7 +249,7 @@ function readsAsStage(socket: NativeNetlinkSocket, stages: StageMeter, stage: 'r
       return socket.portId;
     },
     send: (messages) => socket.send(messages),
-    readAll: () => socket.readAll(),
+    readAll: (maxBytes) => socket.readAll(maxBytes),
     startReading: (onReadable) => socket.startReading(() => stages.run(stage, onReadable)),
     stopReading: () => socket.stopReading(),
     close: () => socket.close(),

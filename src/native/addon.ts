@@ -23,6 +23,23 @@ export interface NativeNetlinkSocket {
   close(): void;
 }
 
+/** What one receive() of the addon read: datagrams back to back in one buffer. */
+export interface ReceivedBatch {
+  readonly bytes: Buffer;
+  /** Two numbers per datagram, in order: its length in `bytes`, and its sender's port id (0: the kernel). */
+  readonly datagrams: Uint32Array;
+  readonly overrun: boolean;
+  readonly truncated: boolean;
+  /** It stopped before the socket was empty (at the byte limit, or its buffer full): more may be queued. */
+  readonly more: boolean;
+}
+
+/** The addon's own netlink socket (readAll() is made of its receive() in netlink/native.ts). */
+export interface AddonNetlinkSocket extends Omit<NativeNetlinkSocket, 'readAll'> {
+  /** As many datagrams as are queued and fit (at most `maxBytes`, at most 16 MiB; 1 MiB a call). */
+  receive(maxBytes?: number): ReceivedBatch;
+}
+
 export interface PeerCredentials {
   readonly pid: number;
   readonly uid: number;
@@ -30,7 +47,7 @@ export interface PeerCredentials {
 }
 
 interface NativeModule {
-  NetlinkSocket: new (options: { groups?: number[]; receiveBufferBytes?: number }) => NativeNetlinkSocket;
+  NetlinkSocket: new (options: { groups?: number[]; receiveBufferBytes?: number }) => AddonNetlinkSocket;
   sendUnixDatagram(path: string, message: Buffer): void;
   peerCredentials(fd: number): PeerCredentials;
   lockExclusive(fd: number): boolean;
