@@ -9,9 +9,8 @@ const MAX_READ_BYTES = 16 * 1024 * 1024;
 export function openNetlinkSocket(options: { groups?: number[]; receiveBufferBytes?: number }): NativeNetlinkSocket {
   const socket = new addon.NetlinkSocket(options);
   return {
-    get portId() {
-      return socket.portId;
-    },
+    // Read once: bound for good, and every message read compares its port with it.
+    portId: socket.portId,
     send: (messages) => socket.send(messages),
     readAll: (maxBytes = MAX_READ_BYTES) => readBatches(socket, maxBytes),
     startReading: (onReadable) => socket.startReading(onReadable),

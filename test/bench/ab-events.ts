@@ -36,6 +36,9 @@ interface Sample {
   readonly inProcess: number;
   readonly outside: number;
   readonly cpuUs: number;
+  /** The daemon's receive and report stages (µs), the add's and the delete's halved. */
+  readonly receiveUs: number;
+  readonly reportUs: number;
 }
 
 const text = (n: number) => [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join('.');
@@ -72,7 +75,14 @@ async function once(h: Host, shape: Shape): Promise<Sample> {
   await spawnAndWait('ip', ['-n', h.world.ns, 'addr', 'del', e.cidr, 'dev', `n${k}`]);
   await Promise.all(keys.slice(1).map((key, i) => h.monitor.next(key, true, cursors[i + 1]!)));
   await h.daemon.convergence(converged + 1);
-  return { inProcess, outside: Math.max(...objects.map((s) => s.at)) - address!.at, cpuUs: ((threadCpuMs(h.daemon.pid) - cpu) * 1000) / 2 };
+  const stage = (name: string) => ((h.daemon.stages[converged]?.[name] ?? 0) + (h.daemon.stages[converged + 1]?.[name] ?? 0)) / 2;
+  return {
+    inProcess,
+    outside: Math.max(...objects.map((s) => s.at)) - address!.at,
+    cpuUs: ((threadCpuMs(h.daemon.pid) - cpu) * 1000) / 2,
+    receiveUs: stage('receive'),
+    reportUs: stage('report'),
+  };
 }
 
 try {
@@ -102,6 +112,8 @@ try {
       row('from outside p50', (s) => s.outside, 50, 'ms');
       row('from outside p99', (s) => s.outside, 99, 'ms');
       row('main-thread CPU p50', (s) => s.cpuUs / 1000, 50, 'ms/convergence');
+      row('receive stage p50', (s) => s.receiveUs / 1000, 50, 'ms/convergence');
+      row('report stage p50', (s) => s.reportUs / 1000, 50, 'ms/convergence');
     }
   }
 } finally {
