@@ -44,8 +44,8 @@ const EXIT_FLUSH_PATIENCE_MS = 5000;
  * at exit is lost or overtaken by the synchronous flush. Here everything stays on the main
  * thread, in order, and whatever is still waiting is written synchronously at exit — a stop,
  * a reload's failure, an error, an uncaught exception: every way out but SIGKILL, which loses
- * at most the lines of the turn it struck. A full pipe (non-blocking stdout) is waited out
- * on a timer rather than spun on.
+ * at most the lines of the turn it struck. A full non-blocking stdout (EAGAIN) is waited out
+ * on a timer rather than spun on; a blocking one (journald's stream socket) blocks as before.
  */
 export class DeferredLines implements DestinationStream {
   private pending = '';
