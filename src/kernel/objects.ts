@@ -251,12 +251,18 @@ function sameAttribute(a: Uint8Array, b: Uint8Array, type: number): boolean {
 
 /** Where attribute `type`'s payload lies after the 12-byte header: null if absent, undefined if the run is malformed. */
 function findAttribute(payload: Uint8Array, type: number): { start: number; end: number } | null | undefined {
-  const view = viewOf(payload);
   for (let offset = HEADER_SIZE; offset + 4 <= payload.length; ) {
-    const length = view.getUint16(offset, HOST_LITTLE_ENDIAN);
+    const length = u16(payload, offset);
     if (length < 4 || offset + length > payload.length) return undefined;
-    if ((view.getUint16(offset + 2, HOST_LITTLE_ENDIAN) & NLA_TYPE_MASK) === type) return { start: offset + 4, end: offset + length };
+    if ((u16(payload, offset + 2) & NLA_TYPE_MASK) === type) return { start: offset + 4, end: offset + length };
     offset += align4(length);
   }
   return null;
 }
+
+/**
+ * A host-order u16 read from the bytes themselves: sixteen attribute searches per echo (6000
+ * echoes at a cold start of 1000 NICs) made a DataView each.
+ */
+const u16 = (bytes: Uint8Array, offset: number): number =>
+  HOST_LITTLE_ENDIAN ? bytes[offset]! | (bytes[offset + 1]! << 8) : (bytes[offset]! << 8) | bytes[offset + 1]!;
