@@ -32,6 +32,8 @@ export function createLogger(level: LogLevel, format: LogFormat | undefined, env
   } satisfies DestinationStream);
 }
 
+/** How much text one turn gathers before it is written at once (a few hundred lines). */
+const CHUNK_CHARS = 64 * 1024;
 /** How long a write at exit waits out a full pipe (a stalled journald) before giving up on the rest. */
 const EXIT_FLUSH_PATIENCE_MS = 5000;
 
@@ -62,6 +64,9 @@ export class DeferredLines implements DestinationStream {
   write(line: string): void {
     if (this.closed) return;
     this.pending += line;
+    // Thousands of lines in one turn (a cold start's changes) go out a chunk at a time:
+    // lines held until the turn ends would outlive a young-generation collection or two.
+    if (this.pending.length >= CHUNK_CHARS && this.unwritten === null && this.flushSync()) return;
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => this.flush());
