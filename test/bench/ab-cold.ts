@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NetnsLab } from '../../src/lab/netns.js';
-import { CLI, Daemon } from './daemon.js';
+import { CLI, Daemon, threadCpuMs } from './daemon.js';
 import { spread } from './figures.js';
 import { buildWorld, deleting, eventAddress, ipBatch, ipBatchByFamily, ownedObjects } from './world.js';
 
@@ -30,6 +30,8 @@ interface Round {
   coldRatio: number;
   burst: number;
   burstRatio: number;
+  /** The daemon's main-thread CPU from the burst's start until it settled (the passes, their reports, the verification), ms. */
+  burstCpu: number;
 }
 
 /** Waits until the daemon has logged no convergence for 300 ms. */
@@ -58,10 +60,12 @@ try {
     owned ??= [...now.rules, ...now.routes];
     await settle(daemon);
     const before = daemon.durations.length;
+    const cpu = threadCpuMs(daemon.pid);
     await ipBatch(world.ns, addressLines('add'), dir, 'burst-add');
     await daemon.convergence(before);
     await settle(daemon);
     const burst = Math.max(...daemon.durations.slice(before)) * 1000;
+    const burstCpu = threadCpuMs(daemon.pid) - cpu;
     const burstReport = daemon.stages.slice(before).reduce((sum, stages) => sum + (stages.report ?? 0), 0);
     const burstObjects = await ownedObjects(world.ns);
     const added = [...burstObjects.rules, ...burstObjects.routes].filter((line) => !owned!.includes(line));
@@ -76,7 +80,7 @@ try {
     await ipBatchByFamily(world.ns, deleting(owned), dir, 'cold-del');
     const left = await ownedObjects(world.ns);
     if (left.rules.length + left.routes.length > 0) throw new Error('objects left over');
-    return { cold, coldStages: { ...daemon.stages[0] }, burstReport, coldRatio: cold / coldReference, burst, burstRatio: burst / burstReference };
+    return { cold, coldStages: { ...daemon.stages[0] }, burstReport, burstCpu, coldRatio: cold / coldReference, burst, burstRatio: burst / burstReference };
   };
   await once('this'); // warm-up: the page cache, the kernel's slabs
   for (let round = 0; round < ROUNDS; round++) {
@@ -93,6 +97,7 @@ try {
   row('burst, report stage of its convergences', (r) => r.burstReport / 1000, 'ms');
   row('burst in-process (first address → last ACK)', (r) => r.burst, 'ms');
   row('burst in-process ÷ ip -batch', (r) => r.burstRatio, '×');
+  row('burst, main-thread CPU until settled', (r) => r.burstCpu, 'ms');
 } finally {
   await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
   await lab.removeNamespaces();
