@@ -185,7 +185,7 @@ export class DesiredState {
     const skips = this.skipKeys.map((key) => this.rules.get(key)!);
     return {
       routes: parts.flatMap((part) => part.routes),
-      rules: [...parts.flatMap((part) => part.rules.filter((rule) => this.election.won(rule))), ...destinations, ...skips],
+      rules: [...parts.flatMap((part) => part.rules.filter((rule) => this.election.won(rule)).map((rule) => this.skips.placed(rule))), ...destinations, ...skips],
       interfaces: parts.map((part) => part.plan),
       protectedTables: new Set(this.protectedTables),
       problems: order.flatMap((ifindex) => this.problemsOf(ifindex)),
@@ -217,15 +217,10 @@ export class DesiredState {
     const swapped = this.swapParts(mirror, planned, scope);
     const familiesBefore = [...this.election.winningFamilies()].sort().join();
     const elections = this.election.elect();
+    // The winners are wanted where the skips lay them out (updateSkips).
     for (const { lost, won } of elections) {
-      if (lost) {
-        this.unwant(ruleKey(lost), scope);
-        this.skips.deleteSource(lost);
-      }
-      if (won) {
-        this.want(ruleKey(won), won, scope);
-        this.skips.addSource(won);
-      }
+      if (lost) this.skips.deleteSource(lost);
+      if (won) this.skips.addSource(won);
     }
     const familiesChanged = [...this.election.winningFamilies()].sort().join() !== familiesBefore;
     const destinationsChanged = destinationsDirty || familiesChanged || (prefixes.changed && this.wantsDestinations());
@@ -416,18 +411,19 @@ export class DesiredState {
     this.skips.setDestinations(wanted);
   }
 
+  /** The elected `from` rules where the skips lay them out now, and the skip rules: what changed. */
   private updateSkips(scope: Scope): void {
-    for (const key of this.skipKeys) {
-      this.rules.delete(key);
-      scope.ruleKeys.add(key);
-    }
-    this.skipKeys = [];
-    for (const rule of this.skips.rules()) {
-      const key = ruleKey(rule);
-      this.rules.set(key, rule);
-      scope.ruleKeys.add(key);
-      this.skipKeys.push(key);
-    }
+    const layout = this.skips.layout();
+    for (const rule of layout.removed) this.unwant(ruleKey(rule), scope);
+    for (const rule of layout.added) this.want(ruleKey(rule), rule, scope);
+    const keys = layout.skips.map(ruleKey);
+    const wanted = new Set(keys);
+    for (const key of this.skipKeys) if (!wanted.has(key)) this.unwant(key, scope);
+    const before = new Set(this.skipKeys);
+    layout.skips.forEach((rule, i) => {
+      if (!before.has(keys[i]!)) this.want(keys[i]!, rule, scope);
+    });
+    this.skipKeys = keys;
   }
 
   private overlappingNames(mirror: MirrorView, prefix: OwnedPrefix, self: number): string[] {

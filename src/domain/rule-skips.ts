@@ -12,14 +12,32 @@
 //   P    from <address> lookup <table>     the `from` rules (interface-plan.ts)
 //   P+1  nop                               where the skip lands; what follows is walked as before
 //
-// A skip passes over only rules that could not have matched, so the kernel decides exactly
-// as without it; everything of others' before P-5 and after P+1 is reached as before. A
-// block gets its skip from SKIPPED_MIN rules on (below that, the skip costs about what it
-// saves); the destination skip lands on the source covers, so it brings the source skip
-// with it. Covers and the catch-all sit at different priorities because the kernel keeps
-// one priority's rules in the order they were added. The kernel resolves a goto only to an
-// existing priority, and an unresolved goto is no rule at all: with its landing missing
-// (deleted by hand), the walk is linear again, never wrong. Pure: no I/O.
+// From TREE_MIN `from` rules of a family on, a packet from a managed source would still walk
+// the `from` rules in front of its own one by one, so they become a decision tree instead.
+// The sources' binary trie is cut into leaves of at most LEAF_MAX sources (a subtree whose
+// parent holds more; never below a prefix that ends in it, so a prefix and those inside it
+// stay together); each leaf's rules sit at a slot of their own, a priority that depends only
+// on the leaf (a hash of its prefix, the next free slot on a clash, in a canonical order), so
+// a source coming or going moves its own leaf's rules, or those of the leaves it splits or
+// merges, never the others'. The covers of the leaves' covers are the branches:
+//
+//   P-2       from <branch cover> goto P+2+2b   one per branch b (BRANCHES at most)
+//   P-1       goto E                            every other source skips the tree
+//   P+2+2b    from <leaf cover> goto P+10+2s    the leaves of branch b, to their slot s
+//   P+3+2b    goto E                            a source in the branch but in no leaf
+//   P+10+2s   from <address> lookup <table>     the `from` rules of the leaf at slot s
+//   P+11+2s   goto E                            its lookup failed: past the others' slots
+//   E         nop                               E = P+10+2·SLOTS: where the tree lands
+//
+// A skip passes over only rules that could not have matched (the sources of `from` rules are
+// disjoint, and each `from` rule's prefix lies in exactly one leaf, and that leaf's cover in
+// one branch), so the kernel decides exactly as without it; everything of others' before P-5
+// and after the landing is reached as before. A block gets its skip from SKIPPED_MIN rules on
+// (below that, the skip costs about what it saves); the destination skip lands on the source
+// covers, so it brings the source skip with it. Covers and the catch-alls sit at different
+// priorities because the kernel keeps one priority's rules in the order they were added. The
+// kernel resolves a goto only to an existing priority, and an unresolved goto is no rule at
+// all: with its landing missing (deleted by hand), the walk is longer, never wrong. Pure: no I/O.
 import type { Config } from '../config/config.js';
 import { addressToBytes, bytesToAddress, type Family } from '../net/ip.js';
 import type { Rule } from './model.js';
@@ -29,6 +47,14 @@ import { FR_ACT_GOTO, FR_ACT_NOP } from './constants.js';
 export const SKIPPED_MIN = 16;
 /** Covers per block and family at most: the skip itself costs one evaluation per cover. */
 export const COVERS_MAX = 4;
+/** From this many `from` rules of a family on, they are laid out as a tree. */
+export const TREE_MIN = 64;
+/** Sources per leaf of the tree at most (more only under a prefix that holds others). */
+export const LEAF_MAX = 32;
+/** Branches of the tree: the source covers. */
+export const BRANCHES = COVERS_MAX;
+/** Leaf slots of the tree; leaves beyond them share one (still exact, a longer walk). */
+export const SLOTS = 64;
 
 /** Every priority symroute's rules use, for rule.priority P. */
 export function rulePriorities(priority: number) {
@@ -40,13 +66,18 @@ export function rulePriorities(priority: number) {
     sourceSkip: priority - 1,
     sources: priority,
     landing: priority + 1,
+    /** The tree (from TREE_MIN `from` rules on): branch b's leaf covers, and its exit after them. */
+    branch: (b: number) => priority + 2 + 2 * b,
+    /** Slot s's `from` rules, and its exit after them. */
+    slot: (s: number) => priority + 2 + 2 * BRANCHES + 2 * s,
+    treeLanding: priority + 2 + 2 * BRANCHES + 2 * SLOTS,
   } as const;
 }
 
 /** The lowest and highest priority symroute's rules use, for rule.priority P. */
 export const priorityRange = (priority: number): { readonly first: number; readonly last: number } => ({
   first: rulePriorities(priority).destinationCovers,
-  last: rulePriorities(priority).landing,
+  last: rulePriorities(priority).treeLanding,
 });
 
 /**
@@ -55,13 +86,15 @@ export const priorityRange = (priority: number): { readonly first: number; reado
  */
 export const skipsEverything = (rule: Rule): boolean => rule.action === FR_ACT_GOTO && rule.srcLength === 0 && rule.dstLength === 0;
 
-interface CoverNode {
-  zero?: CoverNode;
-  one?: CoverNode;
+interface CoverNode<T = unknown> {
+  zero?: CoverNode<T>;
+  one?: CoverNode<T>;
   /** Prefixes ending here. */
   ends: number;
   /** Prefixes ending here or below. */
   count: number;
+  /** What was added with the prefixes ending here. */
+  items?: T[];
 }
 
 export interface Cover {
@@ -79,8 +112,8 @@ const bitOf = (bytes: Uint8Array, bit: number): number => (bytes[bit >> 3]! >> (
  * hold few addresses that are not the prefixes' (greedily: not always the fewest).
  * Adding, deleting and covering cost the prefix length (times the limit), not the number held.
  */
-export class CoverTrie {
-  private readonly root: CoverNode = { ends: 0, count: 0 };
+export class CoverTrie<T = never> {
+  private readonly root: CoverNode<T> = { ends: 0, count: 0 };
 
   constructor(private readonly bytes: 4 | 16) {}
 
@@ -88,7 +121,8 @@ export class CoverTrie {
     return this.root.count;
   }
 
-  add(network: Uint8Array, length: number): void {
+  /** Adds one copy of the prefix, with `item` if given (leaves() hands it back). */
+  add(network: Uint8Array, length: number, item?: T): void {
     let node = this.root;
     node.count++;
     for (let bit = 0; bit < length; bit++) {
@@ -96,18 +130,25 @@ export class CoverTrie {
       node.count++;
     }
     node.ends++;
+    if (item !== undefined) (node.items ??= []).push(item);
   }
 
-  /** Removes one copy of the prefix; false if it was not held. */
-  delete(network: Uint8Array, length: number): boolean {
-    const path = [this.root];
+  /** Removes one copy of the prefix (the one added with `item`, if given); false if it was not held. */
+  delete(network: Uint8Array, length: number, item?: T): boolean {
+    const path: CoverNode<T>[] = [this.root];
     for (let bit = 0; bit < length; bit++) {
       const next = bitOf(network, bit) ? path[bit]!.one : path[bit]!.zero;
       if (!next) return false;
       path.push(next);
     }
-    if (path[length]!.ends === 0) return false;
-    path[length]!.ends--;
+    const end = path[length]!;
+    if (end.ends === 0) return false;
+    if (item !== undefined) {
+      const at = end.items?.indexOf(item) ?? -1;
+      if (at < 0) return false;
+      end.items!.splice(at, 1);
+    }
+    end.ends--;
     for (const node of path) node.count--;
     for (let bit = length - 1; bit >= 0; bit--) {
       if (path[bit + 1]!.count > 0) break;
@@ -123,17 +164,40 @@ export class CoverTrie {
    * whole. 198.19.1.0 .. 198.19.1.199 as /32s are 198.19.1.0/25, .128/26 and .192/29.
    */
   union(): Cover[] {
-    const whole = new Map<CoverNode, boolean>();
-    const isWhole = (node: CoverNode | undefined): boolean => {
+    const whole = new Map<CoverNode<T>, boolean>();
+    const isWhole = (node: CoverNode<T> | undefined): boolean => {
       if (!node) return false;
       let known = whole.get(node);
       if (known === undefined) whole.set(node, (known = node.ends > 0 || (isWhole(node.zero) && isWhole(node.one))));
       return known;
     };
     const found: Cover[] = [];
-    const walk = (node: CoverNode | undefined, network: Uint8Array, length: number) => {
+    const walk = (node: CoverNode<T> | undefined, network: Uint8Array, length: number) => {
       if (!node) return;
       if (isWhole(node)) return void found.push({ network, length });
+      const one = Uint8Array.from(network);
+      one[length >> 3]! |= 0x80 >> (length & 7);
+      walk(node.zero, network, length + 1);
+      walk(node.one, one, length + 1);
+    };
+    if (this.root.count > 0) walk(this.root, new Uint8Array(this.bytes), 0);
+    return found;
+  }
+
+  /**
+   * The leaves of a tree over the prefixes held: the subtrees holding at most `max` of them
+   * whose parent holds more, or where a prefix ends (a prefix and those inside it stay in
+   * one leaf), in address order, each with its prefix (where it starts), its cover (the
+   * longest prefix its members share) and its items. Costs the nodes above the leaves.
+   */
+  leaves(max: number): Leaf<T>[] {
+    const found: Leaf<T>[] = [];
+    const walk = (node: CoverNode<T> | undefined, network: Uint8Array, length: number) => {
+      if (!node) return;
+      if (node.count <= max || node.ends > 0) {
+        const cover = narrowest(node, network, length);
+        return void found.push({ network, length, cover: { network: cover.network, length: cover.length }, items: () => itemsUnder(node) });
+      }
       const one = Uint8Array.from(network);
       one[length >> 3]! |= 0x80 >> (length & 7);
       walk(node.zero, network, length + 1);
@@ -167,8 +231,28 @@ export class CoverTrie {
   }
 }
 
+export interface Leaf<T> {
+  /** Where the leaf starts: its identity. */
+  readonly network: Uint8Array;
+  readonly length: number;
+  readonly cover: Cover;
+  readonly items: () => T[];
+}
+
+function itemsUnder<T>(node: CoverNode<T>): T[] {
+  const items: T[] = [];
+  const walk = (at: CoverNode<T> | undefined) => {
+    if (!at) return;
+    if (at.items) items.push(...at.items);
+    walk(at.zero);
+    walk(at.one);
+  };
+  walk(node);
+  return items;
+}
+
 interface Covered {
-  readonly node: CoverNode;
+  readonly node: CoverNode<unknown>;
   readonly network: Uint8Array;
   readonly length: number;
 }
@@ -177,7 +261,7 @@ interface Covered {
  * The cover of the subtree at `node` (reached by `length` bits of `network`): down while
  * no prefix ends and only one branch holds any.
  */
-function narrowest(node: CoverNode, network: Uint8Array, length: number): Covered {
+function narrowest(node: CoverNode<unknown>, network: Uint8Array, length: number): Covered {
   const bits = Uint8Array.from(network);
   let at = node;
   let depth = length;
@@ -190,12 +274,34 @@ function narrowest(node: CoverNode, network: Uint8Array, length: number): Covere
   return { node: at, network: bits, length: depth };
 }
 
+/** The `from` rules that moved in a layout, and the skip rules wanted now. */
+export interface Layout {
+  /** Placed `from` rules no longer wanted where they were; deleted before `added` are wanted. */
+  readonly removed: readonly Rule[];
+  readonly added: readonly Rule[];
+  readonly skips: readonly Rule[];
+}
+
+/** One family's `from` rules (as elected) and where each is laid out. */
+interface Sources {
+  readonly trie: CoverTrie<Rule>;
+  /** Each elected rule, as laid out: itself (at P), or moved to its leaf's slot. */
+  readonly placed: Map<Rule, Rule>;
+  /** Elected since the last layout, not laid out yet. */
+  readonly pending: Set<Rule>;
+  /** Placed rules of sources gone since the last layout. */
+  removed: Rule[];
+  /** The tree's leaves at the last layout, by leafKey, with their slot; none: the flat layout. */
+  slots: Map<string, number> | undefined;
+}
+
 /**
- * The skip rules of the desired state, kept current as `from` rules are elected and the
- * destination rules change: the covers of each block, per family, and the rules they make.
+ * The skip rules of the desired state, and where the `from` rules sit, kept current as
+ * `from` rules are elected and the destination rules change: the covers of each block, per
+ * family, the tree of the `from` rules where they are many, and the rules they make.
  */
 export class RuleSkips {
-  private readonly sources: Record<Family, CoverTrie> = { 4: new CoverTrie(4), 6: new CoverTrie(16) };
+  private readonly sources: Record<Family, Sources> = { 4: emptySources(4), 6: emptySources(16) };
   /** Per family, the covers of the destination rules when there are enough of them to skip. */
   private destinationCovers: Record<Family, readonly Cover[]> = { 4: [], 6: [] };
 
@@ -203,12 +309,24 @@ export class RuleSkips {
 
   /** A `from` rule elected. */
   addSource(rule: Rule): void {
-    this.sources[rule.family].add(addressToBytes(rule.src!), rule.srcLength);
+    const sources = this.sources[rule.family];
+    sources.trie.add(addressToBytes(rule.src!), rule.srcLength, rule);
+    sources.pending.add(rule);
   }
 
   /** A `from` rule no longer elected. */
   deleteSource(rule: Rule): void {
-    this.sources[rule.family].delete(addressToBytes(rule.src!), rule.srcLength);
+    const sources = this.sources[rule.family];
+    sources.trie.delete(addressToBytes(rule.src!), rule.srcLength, rule);
+    if (sources.pending.delete(rule)) return;
+    const placed = sources.placed.get(rule);
+    if (placed) sources.removed.push(placed);
+    sources.placed.delete(rule);
+  }
+
+  /** An elected `from` rule as laid out (by the last layout()): at P, or at its leaf's slot. */
+  placed(rule: Rule): Rule {
+    return this.sources[rule.family].placed.get(rule) ?? rule;
   }
 
   /** The destination rules, all of them. */
@@ -220,14 +338,64 @@ export class RuleSkips {
     }
   }
 
-  /** The skip rules wanted now, both families. */
-  rules(): Rule[] {
-    return [4, 6].flatMap((family) => this.familyRules(family as Family));
+  /**
+   * Lays the `from` rules elected so far out, both families: those that moved since the
+   * last layout (each source's rule depends only on the sources there are now), and the
+   * skip rules wanted now.
+   */
+  layout(): Layout {
+    const removed: Rule[] = [];
+    const added: Rule[] = [];
+    const skips: Rule[] = [];
+    for (const family of [4, 6] as const) {
+      const sources = this.sources[family];
+      removed.push(...sources.removed);
+      sources.removed = [];
+      const move = (rule: Rule, priority: number) => {
+        const before = sources.placed.get(rule);
+        if (before?.priority === priority) return;
+        if (before) removed.push(before);
+        const after = priority === rule.priority ? rule : { ...rule, priority };
+        sources.placed.set(rule, after);
+        added.push(after);
+      };
+      const tree = sources.trie.size >= TREE_MIN ? this.tree(family) : undefined;
+      if (!tree) {
+        if (sources.slots) for (const rule of sources.placed.keys()) move(rule, rule.priority);
+        for (const rule of sources.pending) move(rule, rule.priority);
+        sources.slots = undefined;
+      } else {
+        const at = rulePriorities(this.config.rule.priority);
+        const before = sources.slots;
+        const unmoved: Leaf<Rule>[] = [];
+        tree.leaves.forEach((leaf, i) => {
+          const slot = tree.slots[i]!;
+          if (before?.get(leafKey(leaf)) === slot) unmoved.push(leaf);
+          else for (const rule of leaf.items()) move(rule, at.slot(slot));
+        });
+        // A source elected into a leaf that stayed where it was.
+        for (const rule of sources.pending) {
+          if (sources.placed.has(rule)) continue;
+          const leaf = unmoved.findIndex((l) => holds(l, rule));
+          move(rule, at.slot(before!.get(leafKey(unmoved[leaf]!))!));
+        }
+        sources.slots = new Map(tree.leaves.map((leaf, i) => [leafKey(leaf), tree.slots[i]!]));
+      }
+      sources.pending.clear();
+      skips.push(...this.familySkips(family, tree));
+    }
+    return { removed, added, skips };
   }
 
-  private familyRules(family: Family): Rule[] {
+  /** The tree of a family's `from` rules: its leaves in address order and the slot of each. */
+  private tree(family: Family): { leaves: Leaf<Rule>[]; slots: number[] } {
+    const leaves = this.sources[family].trie.leaves(LEAF_MAX);
+    return { leaves, slots: slotsOf(leaves) };
+  }
+
+  private familySkips(family: Family, tree: { leaves: Leaf<Rule>[]; slots: number[] } | undefined): Rule[] {
     const at = rulePriorities(this.config.rule.priority);
-    const sources = this.sources[family];
+    const sources = this.sources[family].trie;
     const destinations = this.destinationCovers[family];
     const skipDestinations = destinations.length > 0 && sources.size > 0;
     if (!skipDestinations && sources.size < SKIPPED_MIN) return [];
@@ -242,6 +410,8 @@ export class RuleSkips {
       tos: 0,
       ...fields,
     });
+    const from = (cover: Cover, priority: number, goto: number) =>
+      rule(priority, FR_ACT_GOTO, { src: bytesToAddress(cover.network), srcLength: cover.length, goto });
     const rules: Rule[] = [];
     if (skipDestinations) {
       for (const cover of destinations) {
@@ -249,10 +419,70 @@ export class RuleSkips {
       }
       rules.push(rule(at.destinationSkip, FR_ACT_GOTO, { goto: at.sourceCovers }));
     }
-    for (const cover of sources.covers(COVERS_MAX)) {
-      rules.push(rule(at.sourceCovers, FR_ACT_GOTO, { src: bytesToAddress(cover.network), srcLength: cover.length, goto: at.sources }));
+    if (!tree) {
+      for (const cover of sources.covers(COVERS_MAX)) rules.push(from(cover, at.sourceCovers, at.sources));
+      rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.landing }), rule(at.landing, FR_ACT_NOP));
+      return rules;
     }
-    rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.landing }), rule(at.landing, FR_ACT_NOP));
+    // The branches: the covers of the leaves' covers, each holding whole leaves.
+    const leafCovers = new CoverTrie(family === 4 ? 4 : 16);
+    for (const leaf of tree.leaves) leafCovers.add(leaf.cover.network, leaf.cover.length);
+    const branches = leafCovers.covers(BRANCHES);
+    const exit = (priority: number) => rule(priority + 1, FR_ACT_GOTO, { goto: at.treeLanding });
+    branches.forEach((branch, b) => rules.push(from(branch, at.sourceCovers, at.branch(b))));
+    rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.treeLanding }));
+    branches.forEach((branch, b) => {
+      tree.leaves.forEach((leaf, i) => {
+        if (inside(leaf.cover, branch)) rules.push(from(leaf.cover, at.branch(b), at.slot(tree.slots[i]!)));
+      });
+      rules.push(exit(at.branch(b)));
+    });
+    for (const slot of [...new Set(tree.slots)].sort((a, b) => a - b)) rules.push(exit(at.slot(slot)));
+    rules.push(rule(at.treeLanding, FR_ACT_NOP));
     return rules;
   }
+}
+
+const emptySources = (bytes: 4 | 16): Sources => ({ trie: new CoverTrie<Rule>(bytes), placed: new Map(), pending: new Set(), removed: [], slots: undefined });
+
+const leafKey = (leaf: Leaf<unknown>): string => `${bytesToAddress(leaf.network)}/${leaf.length}`;
+
+/** Whether `prefix` lies inside `cover`. */
+function inside(prefix: Cover, cover: Cover): boolean {
+  if (prefix.length < cover.length) return false;
+  for (let bit = 0; bit < cover.length; bit++) if (bitOf(prefix.network, bit) !== bitOf(cover.network, bit)) return false;
+  return true;
+}
+
+const holds = (leaf: Leaf<unknown>, rule: Rule): boolean => inside({ network: addressToBytes(rule.src!), length: rule.srcLength }, leaf);
+
+/**
+ * Each leaf's slot, a pure function of the leaves there are: its home (a hash of where it
+ * starts), or the next free slot after it, leaves taking theirs in the order of their homes
+ * (then of their addresses). A leaf coming or going moves only leaves that ran into it.
+ * With more leaves than slots, the rest share their home slot.
+ */
+function slotsOf(leaves: readonly Leaf<unknown>[]): number[] {
+  const homes = leaves.map((leaf) => hashOf(leaf) % SLOTS);
+  const order = homes.map((_, i) => i).sort((a, b) => homes[a]! - homes[b]! || a - b);
+  const taken = new Array<boolean>(SLOTS).fill(false);
+  const slots = new Array<number>(leaves.length);
+  let free = SLOTS;
+  for (const i of order) {
+    let slot = homes[i]!;
+    if (free > 0) {
+      while (taken[slot]) slot = (slot + 1) % SLOTS;
+      taken[slot] = true;
+      free--;
+    }
+    slots[i] = slot;
+  }
+  return slots;
+}
+
+/** FNV-1a over where a leaf starts. */
+function hashOf(leaf: Leaf<unknown>): number {
+  let hash = 0x811c9dc5;
+  for (const byte of [...leaf.network, leaf.length]) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash;
 }

@@ -8,15 +8,18 @@
 //   local:     the router sends (its own output lookup walks its rules);
 //   forwarded: the sender sends through the router, whose input lookup walks its rules in
 //              the softirq the send itself runs, so the send's time includes it.
-// Two sources per path: one symroute does not manage, and the managed address whose rule the
-// kernel lists last at rule.priority (its table holds only its own /24, so the lookup goes on
-// to main: the walk is the longest). Every destination is 198.51.100.9, behind a permanent
+// Two sources per path: one symroute does not manage, and the managed address whose packets
+// walk the most rules before reaching their own `from` rule, found by playing the kernel's
+// walk over the rule dump (with the flat layout, the rule listed last at rule.priority; with
+// the tree, the last rule of the fullest leaf in the fullest branch); its table holds only
+// its own /24, so the lookup goes on to main. Every destination is 198.51.100.9, behind a permanent
 // neighbour entry whose MAC no one holds, so the sink drops the frame on arrival and no ARP
 // or ICMP takes part. Run as root: `npx vite-node test/bench/per-packet.ts`.
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BlockList } from 'node:net';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { NetnsLab } from '../../src/lab/netns.js';
@@ -31,7 +34,6 @@ const PODS = 200;
 const ADDRESSES_PER_NIC = 100;
 const ROUNDS = 40;
 const SENDS_PER_BATCH = 8_000;
-const PRIORITY = 30000; // symroute's default rule.priority
 const DESTINATION = '198.51.100.9';
 const SINK_MAC = '02:00:00:00:00:09'; // nobody's: the sink drops the frame as PACKET_OTHERHOST
 const ROUTER_MAC = '02:00:00:00:00:01';
@@ -61,7 +63,7 @@ interface Case {
   readonly path: Path;
   readonly host: Host;
   readonly source: string;
-  readonly kind: 'unmanaged' | 'managed, last rule';
+  readonly kind: 'unmanaged' | 'managed, longest walk';
   readonly reference?: Case;
   readonly sender: Sender;
   readonly means: number[];
@@ -155,9 +157,55 @@ async function buildHost(label: string, addresses: number, withSymroute: boolean
     writeFileSync(config, `interfaces:\n  include: ["eth*"]\nmetrics:\n  listen: false\niproute2_dir: false\nlog:\n  level: warn\n`);
     await run('ip', ['netns', 'exec', router, process.execPath, CLI, 'run', '--once', '--config', config], { maxBuffer: 1 << 26 });
   }
-  const rules = JSON.parse(await lab.ip(router, '-N', '-json', '-4', 'rule', 'show')) as Array<{ priority: number; src?: string }>;
-  const lastManaged = rules.filter((rule) => rule.priority === PRIORITY && rule.src !== undefined).at(-1)?.src;
+  const rules = JSON.parse(await lab.ip(router, '-N', '-json', '-4', 'rule', 'show')) as DumpedRule[];
+  const lastManaged = longestWalk(rules);
   return { label, addresses, router, sender, rules: rules.length, ...(lastManaged !== undefined ? { lastManaged } : {}) };
+}
+
+interface DumpedRule {
+  priority: number;
+  src?: string;
+  srclen?: number;
+  dst?: string;
+  dstlen?: number;
+  table?: string;
+  goto?: number;
+  protocol?: string;
+}
+
+/** Whether a rule's selectors match a packet from `src` to DESTINATION (ip omits a full length). */
+function matches(rule: DumpedRule, src: string): boolean {
+  const inside = (network: string | undefined, length: number | undefined, address: string) => {
+    if (network === undefined || network === 'all') return true;
+    const block = new BlockList();
+    block.addSubnet(network, length ?? 32, 'ipv4');
+    return block.check(address, 'ipv4');
+  };
+  return inside(rule.src, rule.srclen, src) && inside(rule.dst, rule.dstlen, DESTINATION);
+}
+
+/**
+ * The managed address whose packets walk the most rules before their own `from` rule: the
+ * kernel's walk (rules in its order, a matching goto jumps to the first rule of its target)
+ * played over the dump for each of symroute's `from` rules.
+ */
+function longestWalk(rules: readonly DumpedRule[]): string | undefined {
+  const own = rules.filter((r) => r.protocol === '83' && r.src !== undefined && r.goto === undefined && r.table !== undefined);
+  let worst: { src: string; evaluated: number } | undefined;
+  for (const target of own) {
+    let evaluated = 0;
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!;
+      evaluated++;
+      if (rule === target) break;
+      if (rule.goto !== undefined && matches(rule, target.src!)) {
+        const landing = rules.findIndex((r) => r.priority === rule.goto);
+        if (landing > i) i = landing - 1;
+      }
+    }
+    if (!worst || evaluated > worst.evaluated) worst = { src: target.src!, evaluated };
+  }
+  return worst?.src;
 }
 
 /** The sender's copy of a managed address, so forwarded packets can come from it. */
@@ -189,8 +237,8 @@ async function main(): Promise<void> {
     for (const host of hosts) {
       cases.push(newCase(path, host, unmanaged, 'unmanaged', bareUnmanaged));
       if (host.lastManaged) {
-        const reference = newCase(path, bare, host.lastManaged, 'managed, last rule');
-        cases.push(reference, newCase(path, host, host.lastManaged, 'managed, last rule', reference));
+        const reference = newCase(path, bare, host.lastManaged, 'managed, longest walk');
+        cases.push(reference, newCase(path, host, host.lastManaged, 'managed, longest walk', reference));
       }
     }
   }
@@ -235,7 +283,7 @@ interface Row {
 
 const GOALS: Record<Case['kind'], { readonly atMost: number; readonly text: string }> = {
   unmanaged: { atMost: 1.1, text: '≤ 1.1×' },
-  'managed, last rule': { atMost: 1.5, text: '≤ 1.5×' },
+  'managed, longest walk': { atMost: 1.5, text: '≤ 1.5×' },
 };
 
 function writeSection(run: { startedAt: Date; load: number[]; commit: string; rows: readonly Row[]; seconds: number }): void {
@@ -273,7 +321,9 @@ function writeSection(run: { startedAt: Date; load: number[]; commit: string; ro
     'through the excluded `cali0`, every other address, so 200 `to` rules that cannot be merged), lays',
     'it out with `symroute run --once`, and times unconnected UDP',
     '`sendto`s one by one (a Python loop; the mean includes its timer) from a source symroute does not',
-    'manage and from the managed address whose rule the kernel lists last; once sent by the router',
+    'manage and from the managed address whose packets walk the most rules before their own `from`',
+    'rule (the kernel\'s walk played over the rule dump: with 1000 addresses, in the tree of `from`',
+    'rules, the last rule of the fullest leaf in the fullest branch); once sent by the router',
     'itself (local), once by a sender behind it and forwarded (the router\'s input lookup runs in',
     'the send\'s own softirq, so the send\'s time includes it). The reference is the same host with',
     `no rules, in the same run: each case runs right next to its reference, the pairs take turns,`,

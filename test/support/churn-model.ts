@@ -369,9 +369,15 @@ function routeFromJson(family: Family, r: JsonRoute): string {
  * predict them: both sides carry one line per family with a skip, and the kernel's side says
  * `sound` only if the skip is exactly the catch-all at P-1 (goto P+1), the nop at P+1 and
  * 1 to 4 covers at P-2 (goto P) that hold every `from` rule at P. (container_routes is off
- * here, so there is no destination skip.)
+ * here, so there is no destination skip.) From 64 on, the `from` rules form a tree, at
+ * priorities of symroute's choice: sound if the catch-all goes to the tree's landing (P+138,
+ * its one nop) and every `from` rule sits between P+1 and it where its source's walk through
+ * the gotos (from P-2 on) reaches it; the kernel's side then shows those rules at P, as the
+ * model has them.
  */
 const SKIPPED_MIN = 16;
+/** The tree's landing, above rule.priority (rule-skips.ts). */
+const TREE_LANDING = 138;
 const skipLine = (family: Family, priority: number, verdict: string) => `v${family} skip past pref ${priority}: ${verdict}`;
 
 /** The model's rule texts, with the skip line of each family that has enough `from` rules. */
@@ -389,31 +395,63 @@ export function withSkipLines(ruleTexts: readonly string[]): string[] {
   return lines.sort();
 }
 
-/** The kernel's skip rules of one family (goto or nop), judged against its `from` rules. */
-function skipLines(family: Family, skips: Array<Record<string, unknown>>, fromRules: Array<Record<string, unknown>>): string[] {
-  if (skips.length === 0) return [];
-  const catchAll = skips.filter((r) => r.goto !== undefined && r.src === 'all' && r.dst === undefined);
+/** Whether a `from <cover>` (or `from all`) rule matches the prefix `src`/`length`. */
+function covers(family: Family, rule: Record<string, unknown>, src: string, length: number): boolean {
+  if (rule.src === 'all') return true;
+  const coverLength = (rule.srclen as number | undefined) ?? bits(family); // ip omits a full length
+  return coverLength <= length && networkOf(src, coverLength) === rule.src;
+}
+
+/**
+ * The kernel's skip rules of one family (goto or nop), judged against its `from` rules; for
+ * a sound tree, the priority its `from` rules are shown at (P).
+ */
+function skipLines(family: Family, skips: Array<Record<string, unknown>>, fromRules: Array<Record<string, unknown>>): { lines: string[]; treeAt?: number } {
+  if (skips.length === 0) return { lines: [] };
+  const catchAll = skips.filter((r) => r.goto !== undefined && r.src === 'all' && r.dst === undefined && r.priority === Math.min(...skips.filter((s) => s.src === 'all' && s.dst === undefined).map((s) => s.priority as number)));
   const priority = catchAll.length === 1 ? (catchAll[0]!.priority as number) + 1 : undefined;
-  const raw = () => skips.map((r) => skipLine(family, priority ?? 0, `unexpected ${JSON.stringify(r)}`));
-  if (priority === undefined || catchAll[0]!.goto !== priority + 1) return raw();
+  const raw = () => ({ lines: skips.map((r) => skipLine(family, priority ?? 0, `unexpected ${JSON.stringify(r)}`)) });
+  if (priority !== undefined && catchAll[0]!.goto === priority + TREE_LANDING) return treeLines(family, priority, skips, fromRules) ?? raw();
+  if (priority === undefined || catchAll[0]!.goto !== priority + 1 || skips.filter((r) => r.src === 'all' && r.goto !== undefined).length !== 1) return raw();
   const nops = skips.filter((r) => 'nop' in r);
-  const covers = skips.filter((r) => r !== catchAll[0] && !('nop' in r));
+  const coverRules = skips.filter((r) => r !== catchAll[0] && !('nop' in r));
   const sound =
     nops.length === 1 &&
     nops[0]!.priority === priority + 1 &&
-    covers.length >= 1 &&
-    covers.length <= 4 &&
-    covers.every((c) => c.priority === priority - 2 && c.goto === priority && c.dst === undefined && c.src !== 'all') &&
+    coverRules.length >= 1 &&
+    coverRules.length <= 4 &&
+    coverRules.every((c) => c.priority === priority - 2 && c.goto === priority && c.dst === undefined && c.src !== 'all') &&
     fromRules
       .filter((r) => r.priority === priority && r.src !== 'all')
-      .every((r) => {
-        const length = (r.srclen as number | undefined) ?? bits(family);
-        return covers.some((c) => {
-          const coverLength = (c.srclen as number | undefined) ?? bits(family); // ip omits a full length
-          return coverLength <= length && networkOf(r.src as string, coverLength) === c.src;
-        });
-      });
-  return sound ? [skipLine(family, priority, 'sound')] : raw();
+      .every((r) => coverRules.some((c) => covers(family, c, r.src as string, (r.srclen as number | undefined) ?? bits(family))));
+  return sound ? { lines: [skipLine(family, priority, 'sound')] } : raw();
+}
+
+/** A tree of `from` rules (P-1 goes to P+138): sound if each source's walk reaches its rule. */
+function treeLines(family: Family, priority: number, skips: Array<Record<string, unknown>>, fromRules: Array<Record<string, unknown>>): { lines: string[]; treeAt: number } | undefined {
+  const landing = priority + TREE_LANDING;
+  const nops = skips.filter((r) => 'nop' in r);
+  if (nops.length !== 1 || nops[0]!.priority !== landing) return undefined;
+  const walk = [...skips].filter((r) => r.dst === undefined).sort((a, b) => (a.priority as number) - (b.priority as number));
+  const reached = (rule: Record<string, unknown>) => {
+    const at = rule.priority as number;
+    if (at <= priority + 1 || at >= landing) return false;
+    const length = (rule.srclen as number | undefined) ?? bits(family);
+    let next = priority - 2;
+    for (const skip of walk) {
+      const skipAt = skip.priority as number;
+      if (skipAt < next) continue;
+      if (at >= next && at <= skipAt) return true;
+      if (skip.goto !== undefined && covers(family, skip, rule.src as string, length)) {
+        if ((skip.goto as number) <= skipAt) return false;
+        next = skip.goto as number;
+      }
+    }
+    return at >= next;
+  };
+  const sources = fromRules.filter((r) => r.src !== 'all');
+  if (!sources.every(reached)) return undefined;
+  return { lines: [skipLine(family, priority, 'sound')], treeAt: priority };
 }
 
 export interface KernelObjects {
@@ -435,15 +473,24 @@ export async function readKernelObjects(ns: string, ignoreTables: readonly numbe
   const routes = [...t4.map((r) => [4, r] as const), ...t6.map((r) => [6, r] as const)];
   const table = (r: JsonRoute) => (r.table === undefined ? MAIN : Number(r.table));
   const isSkip = (r: Record<string, unknown>) => r.goto !== undefined || 'nop' in r;
-  const skips = ([4, 6] as const).flatMap((f) =>
-    skipLines(
+  const judged = new Map(
+    ([4, 6] as const).map((f) => [
       f,
-      rules.filter(([family, r]) => family === f && owned(r) && isSkip(r)).map(([, r]) => r),
-      rules.filter(([family, r]) => family === f && owned(r) && !isSkip(r)).map(([, r]) => r),
-    ),
+      skipLines(
+        f,
+        rules.filter(([family, r]) => family === f && owned(r) && isSkip(r)).map(([, r]) => r),
+        rules.filter(([family, r]) => family === f && owned(r) && !isSkip(r)).map(([, r]) => r),
+      ),
+    ]),
   );
+  const skips = [...judged.values()].flatMap((j) => j.lines);
+  // A sound tree's `from` rules, shown at P as the model has them.
+  const shown = (f: Family, r: Record<string, unknown>) => {
+    const treeAt = judged.get(f)!.treeAt;
+    return treeAt !== undefined && r.src !== 'all' ? { ...r, priority: treeAt } : r;
+  };
   return {
-    ownedRules: [...rules.filter(([, r]) => owned(r) && !isSkip(r)).map(([f, r]) => ruleFromJson(f, r)), ...skips].sort(),
+    ownedRules: [...rules.filter(([, r]) => owned(r) && !isSkip(r)).map(([f, r]) => ruleFromJson(f, shown(f, r))), ...skips].sort(),
     ownedRoutes: routes.filter(([, r]) => owned(r)).map(([f, r]) => routeFromJson(f, r)).sort(),
     foreignRules: rules.filter(([, r]) => !owned(r)).map(([f, r]) => ruleFromJson(f, r)).sort(),
     foreignRoutes: routes

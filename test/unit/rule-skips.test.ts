@@ -8,9 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
 import { isPlumbingRoute } from '../../src/domain/destinations.js';
 import { describeRule, type Rule } from '../../src/domain/model.js';
-import { plan } from '../../src/domain/planner.js';
+import { DesiredState, plan } from '../../src/domain/planner.js';
 import { computeChanges } from '../../src/domain/diff.js';
-import { CoverTrie, COVERS_MAX } from '../../src/domain/rule-skips.js';
+import { ruleKey } from '../../src/domain/keys.js';
+import { CoverTrie, COVERS_MAX, LEAF_MAX, priorityRange, TREE_MIN } from '../../src/domain/rule-skips.js';
+import { parseConfig } from '../../src/config/config.js';
 import { addressToBytes, bytesToAddress } from '../../src/net/ip.js';
 import { MirrorBuilder, PROTO, PROTO_STATIC, route, rule } from '../support/builders.js';
 
@@ -46,6 +48,23 @@ function lookups(rules: readonly Rule[], src: string, dst: string): number[] {
     } else if (r.action !== FR_ACT_NOP && tried.at(-1) !== r.table) tried.push(r.table);
   }
   return tried;
+}
+
+/** How many rules the kernel evaluates for a packet from `src` up to its `from` rule (lookups succeed); none: Infinity. */
+function evaluations(rules: readonly Rule[], src: string, dst: string): number {
+  const family = src.includes(':') ? 6 : 4;
+  const walk = rules.filter((r) => r.family === family).sort((a, b) => a.priority - b.priority);
+  let count = 0;
+  for (let i = 0; i < walk.length; i++) {
+    const r = walk[i]!;
+    count++;
+    if (!contains(r.src, r.srcLength, src) || !contains(r.dst, r.dstLength, dst)) continue;
+    if (r.action === FR_ACT_GOTO) {
+      const target = walk.findIndex((other) => other.priority === r.goto);
+      if (target > i) i = target - 1;
+    } else if (r.action === FR_ACT_TO_TBL && r.srcLength > 0) return count;
+  }
+  return Infinity; // never reached a `from` rule
 }
 
 const prefixArb = fc
@@ -162,7 +181,8 @@ describe('skip rules', () => {
       fc.constantFrom('198.51.100.7', '192.0.2.1', '10.1.2.3'),
     );
     const foreign = fc.record({
-      priority: fc.constantFrom(100, 29990, 30005, 31000, 32000),
+      // Before symroute's rules (29995 .. 30138) and after them.
+      priority: fc.constantFrom(100, 29990, 30140, 31000, 32000),
       from: fc.option(probe, { nil: undefined }),
       to: fc.option(fc.constantFrom('198.19.0.0/16', '198.18.0.0/24', '0.0.0.0/1'), { nil: undefined }),
       table: fc.constantFrom(500, 501),
@@ -195,5 +215,84 @@ describe('skip rules', () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('the tree of `from` rules', () => {
+  const c = defaultConfig();
+  /** eth2 with `count` host addresses in 198.18.0.0/16 (spread over /24s) and 2001:db8:1::/64. */
+  const addresses = (count: number) => Array.from({ length: count }, (_, i) => `198.18.${Math.floor(i / 100)}.${(i % 100) + 1}`);
+  function host(count: number): MirrorBuilder {
+    const b = new MirrorBuilder((r, name) => isPlumbingRoute(c, r, name));
+    b.nic(2, 'eth2', ...addresses(count).map((a) => `${a}/24`));
+    b.nic(3, 'eth3', '203.0.113.10/24');
+    return b;
+  }
+  const fromRules = (rules: readonly Rule[]) => rules.filter((r) => r.action === FR_ACT_TO_TBL && r.srcLength > 0);
+
+  it(`comes from ${TREE_MIN} \`from\` rules of a family on, within symroute's priorities, off rule.priority`, () => {
+    const below = plan(c, host(TREE_MIN - 2).mirror).rules; // and 203.0.113.10: one short
+    expect(fromRules(below).every((r) => r.priority === 30000)).toBe(true);
+    const tree = plan(c, host(TREE_MIN - 1).mirror).rules;
+    const { first, last } = priorityRange(30000);
+    expect([first, last]).toEqual([29995, 30138]);
+    expect(fromRules(tree).every((r) => r.priority >= 30010 && r.priority < last && r.priority % 2 === 0)).toBe(true);
+    expect(tree.filter((r) => r.action === FR_ACT_NOP).map(describeRule)).toEqual(['from all nop pref 30138']);
+    expect(tree.filter((r) => r.priority === 29999).map(describeRule)).toEqual(['from all goto 30138 pref 29999']);
+    // No slot holds more than a leaf (LEAF_MAX), and every goto goes forward, within the range.
+    const perSlot = new Map<number, number>();
+    for (const r of fromRules(tree)) perSlot.set(r.priority, (perSlot.get(r.priority) ?? 0) + 1);
+    expect(Math.max(...perSlot.values())).toBeLessThanOrEqual(LEAF_MAX);
+    for (const r of tree.filter((r) => r.action === FR_ACT_GOTO)) expect(r.goto! > r.priority && r.goto! <= last).toBe(true);
+  });
+
+  it('lets a packet from any of 1000 managed sources find its rule in a few dozen evaluations, not 1000', () => {
+    const rules = plan(c, host(1000).mirror).rules;
+    const counts = addresses(1000).map((a) => evaluations(rules, a, '192.0.2.1'));
+    // Walk: up to 4 source covers, the leaf covers of one branch, up to LEAF_MAX `from` rules.
+    expect(Math.max(...counts)).toBeLessThanOrEqual(64);
+    // Unmanaged: the covers, the catch-all, the nop, and no `from` rule.
+    expect(evaluations(rules, '192.0.2.7', '192.0.2.1')).toBe(Infinity);
+    const unmanaged = rules.filter((r) => r.family === 4).sort((a, b) => a.priority - b.priority);
+    expect(unmanaged.filter((r) => r.priority < 29999).length).toBeLessThanOrEqual(COVERS_MAX);
+  });
+
+  it('keeps its layout a function of the sources: one coming or going moves only a few leaves\' rules', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 60, max: 400 }), fc.array(fc.integer({ min: 0, max: 499 }), { minLength: 1, maxLength: 25 }), (start, toggles) => {
+        const b = host(0);
+        const held = new Set<number>();
+        const address = (i: number) => `198.18.${i >> 7}.${(i & 127) + 1}/24`;
+        for (let i = 0; i < start; i++) (b.address({ ifindex: 2, cidr: address(i) }), held.add(i));
+        const desired = new DesiredState(c);
+        desired.rebuild(b.mirror);
+        b.mirror.takeChanges();
+        let before = new Set(fromRules(desired.toPlan().rules).map(ruleKey));
+        let moved = 0;
+        for (const i of toggles) {
+          if (held.delete(i)) b.delAddress({ ifindex: 2, cidr: address(i) });
+          else (b.address({ ifindex: 2, cidr: address(i) }), held.add(i));
+          desired.update(b.mirror, b.mirror.takeChanges());
+          const now = desired.toPlan();
+          expect(now).toEqual(plan(c, b.mirror));
+          const after = new Set(fromRules(now.rules).map(ruleKey));
+          const changed = [...after].filter((k) => !before.has(k)).length;
+          // Never all of them: a leaf split or merged, and the leaves its slot ran into.
+          if (held.size > 2 * TREE_MIN) expect(changed).toBeLessThan(held.size / 2);
+          moved += changed;
+          before = after;
+        }
+        // On average about one leaf's worth per change.
+        expect(moved / toggles.length).toBeLessThanOrEqual(2 * LEAF_MAX);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("fits rule.priority's range in the config: P-5 after the local table, the landing before main", () => {
+    expect(priorityRange(6).first).toBe(1);
+    expect(priorityRange(32627).last).toBe(32765);
+    expect(parseConfig('rule: {priority: 32627}\n', 'c.yaml').rule.priority).toBe(32627);
+    expect(() => parseConfig('rule: {priority: 32628}\n', 'c.yaml')).toThrow(/6\.\.32627/);
   });
 });
