@@ -207,21 +207,25 @@ export class CoverTrie<T = never> {
     return found;
   }
 
-  /** At most `limit` prefixes that together hold every prefix held, in address order. */
-  covers(limit: number): Cover[] {
+  /**
+   * At most `limit` prefixes that together hold every prefix held, in address order: split
+   * where that leaves out the most addresses, or (`split: 'members'`) the one holding the
+   * most prefixes, so that each holds about as many.
+   */
+  covers(limit: number, split: 'addresses' | 'members' = 'addresses'): Cover[] {
     if (this.root.count === 0) return [];
     const bits = this.bytes * 8;
     const size = (length: number) => 2 ** (bits - length);
     const frontier = [narrowest(this.root, new Uint8Array(this.bytes), 0)];
     while (frontier.length < limit) {
-      // Split the cover whose branches' covers leave out the most addresses (first on ties).
+      // Split the cover whose branches' covers leave out the most addresses, or the fullest (first on ties).
       let best: { at: number; gain: number; halves: [Covered, Covered] } | undefined;
       frontier.forEach((cover, at) => {
         if (cover.node.ends > 0) return; // a prefix ends here: it is its own cover
         const one = Uint8Array.from(cover.network);
         one[cover.length >> 3]! |= 0x80 >> (cover.length & 7);
         const halves: [Covered, Covered] = [narrowest(cover.node.zero!, cover.network, cover.length + 1), narrowest(cover.node.one!, one, cover.length + 1)];
-        const gain = size(cover.length) - size(halves[0].length) - size(halves[1].length);
+        const gain = split === 'members' ? cover.node.count : size(cover.length) - size(halves[0].length) - size(halves[1].length);
         if (gain > 0 && (!best || gain > best.gain)) best = { at, gain, halves };
       });
       if (!best) break;
@@ -424,10 +428,11 @@ export class RuleSkips {
       rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.landing }), rule(at.landing, FR_ACT_NOP));
       return rules;
     }
-    // The branches: the covers of the leaves' covers, each holding whole leaves.
+    // The branches: covers of the leaves' covers, each holding whole leaves, about as many each
+    // (a source walks its branch's leaf covers).
     const leafCovers = new CoverTrie(family === 4 ? 4 : 16);
     for (const leaf of tree.leaves) leafCovers.add(leaf.cover.network, leaf.cover.length);
-    const branches = leafCovers.covers(BRANCHES);
+    const branches = leafCovers.covers(BRANCHES, 'members');
     const exit = (priority: number) => rule(priority + 1, FR_ACT_GOTO, { goto: at.treeLanding });
     branches.forEach((branch, b) => rules.push(from(branch, at.sourceCovers, at.branch(b))));
     rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.treeLanding }));

@@ -249,8 +249,9 @@ describe('the tree of `from` rules', () => {
   it('lets a packet from any of 1000 managed sources find its rule in a few dozen evaluations, not 1000', () => {
     const rules = plan(c, host(1000).mirror).rules;
     const counts = addresses(1000).map((a) => evaluations(rules, a, '192.0.2.1'));
-    // Walk: up to 4 source covers, the leaf covers of one branch, up to LEAF_MAX `from` rules.
-    expect(Math.max(...counts)).toBeLessThanOrEqual(64);
+    // Walk: up to 4 source covers, the leaf covers of one branch (41 leaves, 4 branches of
+    // about as many), up to LEAF_MAX `from` rules: 49 at most here, 25 on average.
+    expect(Math.max(...counts)).toBeLessThanOrEqual(50);
     // Unmanaged: the covers, the catch-all, the nop, and no `from` rule.
     expect(evaluations(rules, '192.0.2.7', '192.0.2.1')).toBe(Infinity);
     const unmanaged = rules.filter((r) => r.family === 4).sort((a, b) => a.priority - b.priority);
