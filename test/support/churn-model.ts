@@ -369,7 +369,7 @@ function routeFromJson(family: Family, r: JsonRoute): string {
  * predict them: both sides carry one line per family with a skip, and the kernel's side says
  * `sound` only if the skip is exactly the catch-all at P-1 (goto P+1), the nop at P+1 and
  * 1 to 4 covers at P-2 (goto P) that hold every `from` rule at P. (container_routes is off
- * here, so there is no destination skip.) From 64 on, the `from` rules form a tree, at
+ * here, so there is no destination skip.) From 48 on, the `from` rules form a tree, at
  * priorities of symroute's choice: sound if the catch-all goes to the tree's landing (P+138,
  * its one nop) and every `from` rule sits between P+1 and it where its source's walk through
  * the gotos (from P-2 on) reaches it; the kernel's side then shows those rules at P, as the

@@ -87,15 +87,16 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     ),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('drift' as const), pick: fc.nat() }) },
-  // Many at once: enough host addresses, or pod routes, for the rules that skip them (rule-skips.ts).
+  // Many at once: enough host addresses, or pod routes, for the rules that skip them, and
+  // for the tree of `from` rules (rule-skips.ts).
   {
-    weight: 1,
+    weight: 3,
     arbitrary: fc.record({
       op: fc.constantFrom('bulk' as const, 'bulk' as const, 'unbulk' as const),
       what: fc.constantFrom('addresses' as const, 'pods' as const),
       ifindex: index,
       net: fc.integer({ min: 0, max: 2 }),
-      count: fc.integer({ min: 8, max: 20 }),
+      count: fc.oneof(fc.integer({ min: 8, max: 20 }), fc.integer({ min: 40, max: 90 })),
     }),
   },
 );

@@ -202,7 +202,7 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     expect(await metricTotal(metrics.resyncs)).toBe(0);
     // eth48 (index 50) sits behind table 1050, which holds a foreign route: left alone.
     expect(kernel.ownedRules(PROTO).map((r) => r.table)).not.toContain(1050);
-    // 100 `from` rules: from 64 on they are laid out as a tree (rule-skips.ts), off rule.priority.
+    // 100 `from` rules: from 48 on they are laid out as a tree (rule-skips.ts), off rule.priority.
     expect(kernel.ownedRules(PROTO).filter((r) => r.srcLength > 0 && r.table > 0)).toHaveLength(100);
   });
 });
