@@ -7,7 +7,7 @@ import { groupBy } from './collections.js';
 import type { Route, Rule } from './model.js';
 import { routeKey, routeSlot, ruleKey, type ObjectKey, type RouteKey } from './keys.js';
 import type { MirrorView } from './mirror.js';
-import { skipsEverything } from './rule-skips.js';
+import { kernelIdentity, skipsEverything } from './rule-skips.js';
 import type { DesiredState, Plan, Scope } from './planner.js';
 
 export type Change =
@@ -105,11 +105,16 @@ export function changesWithin(desired: Wanted, mirror: MirrorView, protocol: num
   // A catch-all skip sends every packet past a block: in only after the covers that let the
   // block's packets in (and the block itself), out before them.
   const skipsAll = (change: Change) => change.kind === 'rule' && skipsEverything(change.rule);
+  // A goto that only changes its target (a tree's cover sent to another slot) is the same
+  // rule to the kernel, which refuses the new one while the old one is there: old out first.
+  const added = new Set(ruleAdds.map((c) => kernelIdentity((c as { rule: Rule }).rule)));
+  const retargeted = (change: Change) => change.kind === 'rule' && added.has(kernelIdentity(change.rule));
   return [
     routeWrites.filter((c) => !viaGateway(c)),
     routeWrites.filter(viaGateway),
+    ruleDeletes.filter(retargeted),
     [...ruleAdds.filter((c) => !skipsAll(c)), ...ruleAdds.filter(skipsAll)],
-    [...ruleDeletes.filter(skipsAll), ...ruleDeletes.filter((c) => !skipsAll(c))],
+    [...ruleDeletes.filter((c) => skipsAll(c) && !retargeted(c)), ...ruleDeletes.filter((c) => !skipsAll(c) && !retargeted(c))],
     routeDeletes.filter(viaGateway),
     routeDeletes.filter((c) => !viaGateway(c)),
   ].filter((phase) => phase.length > 0);

@@ -41,6 +41,7 @@
 import type { Config } from '../config/config.js';
 import { addressToBytes, bytesToAddress, type Family } from '../net/ip.js';
 import type { Rule } from './model.js';
+import { ruleKey, type RuleKey } from './keys.js';
 import { FR_ACT_GOTO, FR_ACT_NOP } from './constants.js';
 
 /** A block of at least this many rules gets a skip. */
@@ -89,6 +90,17 @@ export const priorityRange = (priority: number): { readonly first: number; reado
  * the covers that let the block's packets in, and deleted before them (diff.ts).
  */
 export const skipsEverything = (rule: Rule): boolean => rule.action === FR_ACT_GOTO && rule.srcLength === 0 && rule.dstLength === 0;
+
+/**
+ * A rule as the kernel tells rules apart when one is added with NLM_F_EXCL: by everything but
+ * a goto's target, so `from <cover> goto A pref X` is refused (EEXIST) while `from <cover>
+ * goto B pref X` is there. A layout that sends a cover elsewhere must delete the old rule
+ * before it adds the new one (diff.ts).
+ */
+export const kernelIdentity = (rule: Rule): RuleKey => {
+  const { goto: _target, ...rest } = rule;
+  return ruleKey(rest);
+};
 
 interface CoverNode<T = unknown> {
   zero?: CoverNode<T>;

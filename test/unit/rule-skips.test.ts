@@ -11,7 +11,7 @@ import { describeRule, type Rule } from '../../src/domain/model.js';
 import { DesiredState, plan } from '../../src/domain/planner.js';
 import { computeChanges } from '../../src/domain/diff.js';
 import { ruleKey } from '../../src/domain/keys.js';
-import { CoverTrie, COVERS_MAX, LEAF_MAX, priorityRange, RuleSkips, TREE_MIN } from '../../src/domain/rule-skips.js';
+import { CoverTrie, COVERS_MAX, kernelIdentity, LEAF_MAX, priorityRange, RuleSkips, TREE_MIN } from '../../src/domain/rule-skips.js';
 import { parseConfig } from '../../src/config/config.js';
 import { addressToBytes, bytesToAddress } from '../../src/net/ip.js';
 import { MirrorBuilder, PROTO, PROTO_STATIC, route, rule } from '../support/builders.js';
@@ -321,6 +321,47 @@ describe('the tree of `from` rules', () => {
         }
       }),
       { numRuns: 100 },
+    );
+  });
+
+  it('never asks the kernel for a rule it already has but for the goto target: the old one goes first', () => {
+    // The kernel's NLM_F_EXCL check, written from fib_rules.c's rule_exists (every selector,
+    // action, table, priority and protocol; not the target), over the diff's phases in order:
+    // hosts that grow into the tree and out of it, leaves splitting and changing slots.
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 0x7fffffff }), fc.array(fc.integer({ min: -300, max: 300 }), { minLength: 2, maxLength: 10 }), (seed, steps) => {
+        let state = seed;
+        const draw = () => (state = (Math.imul(state, 1103515245) + 12345) & 0x7fffffff) % 1500;
+        const b = host(0);
+        const held = new Set<number>();
+        const cidr = (i: number) => `198.18.${i >> 8}.${i & 255}/24`;
+        for (const step of steps) {
+          for (let k = 0; k < Math.abs(step); k++) {
+            const i = draw();
+            if (step < 0 && held.delete(i)) b.delAddress({ ifindex: 2, cidr: cidr(i) });
+            else if (step > 0 && !held.has(i)) (b.address({ ifindex: 2, cidr: cidr(i) }), held.add(i));
+          }
+          const kernel = new Map<string, number>();
+          for (const { rule: r, count } of b.mirror.rules.values()) kernel.set(kernelIdentity(r), (kernel.get(kernelIdentity(r)) ?? 0) + count);
+          for (const change of computeChanges(plan(c, b.mirror), b.mirror, PROTO).flat()) {
+            if (change.kind !== 'rule') continue;
+            const identity = kernelIdentity(change.rule);
+            if (change.op === 'add') {
+              expect(kernel.get(identity) ?? 0, `EEXIST: ${describeRule(change.rule)}`).toBe(0);
+              kernel.set(identity, 1);
+              b.rule(change.rule);
+            } else {
+              kernel.set(identity, kernel.get(identity)! - 1);
+              b.delRule(change.rule);
+            }
+          }
+          for (const change of computeChanges(plan(c, b.mirror), b.mirror, PROTO).flat()) {
+            if (change.kind === 'route') void (change.op === 'delete' ? b.delRoute(change.route) : b.route(change.route));
+          }
+          expect(computeChanges(plan(c, b.mirror), b.mirror, PROTO).filter((phase) => phase.some((change) => change.kind === 'rule'))).toEqual([]);
+        }
+      }),
+      { numRuns: 40 },
     );
   });
 
