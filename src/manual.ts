@@ -145,7 +145,7 @@ table:
   pinned:                   # ifname -> table id (1..2^32-1, not 253/254/255)
     eth1: 101
 rule:
-  priority: 30000           # 6..32627 (symroute's rules take P-5 .. P+138)
+  priority: 30000           # 6..32603 (symroute's rules take P-5 .. P+162)
   match: address            # address: from <addr>/32   prefix: from <subnet>
 gateways:
   eth1:

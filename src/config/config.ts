@@ -314,12 +314,12 @@ const RESERVED_PRIORITIES = new Map<unknown, string>([
   [32766, "the kernel's main-table rule"],
   [32767, "the kernel's default-table rule"],
 ]);
-// symroute's rules take priority - 5 .. priority + 138 (src/domain/rule-skips.ts: the tree of
+// symroute's rules take priority - 5 .. priority + 162 (src/domain/rule-skips.ts: the tree of
 // `from` rules and its landing above P), all of them after the local table's 0 and before
 // main's 32766.
-const PRIORITY = expect(integer(6, 32627), 'an integer 6..32627', (value) => {
+const PRIORITY = expect(integer(6, 32603), 'an integer 6..32603', (value) => {
   if (typeof value === 'number' && value >= 1 && value <= 5) return "symroute's rules take the 5 priorities below it, and 0 is the local table's";
-  if (typeof value === 'number' && value >= 32628 && value <= 32765) return "symroute's rules take the 138 after it, and 32766 is the main table's";
+  if (typeof value === 'number' && value >= 32604 && value <= 32765) return "symroute's rules take the 162 after it, and 32766 is the main table's";
   return RESERVED_PRIORITIES.get(value);
 });
 

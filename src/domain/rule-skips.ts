@@ -19,19 +19,20 @@
 // stay together); each leaf's rules sit at a slot of their own, a priority that depends only
 // on the leaf (a hash of its prefix, the next free slot on a clash, in a canonical order), so
 // a source coming or going moves its own leaf's rules, or those of the leaves it splits or
-// merges, never the others'. The covers of the leaves' covers are the branches:
+// merges, never the others'. The leaves are cut the same way into branches of at most
+// BRANCH_MAX leaves (over the leaves' covers), each at a slot of its own among BRANCH_SLOTS:
 //
-//   P-2       from <branch cover> goto P+2+2b   one per branch b (BRANCHES at most)
+//   P-2       from <branch cover> goto P+2+2b   one per branch, to its slot b
 //   P-1       goto E                            every other source skips the tree
-//   P+2+2b    from <leaf cover> goto P+10+2s    the leaves of branch b, to their slot s
+//   P+2+2b    from <leaf cover> goto P+34+2s    the leaves of the branch at slot b, to their slot s
 //   P+3+2b    goto E                            a source in the branch but in no leaf
-//   P+10+2s   from <address> lookup <table>     the `from` rules of the leaf at slot s
-//   P+11+2s   goto E                            its lookup failed: past the others' slots
-//   E         nop                               E = P+10+2·SLOTS: where the tree lands
+//   P+34+2s   from <address> lookup <table>     the `from` rules of the leaf at slot s
+//   P+35+2s   goto E                            its lookup failed: past the others' slots
+//   E         nop                               E = P+34+2·SLOTS = P+162: where the tree lands
 //
 // A skip passes over only rules that could not have matched (the sources of `from` rules are
 // disjoint, and each `from` rule's prefix lies in exactly one leaf, and that leaf's cover in
-// one branch), so the kernel decides exactly as without it; everything of others' before P-5
+// exactly one branch), so the kernel decides exactly as without it; everything of others' before P-5
 // and after the landing is reached as before. A block gets its skip from SKIPPED_MIN rules on
 // (below that, the skip costs about what it saves); the destination skip lands on the source
 // covers, so it brings the source skip with it. Covers and the catch-alls sit at different
@@ -56,8 +57,10 @@ export const COVERS_MAX = 4;
 export const TREE_MIN = 48;
 /** Sources per leaf of the tree at most (more only under a prefix that holds others). */
 export const LEAF_MAX = 32;
-/** Branches of the tree: the source covers. */
-export const BRANCHES = COVERS_MAX;
+/** Leaves per branch of the tree at most (more only where a leaf's cover holds others'). */
+export const BRANCH_MAX = 12;
+/** Branch slots of the tree; branches beyond them share one (still exact, a longer walk). */
+export const BRANCH_SLOTS = 16;
 /** Leaf slots of the tree; leaves beyond them share one (still exact, a longer walk). */
 export const SLOTS = 64;
 
@@ -71,11 +74,11 @@ export function rulePriorities(priority: number) {
     sourceSkip: priority - 1,
     sources: priority,
     landing: priority + 1,
-    /** The tree (from TREE_MIN `from` rules on): branch b's leaf covers, and its exit after them. */
+    /** The tree (from TREE_MIN `from` rules on): branch slot b's leaf covers, and its exit after them. */
     branch: (b: number) => priority + 2 + 2 * b,
     /** Slot s's `from` rules, and its exit after them. */
-    slot: (s: number) => priority + 2 + 2 * BRANCHES + 2 * s,
-    treeLanding: priority + 2 + 2 * BRANCHES + 2 * SLOTS,
+    slot: (s: number) => priority + 2 + 2 * BRANCH_SLOTS + 2 * s,
+    treeLanding: priority + 2 + 2 * BRANCH_SLOTS + 2 * SLOTS,
   } as const;
 }
 
@@ -223,25 +226,21 @@ export class CoverTrie<T = never> {
     return found;
   }
 
-  /**
-   * At most `limit` prefixes that together hold every prefix held, in address order: split
-   * where that leaves out the most addresses, or (`split: 'members'`) the one holding the
-   * most prefixes, so that each holds about as many.
-   */
-  covers(limit: number, split: 'addresses' | 'members' = 'addresses'): Cover[] {
+  /** At most `limit` prefixes that together hold every prefix held, in address order. */
+  covers(limit: number): Cover[] {
     if (this.root.count === 0) return [];
     const bits = this.bytes * 8;
     const size = (length: number) => 2 ** (bits - length);
     const frontier = [narrowest(this.root, new Uint8Array(this.bytes), 0)];
     while (frontier.length < limit) {
-      // Split the cover whose branches' covers leave out the most addresses, or the fullest (first on ties).
+      // Split the cover whose branches' covers leave out the most addresses (first on ties).
       let best: { at: number; gain: number; halves: [Covered, Covered] } | undefined;
       frontier.forEach((cover, at) => {
         if (cover.node.ends > 0) return; // a prefix ends here: it is its own cover
         const one = Uint8Array.from(cover.network);
         one[cover.length >> 3]! |= 0x80 >> (cover.length & 7);
         const halves: [Covered, Covered] = [narrowest(cover.node.zero!, cover.network, cover.length + 1), narrowest(cover.node.one!, one, cover.length + 1)];
-        const gain = split === 'members' ? cover.node.count : size(cover.length) - size(halves[0].length) - size(halves[1].length);
+        const gain = size(cover.length) - size(halves[0].length) - size(halves[1].length);
         if (gain > 0 && (!best || gain > best.gain)) best = { at, gain, halves };
       });
       if (!best) break;
@@ -410,7 +409,7 @@ export class RuleSkips {
   /** The tree of a family's `from` rules: its leaves in address order and the slot of each. */
   private tree(family: Family): { leaves: Leaf<Rule>[]; slots: number[] } {
     const leaves = this.sources[family].trie.leaves(LEAF_MAX);
-    return { leaves, slots: slotsOf(leaves) };
+    return { leaves, slots: slotsOf(leaves, SLOTS) };
   }
 
   private familySkips(family: Family, tree: { leaves: Leaf<Rule>[]; slots: number[] } | undefined): Rule[] {
@@ -444,20 +443,18 @@ export class RuleSkips {
       rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.landing }), rule(at.landing, FR_ACT_NOP));
       return rules;
     }
-    // The branches: covers of the leaves' covers, each holding whole leaves, about as many each
-    // (a source walks its branch's leaf covers).
-    const leafCovers = new CoverTrie(family === 4 ? 4 : 16);
-    for (const leaf of tree.leaves) leafCovers.add(leaf.cover.network, leaf.cover.length);
-    const branches = leafCovers.covers(BRANCHES, 'members');
+    // The branches: the leaves' covers cut like the sources, each branch at a slot of its own.
+    const leafCovers = new CoverTrie<number>(family === 4 ? 4 : 16);
+    tree.leaves.forEach((leaf, i) => leafCovers.add(leaf.cover.network, leaf.cover.length, i));
+    const branches = leafCovers.leaves(BRANCH_MAX);
+    const branchSlots = slotsOf(branches, BRANCH_SLOTS);
     const exit = (priority: number) => rule(priority + 1, FR_ACT_GOTO, { goto: at.treeLanding });
-    branches.forEach((branch, b) => rules.push(from(branch, at.sourceCovers, at.branch(b))));
+    branches.forEach((branch, b) => rules.push(from(branch.cover, at.sourceCovers, at.branch(branchSlots[b]!))));
     rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.treeLanding }));
     branches.forEach((branch, b) => {
-      tree.leaves.forEach((leaf, i) => {
-        if (inside(leaf.cover, branch)) rules.push(from(leaf.cover, at.branch(b), at.slot(tree.slots[i]!)));
-      });
-      rules.push(exit(at.branch(b)));
+      for (const i of branch.items()) rules.push(from(tree.leaves[i]!.cover, at.branch(branchSlots[b]!), at.slot(tree.slots[i]!)));
     });
+    for (const slot of [...new Set(branchSlots)].sort((a, b) => a - b)) rules.push(exit(at.branch(slot)));
     for (const slot of [...new Set(tree.slots)].sort((a, b) => a - b)) rules.push(exit(at.slot(slot)));
     rules.push(rule(at.treeLanding, FR_ACT_NOP));
     return rules;
@@ -478,21 +475,21 @@ function inside(prefix: Cover, cover: Cover): boolean {
 const holds = (leaf: Leaf<unknown>, rule: Rule): boolean => inside({ network: addressToBytes(rule.src!), length: rule.srcLength }, leaf);
 
 /**
- * Each leaf's slot, a pure function of the leaves there are: its home (a hash of where it
+ * Each leaf's (or branch's) slot among `count`, a pure function of the leaves there are: its home (a hash of where it
  * starts), or the next free slot after it, leaves taking theirs in the order of their homes
  * (then of their addresses). A leaf coming or going moves only leaves that ran into it.
  * With more leaves than slots, the rest share their home slot.
  */
-function slotsOf(leaves: readonly Leaf<unknown>[]): number[] {
-  const homes = leaves.map((leaf) => hashOf(leaf) % SLOTS);
+function slotsOf(leaves: readonly Leaf<unknown>[], count: number): number[] {
+  const homes = leaves.map((leaf) => hashOf(leaf) % count);
   const order = homes.map((_, i) => i).sort((a, b) => homes[a]! - homes[b]! || a - b);
-  const taken = new Array<boolean>(SLOTS).fill(false);
+  const taken = new Array<boolean>(count).fill(false);
   const slots = new Array<number>(leaves.length);
-  let free = SLOTS;
+  let free = count;
   for (const i of order) {
     let slot = homes[i]!;
     if (free > 0) {
-      while (taken[slot]) slot = (slot + 1) % SLOTS;
+      while (taken[slot]) slot = (slot + 1) % count;
       taken[slot] = true;
       free--;
     }

@@ -66,14 +66,14 @@ const MISTAKES: Mistake[] = [
     lines: ['rule:', '  match: address', '  priority: high'],
     line: 3,
     key: 'rule.priority',
-    says: 'expected an integer 6..32627, got "high"',
+    says: 'expected an integer 6..32603, got "high"',
   },
   {
     mistake: 'a priority out of range',
     lines: ['log:', '  level: info', 'rule:', '  priority: 40000'],
     line: 4,
     key: 'rule.priority',
-    says: 'expected an integer 6..32627, got 40000',
+    says: 'expected an integer 6..32603, got 40000',
   },
   {
     mistake: 'an unknown rule.match',

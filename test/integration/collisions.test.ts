@@ -18,17 +18,17 @@ describe('collisions with foreign objects', () => {
     const free = /such as rule\.priority: (\d+)/.exec(refused.stderr)?.[1];
     expect(refused.stderr).toBe(
       'symroute: config refused:\n' +
-        "rule.priority: 30000 (symroute's rules take 29995..30138) already holds rules symroute does not own: " +
+        "rule.priority: 30000 (symroute's rules take 29995..30162) already holds rules symroute does not own: " +
         `from 203.0.113.5 lookup 77 pref 30000 proto 4; choose a free one, such as rule.priority: ${free}\n`,
     );
-    // None of P-5 .. P+138 may be in use: from 29855 up to 30005 each reaches 29993 or 30000,
-    // 30006 is the nearest free one (30001 .. 30144).
+    // None of P-5 .. P+162 may be in use: from 29831 up to 30005 each reaches 29993 or 30000,
+    // 30006 is the nearest free one (30001 .. 30168).
     expect(free).toBe('30006');
     expect(await lab.ownedRules(t.serverNs)).toEqual([]);
 
     const status = await lab.runCli(t.serverNs, ['status', '--config', lab.writeConfig('metrics: {listen: false}\n', 's.yaml')]);
     expect(status.code).toBe(1);
-    expect(status.stdout).toContain("problems:\n  rule.priority: 30000 (symroute's rules take 29995..30138) already holds rules");
+    expect(status.stdout).toContain("problems:\n  rule.priority: 30000 (symroute's rules take 29995..30162) already holds rules");
 
     const moved = await lab.runCli(t.serverNs, ['run', '--once', '--config', lab.writeConfig(`rule: {priority: ${free}}\nmetrics: {listen: false}\n`, 'm.yaml')]);
     expect(moved.code, moved.stderr).toBe(0);

@@ -111,7 +111,7 @@ describe('crash anywhere', () => {
       await lab.ip(ns, '-batch', file);
     };
 
-    // Foreign objects: a rule next to symroute's priorities (P-5 .. P+138), a near-twin of a rule
+    // Foreign objects: a rule next to symroute's priorities (P-5 .. P+162), a near-twin of a rule
     // symroute will want (same selector and table, another protocol), a route in a foreign
     // table. (Foreign rules at symroute's own priorities make it refuse to start: collisions.test.ts.)
     let created = 0;
@@ -137,13 +137,13 @@ describe('crash anywhere', () => {
     await addNics(NICS);
     const [first] = await lab.ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'dev', 'n0');
     await batch('foreign', [
-      'rule add from 203.0.113.5 lookup 77 pref 30139',
-      `rule add from 198.18.1.10 lookup ${1000 + first!.ifindex} pref 30139 proto 4`,
+      'rule add from 203.0.113.5 lookup 77 pref 30163',
+      `rule add from 198.18.1.10 lookup ${1000 + first!.ifindex} pref 30163 proto 4`,
       'route add unreachable 203.0.113.0/24 table 77', // no device: deleting NICs cannot take it
     ]);
     const config = lab.writeConfig(configYaml(CONFIG), 'crash.yaml');
     const foreignBefore = await readKernelObjects(ns);
-    expect(foreignBefore.foreignRules).toContain('v4 pref 30139 from 203.0.113.5/32 lookup 77 proto none');
+    expect(foreignBefore.foreignRules).toContain('v4 pref 30163 from 203.0.113.5/32 lookup 77 proto none');
     expect(foreignBefore.foreignRoutes).toHaveLength(1);
 
     const log: string[] = [`seed ${SEED}`];

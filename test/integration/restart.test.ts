@@ -194,17 +194,17 @@ describe('restarts and shutdown', () => {
     const t = await buildSharedSubnet(lab, 3);
     const ns = t.serverNs;
     const table0 = await lab.tableOf(ns, 'b0');
-    // A foreign rule next to our priorities (P-5 .. P+138; at them, start is refused:
+    // A foreign rule next to our priorities (P-5 .. P+162; at them, start is refused:
     // collisions.test.ts), a foreign rule with our selector and our table but without
     // proto 83 (just after them), and a foreign route in a foreign table.
-    await lab.ip(ns, 'rule', 'add', 'from', '203.0.113.5', 'lookup', '77', 'pref', '30140');
-    await lab.ip(ns, 'rule', 'add', 'from', t.serverAddresses[0]!, 'lookup', String(table0), 'pref', '30139');
+    await lab.ip(ns, 'rule', 'add', 'from', '203.0.113.5', 'lookup', '77', 'pref', '30164');
+    await lab.ip(ns, 'rule', 'add', 'from', t.serverAddresses[0]!, 'lookup', String(table0), 'pref', '30163');
     await lab.ip(ns, 'route', 'add', '203.0.113.0/24', 'dev', 'b0', 'table', '77');
     const foreignBefore = foreign(await everyObject(lab, ns));
     // The snapshot really holds them, so comparing it is not vacuous.
-    expect(foreignBefore.rules).toContain(JSON.stringify({ priority: 30140, src: '203.0.113.5', table: '77' }));
+    expect(foreignBefore.rules).toContain(JSON.stringify({ priority: 30164, src: '203.0.113.5', table: '77' }));
     expect(foreignBefore.rules).toContain(
-      JSON.stringify({ priority: 30139, src: t.serverAddresses[0], table: String(table0) }),
+      JSON.stringify({ priority: 30163, src: t.serverAddresses[0], table: String(table0) }),
     );
     expect(foreignBefore.routes).toContain(
       JSON.stringify({ dst: '203.0.113.0/24', dev: 'b0', table: '77', scope: 'link', flags: [] }),

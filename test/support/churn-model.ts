@@ -370,14 +370,14 @@ function routeFromJson(family: Family, r: JsonRoute): string {
  * `sound` only if the skip is exactly the catch-all at P-1 (goto P+1), the nop at P+1 and
  * 1 to 4 covers at P-2 (goto P) that hold every `from` rule at P. (container_routes is off
  * here, so there is no destination skip.) From 48 on, the `from` rules form a tree, at
- * priorities of symroute's choice: sound if the catch-all goes to the tree's landing (P+138,
+ * priorities of symroute's choice: sound if the catch-all goes to the tree's landing (P+162,
  * its one nop) and every `from` rule sits between P+1 and it where its source's walk through
  * the gotos (from P-2 on) reaches it; the kernel's side then shows those rules at P, as the
  * model has them.
  */
 const SKIPPED_MIN = 16;
 /** The tree's landing, above rule.priority (rule-skips.ts). */
-const TREE_LANDING = 138;
+const TREE_LANDING = 162;
 const skipLine = (family: Family, priority: number, verdict: string) => `v${family} skip past pref ${priority}: ${verdict}`;
 
 /** The model's rule texts, with the skip line of each family that has enough `from` rules. */
@@ -427,7 +427,7 @@ function skipLines(family: Family, skips: Array<Record<string, unknown>>, fromRu
   return sound ? { lines: [skipLine(family, priority, 'sound')] } : raw();
 }
 
-/** A tree of `from` rules (P-1 goes to P+138): sound if each source's walk reaches its rule. */
+/** A tree of `from` rules (P-1 goes to P+162): sound if each source's walk reaches its rule. */
 function treeLines(family: Family, priority: number, skips: Array<Record<string, unknown>>, fromRules: Array<Record<string, unknown>>): { lines: string[]; treeAt: number } | undefined {
   const landing = priority + TREE_LANDING;
   const nops = skips.filter((r) => 'nop' in r);

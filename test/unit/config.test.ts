@@ -210,11 +210,11 @@ describe('merging with defaults', () => {
     const low = parseConfig('table: {base: 256, pinned: {a: 1}}\nrule: {priority: 6}\nprotocol: 5\n', FILE);
     expect([low.table.base, low.table.pinned.a, low.rule.priority, low.protocol]).toEqual([256, 1, 6, 5]);
     const high = parseConfig(
-      'table: {base: 4294901759, pinned: {a: 4294967295}}\nrule: {priority: 32627}\nprotocol: 255\n',
+      'table: {base: 4294901759, pinned: {a: 4294967295}}\nrule: {priority: 32603}\nprotocol: 255\n',
       FILE,
     );
     expect([high.table.base, high.table.pinned.a, high.rule.priority, high.protocol]).toEqual([
-      4294901759, 4294967295, 32627, 255,
+      4294901759, 4294967295, 32603, 255,
     ]);
   });
 
@@ -381,7 +381,7 @@ describe('problems', () => {
       '  priority: high',
     );
     expect(problemsOf(text)).toEqual([
-      '/etc/symroute/symroute.yaml:7: rule.priority: expected an integer 6..32627, got "high"',
+      '/etc/symroute/symroute.yaml:7: rule.priority: expected an integer 6..32603, got "high"',
     ]);
   });
 
@@ -397,7 +397,7 @@ describe('problems', () => {
       'colour: blue',
     );
     expect(problemsOf(text)).toEqual([
-      `${FILE}:2: rule.priority: expected an integer 6..32627, got 0 (the kernel's local-table rule)`,
+      `${FILE}:2: rule.priority: expected an integer 6..32603, got 0 (the kernel's local-table rule)`,
       `${FILE}:3: rule.match: expected one of "address", "prefix", got "both"`,
       `${FILE}:5: table.base: expected an integer 256..4294901759, got 10`,
       `${FILE}:6: protocol: expected an integer 5..255, got 300`,
@@ -492,7 +492,7 @@ describe('problems', () => {
 
     it('say "got nothing" for a missing value, on the line of its key', () => {
       expect(problemOf(yaml('rule:', '  priority:', '', '  match: prefix'))).toBe(
-        '2: rule.priority: expected an integer 6..32627, got nothing',
+        '2: rule.priority: expected an integer 6..32603, got nothing',
       );
       expect(problemOf(yaml('rule:', '  match: ~'))).toBe(
         '2: rule.match: expected one of "address", "prefix", got nothing',
@@ -529,7 +529,7 @@ describe('problems', () => {
       [-5, ''],
     ])('rejects %s', (priority, note) => {
       expect(problemOf(`rule:\n  priority: ${priority}\n`)).toBe(
-        `2: rule.priority: expected an integer 6..32627, got ${priority}${note}`,
+        `2: rule.priority: expected an integer 6..32603, got ${priority}${note}`,
       );
     });
   });
@@ -849,15 +849,15 @@ describe('host keys', () => {
     expect(problemOf('exceptions: 169.254.169.254')).toMatch(/exceptions: expected a list of items, got "169.254.169.254"/);
   });
 
-  it('reject priorities 1..5 and 32628..32765: the rules take the five below it and the 138 after it', () => {
+  it('reject priorities 1..5 and 32604..32765: the rules take the five below it and the 162 after it', () => {
     expect(problemOf('rule: {priority: 1}')).toBe(
-      "1: rule.priority: expected an integer 6..32627, got 1 (symroute's rules take the 5 priorities below it, and 0 is the local table's)",
+      "1: rule.priority: expected an integer 6..32603, got 1 (symroute's rules take the 5 priorities below it, and 0 is the local table's)",
     );
     expect(problemOf('rule: {priority: 5}')).toMatch(/got 5 \(symroute's rules take the 5 priorities below it/);
     expect(problemOf('rule: {priority: 32765}')).toBe(
-      "1: rule.priority: expected an integer 6..32627, got 32765 (symroute's rules take the 138 after it, and 32766 is the main table's)",
+      "1: rule.priority: expected an integer 6..32603, got 32765 (symroute's rules take the 162 after it, and 32766 is the main table's)",
     );
-    expect(problemOf('rule: {priority: 32628}')).toMatch(/got 32628 \(symroute's rules take the 138 after it/);
+    expect(problemOf('rule: {priority: 32604}')).toMatch(/got 32604 \(symroute's rules take the 162 after it/);
   });
 
   it('reject a relative iproute2 directory and an unknown sysctl mode', () => {
