@@ -310,8 +310,8 @@ interface Sources {
   readonly pending: Set<Rule>;
   /** Placed rules of sources gone since the last layout. */
   removed: Rule[];
-  /** The tree's leaves at the last layout, by leafKey, with their slot; none: the flat layout. */
-  slots: Map<string, number> | undefined;
+  /** The tree's leaves at the last layout, by leafKey, with their slot and length; none: the flat layout. */
+  slots: Map<string, string> | undefined;
 }
 
 /**
@@ -386,19 +386,20 @@ export class RuleSkips {
       } else {
         const at = rulePriorities(this.config.rule.priority);
         const before = sources.slots;
-        const unmoved: Leaf<Rule>[] = [];
+        // Leaves at the slot and length they had: their rules stay where they are.
+        const unmoved: number[] = [];
         tree.leaves.forEach((leaf, i) => {
           const slot = tree.slots[i]!;
-          if (before?.get(leafKey(leaf)) === slot) unmoved.push(leaf);
+          if (before?.get(leafKey(leaf)) === `${slot}/${leaf.length}`) unmoved.push(i);
           else for (const rule of leaf.items()) move(rule, at.slot(slot));
         });
         // A source elected into a leaf that stayed where it was.
         for (const rule of sources.pending) {
           if (sources.placed.has(rule)) continue;
-          const leaf = unmoved.findIndex((l) => holds(l, rule));
-          move(rule, at.slot(before!.get(leafKey(unmoved[leaf]!))!));
+          const i = unmoved.find((j) => holds(tree.leaves[j]!, rule))!;
+          move(rule, at.slot(tree.slots[i]!));
         }
-        sources.slots = new Map(tree.leaves.map((leaf, i) => [leafKey(leaf), tree.slots[i]!]));
+        sources.slots = new Map(tree.leaves.map((leaf, i) => [leafKey(leaf), `${tree.slots[i]!}/${leaf.length}`]));
       }
       sources.pending.clear();
       skips.push(...this.familySkips(family, tree));
@@ -463,7 +464,11 @@ export class RuleSkips {
 
 const emptySources = (bytes: 4 | 16): Sources => ({ trie: new CoverTrie<Rule>(bytes), placed: new Map(), pending: new Set(), removed: [], slots: undefined });
 
-const leafKey = (leaf: Leaf<unknown>): string => `${bytesToAddress(leaf.network)}/${leaf.length}`;
+/**
+ * A leaf by where it starts, not its length: when a leaf splits, the half that starts where
+ * it did keeps its key, and so its slot and rules; only the other half's rules move.
+ */
+const leafKey = (leaf: Leaf<unknown>): string => bytesToAddress(leaf.network);
 
 /** Whether `prefix` lies inside `cover`. */
 function inside(prefix: Cover, cover: Cover): boolean {
@@ -499,12 +504,12 @@ function slotsOf(leaves: readonly Leaf<unknown>[], count: number): number[] {
 }
 
 /**
- * FNV-1a over where a leaf starts, then murmur3's finaliser: FNV alone leaves the low bits of
+ * FNV-1a over where a leaf starts (not its length: leafKey), then murmur3's finaliser: FNV alone leaves the low bits of
  * neighbouring /26s equal, so the leaves of one /24 would all have one home.
  */
 function hashOf(leaf: Leaf<unknown>): number {
   let hash = 0x811c9dc5;
-  for (const byte of [...leaf.network, leaf.length]) hash = Math.imul(hash ^ byte, 0x01000193);
+  for (const byte of leaf.network) hash = Math.imul(hash ^ byte, 0x01000193);
   hash ^= hash >>> 16;
   hash = Math.imul(hash, 0x85ebca6b);
   hash ^= hash >>> 13;
