@@ -58,7 +58,7 @@ export const TREE_MIN = 48;
 /** Sources per leaf of the tree at most (more only under a prefix that holds others). */
 export const LEAF_MAX = 32;
 /** Leaves per branch of the tree at most (more only where a leaf's cover holds others'). */
-export const BRANCH_MAX = 12;
+export const BRANCH_MAX = 16;
 /** Branch slots of the tree; branches beyond them share one (still exact, a longer walk). */
 export const BRANCH_SLOTS = 16;
 /** Leaf slots of the tree; leaves beyond them share one (still exact, a longer walk). */
