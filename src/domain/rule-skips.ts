@@ -17,10 +17,11 @@
 // The sources' binary trie is cut into leaves of at most LEAF_MAX sources (a subtree whose
 // parent holds more; never below a prefix that ends in it, so a prefix and those inside it
 // stay together); each leaf's rules sit at a slot of their own, a priority that depends only
-// on the leaf (a hash of its prefix, the next free slot on a clash, in a canonical order), so
-// a source coming or going moves its own leaf's rules, or those of the leaves it splits or
-// merges, never the others'. The leaves are cut the same way into branches of at most
-// BRANCH_MAX leaves (over the leaves' covers), each at a slot of its own among BRANCH_SLOTS:
+// on the leaf (a hash of where it starts, the next free slot on a clash, in a canonical
+// order), so a source coming or going moves the rules of the leaf it splits or merges (the
+// half that starts where the leaf did stays) and of a leaf whose slot that takes, never the
+// others'. The leaves are cut the same way into branches of at most BRANCH_MAX leaves (over
+// the leaves' covers), each at a slot of its own among BRANCH_SLOTS:
 //
 //   P-2       from <branch cover> goto P+2+2b   one per branch, to its slot b
 //   P-1       goto E                            every other source skips the tree
@@ -31,9 +32,9 @@
 //   E         nop                               E = P+34+2·SLOTS = P+162: where the tree lands
 //
 // A skip passes over only rules that could not have matched (the sources of `from` rules are
-// disjoint, and each `from` rule's prefix lies in exactly one leaf, and that leaf's cover in
-// exactly one branch), so the kernel decides exactly as without it; everything of others' before P-5
-// and after the landing is reached as before. A block gets its skip from SKIPPED_MIN rules on
+// disjoint, each `from` rule's prefix lies in exactly one leaf, and that leaf's cover in
+// exactly one branch), so the kernel decides exactly as without it; everything of others'
+// before P-5 and after the landing is reached as before. A block gets its skip from SKIPPED_MIN rules on
 // (below that, the skip costs about what it saves); the destination skip lands on the source
 // covers, so it brings the source skip with it. Covers and the catch-alls sit at different
 // priorities because the kernel keeps one priority's rules in the order they were added. The
@@ -57,7 +58,7 @@ export const COVERS_MAX = 4;
 export const TREE_MIN = 48;
 /** Sources per leaf of the tree at most (more only under a prefix that holds others). */
 export const LEAF_MAX = 32;
-/** Leaves per branch of the tree at most (more only where a leaf's cover holds others'). */
+/** Leaves per branch of the tree at most. */
 export const BRANCH_MAX = 16;
 /** Branch slots of the tree; branches beyond them share one (still exact, a longer walk). */
 export const BRANCH_SLOTS = 16;
