@@ -23,7 +23,8 @@
 // others'. The leaves are cut the same way into branches of at most BRANCH_MAX leaves (over
 // the leaves' covers), each at a slot of its own among BRANCH_SLOTS:
 //
-//   P-2       from <branch cover> goto P+2+2b   one per branch, to its slot b
+//   P-2       from <branch cover> goto P+2+2b   one per branch, to its slot b (to the slot s
+//                                               of its leaf, for a branch of one leaf)
 //   P-1       goto E                            every other source skips the tree
 //   P+2+2b    from <leaf cover> goto P+34+2s    the leaves of the branch at slot b, to their slot s
 //   P+3+2b    goto E                            a source in the branch but in no leaf
@@ -106,15 +107,17 @@ export const kernelIdentity = (rule: Rule): RuleKey => {
   return ruleKey(rest);
 };
 
-interface CoverNode<T = unknown> {
-  zero?: CoverNode<T>;
-  one?: CoverNode<T>;
+// A class with every field set from the start, and fields cleared rather than deleted: V8
+// turns an object whose property is deleted into a slow dictionary (prefix-trie.ts).
+class CoverNode<T = unknown> {
+  zero: CoverNode<T> | undefined = undefined;
+  one: CoverNode<T> | undefined = undefined;
   /** Prefixes ending here. */
-  ends: number;
+  ends = 0;
   /** Prefixes ending here or below. */
-  count: number;
+  count = 0;
   /** What was added with the prefixes ending here. */
-  items?: T[];
+  items: T[] | undefined = undefined;
 }
 
 export interface Cover {
@@ -133,7 +136,7 @@ const bitOf = (bytes: Uint8Array, bit: number): number => (bytes[bit >> 3]! >> (
  * Adding, deleting and covering cost the prefix length (times the limit), not the number held.
  */
 export class CoverTrie<T = never> {
-  private readonly root: CoverNode<T> = { ends: 0, count: 0 };
+  private readonly root = new CoverNode<T>();
 
   constructor(private readonly bytes: 4 | 16) {}
 
@@ -146,7 +149,7 @@ export class CoverTrie<T = never> {
     let node = this.root;
     node.count++;
     for (let bit = 0; bit < length; bit++) {
-      node = bitOf(network, bit) ? (node.one ??= { ends: 0, count: 0 }) : (node.zero ??= { ends: 0, count: 0 });
+      node = bitOf(network, bit) ? (node.one ??= new CoverNode()) : (node.zero ??= new CoverNode());
       node.count++;
     }
     node.ends++;
@@ -172,8 +175,8 @@ export class CoverTrie<T = never> {
     for (const node of path) node.count--;
     for (let bit = length - 1; bit >= 0; bit--) {
       if (path[bit + 1]!.count > 0) break;
-      if (bitOf(network, bit)) delete path[bit]!.one;
-      else delete path[bit]!.zero;
+      if (bitOf(network, bit)) path[bit]!.one = undefined;
+      else path[bit]!.zero = undefined;
     }
     return true;
   }
@@ -451,12 +454,18 @@ export class RuleSkips {
     const branches = leafCovers.leaves(BRANCH_MAX);
     const branchSlots = slotsOf(branches, BRANCH_SLOTS);
     const exit = (priority: number) => rule(priority + 1, FR_ACT_GOTO, { goto: at.treeLanding });
-    branches.forEach((branch, b) => rules.push(from(branch.cover, at.sourceCovers, at.branch(branchSlots[b]!))));
-    rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.treeLanding }));
+    // A branch of one leaf (a source in a subnet of its own, say) is no branch: its cover goes
+    // straight to the leaf's slot, so such a source costs its rule, its leaf's exit and a cover.
+    const used = new Set<number>();
     branches.forEach((branch, b) => {
-      for (const i of branch.items()) rules.push(from(tree.leaves[i]!.cover, at.branch(branchSlots[b]!), at.slot(tree.slots[i]!)));
+      const leaves = branch.items();
+      if (leaves.length === 1) return void rules.push(from(branch.cover, at.sourceCovers, at.slot(tree.slots[leaves[0]!]!)));
+      rules.push(from(branch.cover, at.sourceCovers, at.branch(branchSlots[b]!)));
+      for (const i of leaves) rules.push(from(tree.leaves[i]!.cover, at.branch(branchSlots[b]!), at.slot(tree.slots[i]!)));
+      used.add(branchSlots[b]!);
     });
-    for (const slot of [...new Set(branchSlots)].sort((a, b) => a - b)) rules.push(exit(at.branch(slot)));
+    rules.push(rule(at.sourceSkip, FR_ACT_GOTO, { goto: at.treeLanding }));
+    for (const slot of [...used].sort((a, b) => a - b)) rules.push(exit(at.branch(slot)));
     for (const slot of [...new Set(tree.slots)].sort((a, b) => a - b)) rules.push(exit(at.slot(slot)));
     rules.push(rule(at.treeLanding, FR_ACT_NOP));
     return rules;

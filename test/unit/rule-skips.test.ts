@@ -254,6 +254,14 @@ describe('the tree of `from` rules', () => {
     expect(Math.max(...counts)).toBeLessThanOrEqual(50);
     // Unmanaged: the covers, the catch-all, the nop, and no `from` rule.
     expect(evaluations(rules, '192.0.2.7', '192.0.2.1')).toBe(Infinity);
+    // eth3's address, far from the others, is a branch of one leaf: its cover at P-2 goes
+    // straight to the leaf's slot, and it meets its own rule after the branch covers.
+    expect(lookups(rules, '203.0.113.10', '192.0.2.1')[0]).toBe(1003);
+    expect(evaluations(rules, '203.0.113.10', '192.0.2.1')).toBeLessThanOrEqual(COVERS_MAX + 2);
+    const [lone, ...more] = rules.filter((r) => r.priority === 29998 && r.src === '203.0.113.10');
+    expect(more).toEqual([]);
+    expect(lone!.goto).toBeGreaterThanOrEqual(30034); // a leaf slot, not a branch slot
+    expect(lone!.goto).toBeLessThan(30162);
     // (one branch cover per 16 leaves or fewer: 1000 sources are 41 leaves, 4 branches)
     expect(rules.filter((r) => r.family === 4 && r.priority === 29998).length).toBeLessThanOrEqual(COVERS_MAX);
   });
