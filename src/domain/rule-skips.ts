@@ -57,8 +57,12 @@ export const COVERS_MAX = 4;
  * 33 against 49; at 32 both are 34).
  */
 export const TREE_MIN = 48;
-/** Sources per leaf of the tree at most (more only under a prefix that holds others). */
-export const LEAF_MAX = 32;
+/**
+ * Sources per leaf of the tree at most (more only under a prefix that holds others). Not a
+ * power of two: addresses come in aligned blocks, and a full /27 of 32 sources then sits in a
+ * leaf with room for 16 more, so the next address does not split it (moving its rules).
+ */
+export const LEAF_MAX = 48;
 /** Leaves per branch of the tree at most. */
 export const BRANCH_MAX = 16;
 /** Branch slots of the tree; branches beyond them share one (still exact, a longer walk). */
