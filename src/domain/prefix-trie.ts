@@ -51,13 +51,14 @@ export class PrefixTrie<T> {
   overlapping(network: Uint8Array, length: number): Set<T> {
     const found = new Set<T>();
     let node: TrieNode<T> | undefined = this.root;
+    // Owners only where a prefix ends: an IPv6 /64 is 64 nodes, nearly all without.
     for (let bit = 0; node && bit < length; bit++) {
-      for (const owner of node.owners ?? []) found.add(owner);
+      if (node.owners) for (const owner of node.owners) found.add(owner);
       node = bitOf(network, bit) ? node.one : node.zero;
     }
     const below: TrieNode<T>[] = node ? [node] : [];
     for (let next = below.pop(); next; next = below.pop()) {
-      for (const owner of next.owners ?? []) found.add(owner);
+      if (next.owners) for (const owner of next.owners) found.add(owner);
       if (next.zero) below.push(next.zero);
       if (next.one) below.push(next.one);
     }
