@@ -314,7 +314,14 @@ export class DesiredState {
         const objects = result.plan.collision
           ? { routes: [], rules: [], problems: [] }
           : interfaceObjects(this.config, result.plan, (prefix) => this.overlappingNames(mirror, prefix, ifindex));
-        part = { plan: result.plan, routes: objects.routes, rules: objects.rules, prefixes: result.prefixes, planProblems: result.problems, problems: [...result.problems, ...objects.problems] };
+        part = {
+          plan: result.plan,
+          routes: keepEqual(old?.routes, objects.routes, routeKey),
+          rules: keepEqual(old?.rules, objects.rules, ruleKey),
+          prefixes: result.prefixes,
+          planProblems: result.problems,
+          problems: [...result.problems, ...objects.problems],
+        };
       }
       if (old) this.removePart(ifindex, old, scope);
       swaps.push({ ifindex, old, part, oldProblems });
@@ -451,6 +458,17 @@ export function addScope(into: Scope, scope: Scope): Scope {
   for (const key of scope.ruleKeys) into.ruleKeys.add(key);
   return into;
 }
+/**
+ * `fresh`, each object equal (by key) to one of `old` replaced by that one: what an
+ * interface still wants keeps its identity when the interface is planned again, and with it
+ * its election (a rule elected again would move the tree of `from` rules) and its key.
+ */
+function keepEqual<T extends object>(old: readonly T[] | undefined, fresh: readonly T[], key: (object: T) => string): readonly T[] {
+  if (!old || old.length === 0) return fresh;
+  const byKey = new Map(old.map((object) => [key(object), object]));
+  return fresh.map((object) => byKey.get(key(object)) ?? object);
+}
+
 /** Owners included: messages about overlapping prefixes name the other interface. */
 function samePrefixes(a: readonly OwnedPrefix[], b: readonly OwnedPrefix[]): boolean {
   return a.length === b.length && a.every((p, i) => p.owner === b[i]!.owner && p.family === b[i]!.family && p.network === b[i]!.network && p.length === b[i]!.length);
