@@ -320,6 +320,14 @@ interface Sources {
   removed: Rule[];
   /** The tree's leaves at the last layout, by leafKey, with their slot and length; none: the flat layout. */
   slots: Map<string, string> | undefined;
+  /**
+   * The family's skip rules at the last layout, kept while neither its sources nor its
+   * destination covers change (undefined: to be made again): an event touches one family,
+   * and the other's rules, the same objects, keep their keys.
+   */
+  skips: Rule[] | undefined;
+  /** The skip rules of the last layout by what sets them apart: made again, they are reused. */
+  made: Map<string, Rule>;
 }
 
 /**
@@ -339,12 +347,14 @@ export class RuleSkips {
     const sources = this.sources[rule.family];
     sources.trie.add(addressToBytes(rule.src!), rule.srcLength, rule);
     sources.pending.add(rule);
+    sources.skips = undefined;
   }
 
   /** A `from` rule no longer elected. */
   deleteSource(rule: Rule): void {
     const sources = this.sources[rule.family];
     sources.trie.delete(addressToBytes(rule.src!), rule.srcLength, rule);
+    sources.skips = undefined;
     if (sources.pending.delete(rule)) return;
     const placed = sources.placed.get(rule);
     if (placed) sources.removed.push(placed);
@@ -361,7 +371,9 @@ export class RuleSkips {
     const tries = { 4: new CoverTrie(4), 6: new CoverTrie(16) };
     for (const rule of rules) tries[rule.family].add(addressToBytes(rule.dst!), rule.dstLength);
     for (const family of [4, 6] as const) {
-      this.destinationCovers[family] = tries[family].size >= SKIPPED_MIN ? tries[family].covers(COVERS_MAX) : [];
+      const covers = tries[family].size >= SKIPPED_MIN ? tries[family].covers(COVERS_MAX) : [];
+      if (!sameCovers(covers, this.destinationCovers[family])) this.sources[family].skips = undefined;
+      this.destinationCovers[family] = covers;
     }
   }
 
@@ -376,6 +388,10 @@ export class RuleSkips {
     const skips: Rule[] = [];
     for (const family of [4, 6] as const) {
       const sources = this.sources[family];
+      if (sources.skips) {
+        skips.push(...sources.skips);
+        continue;
+      }
       removed.push(...sources.removed);
       sources.removed = [];
       const move = (rule: Rule, priority: number) => {
@@ -410,7 +426,8 @@ export class RuleSkips {
         sources.slots = new Map(tree.leaves.map((leaf, i) => [leafKey(leaf), `${tree.slots[i]!}/${leaf.length}`]));
       }
       sources.pending.clear();
-      skips.push(...this.familySkips(family, tree));
+      sources.skips = reuseSkips(sources, this.familySkips(family, tree));
+      skips.push(...sources.skips);
     }
     return { removed, added, skips };
   }
@@ -476,7 +493,27 @@ export class RuleSkips {
   }
 }
 
-const emptySources = (bytes: 4 | 16): Sources => ({ trie: new CoverTrie<Rule>(bytes), placed: new Map(), pending: new Set(), removed: [], slots: undefined });
+const emptySources = (bytes: 4 | 16): Sources => ({ trie: new CoverTrie<Rule>(bytes), placed: new Map(), pending: new Set(), removed: [], slots: undefined, skips: undefined, made: new Map() });
+
+/**
+ * The skip rules of a layout, each one the previous layout had too replaced by that object:
+ * a leaf's cover and exit mostly stay when another leaf changes, and the same object keeps its
+ * key (keys.ts) instead of having it made again.
+ */
+function reuseSkips(sources: Sources, rules: readonly Rule[]): Rule[] {
+  const made = new Map<string, Rule>();
+  const reused = rules.map((rule) => {
+    const apart = `${rule.priority}|${rule.action}|${rule.goto ?? ''}|${rule.src ?? ''}/${rule.srcLength}|${rule.dst ?? ''}/${rule.dstLength}`;
+    const kept = sources.made.get(apart) ?? rule;
+    made.set(apart, kept);
+    return kept;
+  });
+  sources.made = made;
+  return reused;
+}
+
+const sameCovers = (a: readonly Cover[], b: readonly Cover[]): boolean =>
+  a.length === b.length && a.every((cover, i) => cover.length === b[i]!.length && cover.network.every((byte, at) => byte === b[i]!.network[at]));
 
 /**
  * A leaf by where it starts, not its length: when a leaf splits, the half that starts where
