@@ -199,15 +199,7 @@ export class CoverTrie<T = never> {
       return known;
     };
     const found: Cover[] = [];
-    const walk = (node: CoverNode<T> | undefined, network: Uint8Array, length: number) => {
-      if (!node) return;
-      if (isWhole(node)) return void found.push({ network, length });
-      const one = Uint8Array.from(network);
-      one[length >> 3]! |= 0x80 >> (length & 7);
-      walk(node.zero, network, length + 1);
-      walk(node.one, one, length + 1);
-    };
-    if (this.root.count > 0) walk(this.root, new Uint8Array(this.bytes), 0);
+    this.cut(isWhole, (_node, network, length) => found.push({ network, length }));
     return found;
   }
 
@@ -219,19 +211,30 @@ export class CoverTrie<T = never> {
    */
   leaves(max: number): Leaf<T>[] {
     const found: Leaf<T>[] = [];
+    this.cut(
+      (node) => node.count <= max || node.ends > 0,
+      (node, network, length) => {
+        const cover = narrowest(node, network, length);
+        found.push({ network, length, cover: { network: cover.network, length: cover.length }, items: () => itemsUnder(node) });
+      },
+    );
+    return found;
+  }
+
+  /**
+   * Walks down from the root in address order and hands each node where `stop` holds to
+   * `take`, with the prefix it is at, instead of going below it.
+   */
+  private cut(stop: (node: CoverNode<T>) => boolean, take: (node: CoverNode<T>, network: Uint8Array, length: number) => void): void {
     const walk = (node: CoverNode<T> | undefined, network: Uint8Array, length: number) => {
       if (!node) return;
-      if (node.count <= max || node.ends > 0) {
-        const cover = narrowest(node, network, length);
-        return void found.push({ network, length, cover: { network: cover.network, length: cover.length }, items: () => itemsUnder(node) });
-      }
+      if (stop(node)) return take(node, network, length);
       const one = Uint8Array.from(network);
       one[length >> 3]! |= 0x80 >> (length & 7);
       walk(node.zero, network, length + 1);
       walk(node.one, one, length + 1);
     };
     if (this.root.count > 0) walk(this.root, new Uint8Array(this.bytes), 0);
-    return found;
   }
 
   /** At most `limit` prefixes that together hold every prefix held, in address order. */

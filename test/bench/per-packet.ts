@@ -25,7 +25,7 @@ import { promisify } from 'node:util';
 import { NetnsLab } from '../../src/lab/netns.js';
 import { CLI, REPO } from './daemon.js';
 import { num, spread, type Spread } from './figures.js';
-import { ipBatch } from './world.js';
+import { ipBatch, type JsonRule } from './world.js';
 
 const run = promisify(execFile);
 const SIZES = [0, 100, 1000] as const;
@@ -157,24 +157,13 @@ async function buildHost(label: string, addresses: number, withSymroute: boolean
     writeFileSync(config, `interfaces:\n  include: ["eth*"]\nmetrics:\n  listen: false\niproute2_dir: false\nlog:\n  level: warn\n`);
     await run('ip', ['netns', 'exec', router, process.execPath, CLI, 'run', '--once', '--config', config], { maxBuffer: 1 << 26 });
   }
-  const rules = JSON.parse(await lab.ip(router, '-N', '-json', '-4', 'rule', 'show')) as DumpedRule[];
+  const rules = JSON.parse(await lab.ip(router, '-N', '-json', '-4', 'rule', 'show')) as JsonRule[];
   const lastManaged = longestWalk(rules);
   return { label, addresses, router, sender, rules: rules.length, ...(lastManaged !== undefined ? { lastManaged } : {}) };
 }
 
-interface DumpedRule {
-  priority: number;
-  src?: string;
-  srclen?: number;
-  dst?: string;
-  dstlen?: number;
-  table?: string;
-  goto?: number;
-  protocol?: string;
-}
-
 /** Whether a rule's selectors match a packet from `src` to DESTINATION (ip omits a full length). */
-function matches(rule: DumpedRule, src: string): boolean {
+function matches(rule: JsonRule, src: string): boolean {
   const inside = (network: string | undefined, length: number | undefined, address: string) => {
     if (network === undefined || network === 'all') return true;
     const block = new BlockList();
@@ -189,7 +178,7 @@ function matches(rule: DumpedRule, src: string): boolean {
  * kernel's walk (rules in its order, a matching goto jumps to the first rule of its target)
  * played over the dump for each of symroute's `from` rules.
  */
-function longestWalk(rules: readonly DumpedRule[]): string | undefined {
+function longestWalk(rules: readonly JsonRule[]): string | undefined {
   const own = rules.filter((r) => r.protocol === '83' && r.src !== undefined && r.goto === undefined && r.table !== undefined);
   let worst: { src: string; evaluated: number } | undefined;
   for (const target of own) {

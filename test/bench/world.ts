@@ -102,7 +102,8 @@ export async function addBulkRoutes(world: World, table: string, nic: number, co
   await ipBatch(world.ns, lines, dir, `bulk-${table}`);
 }
 
-interface JsonRule {
+/** A rule as `ip -json rule show` prints it. */
+export interface JsonRule {
   priority: number;
   src?: string;
   srclen?: number;
