@@ -8,6 +8,7 @@ import type { Route, Rule } from './model.js';
 import { routeKey, routeSlot, ruleKey, type ObjectKey, type RouteKey } from './keys.js';
 import type { MirrorView } from './mirror.js';
 import { kernelIdentity, skipsEverything } from './rule-skips.js';
+import { FR_ACT_GOTO } from './constants.js';
 import type { DesiredState, Plan, Scope } from './planner.js';
 
 export type Change =
@@ -16,18 +17,10 @@ export type Change =
   | { readonly op: 'delete'; readonly kind: 'route'; readonly route: Route }
   | { readonly op: 'add' | 'delete'; readonly kind: 'rule'; readonly rule: Rule };
 
-/** The key of what a change is about. */
-/** Keys of the changes made, kept: a pass asks for each change's key several times over. */
-const changeKeys = new WeakMap<Change, ObjectKey>();
+type RuleChange = Extract<Change, { kind: 'rule' }>;
 
-export function changeKey(change: Change): ObjectKey {
-  let key = changeKeys.get(change);
-  if (key === undefined) {
-    key = change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule);
-    changeKeys.set(change, key);
-  }
-  return key;
-}
+/** The key of what a change is about. */
+export const changeKey = (change: Change): ObjectKey => (change.kind === 'route' ? routeKey(change.route) : ruleKey(change.rule));
 
 /** What the diff reads of the desired state. */
 type Wanted = Pick<DesiredState, 'routesIn' | 'tables' | 'rules' | 'protectedTables'>;
@@ -89,8 +82,8 @@ export function changesWithin(desired: Wanted, mirror: MirrorView, protocol: num
     for (const route of ownedRoutes) if (!kept.has(routeKey(route))) routeDeletes.push({ op: 'delete', kind: 'route', route });
   }
 
-  const ruleAdds: Change[] = [];
-  const ruleDeletes: Change[] = [];
+  const ruleAdds: RuleChange[] = [];
+  const ruleDeletes: RuleChange[] = [];
   for (const key of ruleKeys) {
     const wanted = desired.rules.get(key);
     const counted = mirror.rules.get(key);
@@ -104,17 +97,19 @@ export function changesWithin(desired: Wanted, mirror: MirrorView, protocol: num
   const viaGateway = (change: Change) => change.kind === 'route' && change.route.gateway !== undefined;
   // A catch-all skip sends every packet past a block: in only after the covers that let the
   // block's packets in (and the block itself), out before them.
-  const skipsAll = (change: Change) => change.kind === 'rule' && skipsEverything(change.rule);
+  const skipsAll = (change: RuleChange) => skipsEverything(change.rule);
   // A goto that only changes its target (a tree's cover sent to another slot) is the same
   // rule to the kernel, which refuses the new one while the old one is there: old out first.
-  const added = new Set(ruleAdds.map((c) => kernelIdentity((c as { rule: Rule }).rule)));
-  const retargeted = (change: Change) => change.kind === 'rule' && added.has(kernelIdentity(change.rule));
+  const isGoto = (change: RuleChange) => change.rule.action === FR_ACT_GOTO;
+  const added = new Set(ruleAdds.filter(isGoto).map((c) => kernelIdentity(c.rule)));
+  const retargeted = ruleDeletes.filter((c) => isGoto(c) && added.has(kernelIdentity(c.rule)));
+  const deletes = retargeted.length === 0 ? ruleDeletes : ruleDeletes.filter((c) => !retargeted.includes(c));
   return [
     routeWrites.filter((c) => !viaGateway(c)),
     routeWrites.filter(viaGateway),
-    ruleDeletes.filter(retargeted),
+    retargeted,
     [...ruleAdds.filter((c) => !skipsAll(c)), ...ruleAdds.filter(skipsAll)],
-    [...ruleDeletes.filter((c) => skipsAll(c) && !retargeted(c)), ...ruleDeletes.filter((c) => !skipsAll(c) && !retargeted(c))],
+    [...deletes.filter(skipsAll), ...deletes.filter((c) => !skipsAll(c))],
     routeDeletes.filter(viaGateway),
     routeDeletes.filter((c) => !viaGateway(c)),
   ].filter((phase) => phase.length > 0);
