@@ -3,6 +3,7 @@
 // prefix's own bits (the ones around it end on that path) and then the subtree below it (the
 // ones inside): time in proportion to the prefix length plus what is found, never to how
 // many prefixes are held. One trie per address family.
+import { bitOf } from '../net/ip.js';
 
 // A class with every field set from the start, and fields cleared rather than deleted: V8
 // turns an object whose property is deleted into a slow dictionary, and every later walk
@@ -14,7 +15,6 @@ class TrieNode<T> {
   owners: Set<T> | undefined = undefined;
 }
 
-const bitOf = (bytes: Uint8Array, bit: number): number => (bytes[bit >> 3]! >> (7 - (bit & 7))) & 1;
 
 export class PrefixTrie<T> {
   private readonly root = new TrieNode<T>();

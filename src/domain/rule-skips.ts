@@ -42,7 +42,7 @@
 // kernel resolves a goto only to an existing priority, and an unresolved goto is no rule at
 // all: with its landing missing (deleted by hand), the walk is longer, never wrong. Pure: no I/O.
 import type { Config } from '../config/config.js';
-import { addressToBytes, bytesToAddress, type Family } from '../net/ip.js';
+import { addressToBytes, bitOf, bytesToAddress, withBitSet, type Family } from '../net/ip.js';
 import type { Rule } from './model.js';
 import { ruleKey, type RuleKey } from './keys.js';
 import { FR_ACT_GOTO, FR_ACT_NOP } from './constants.js';
@@ -129,7 +129,6 @@ export interface Cover {
   readonly length: number;
 }
 
-const bitOf = (bytes: Uint8Array, bit: number): number => (bytes[bit >> 3]! >> (7 - (bit & 7))) & 1;
 
 /**
  * Prefixes (with repeats) in a binary trie, to cover them with a few prefixes: the cover of
@@ -229,10 +228,8 @@ export class CoverTrie<T = never> {
     const walk = (node: CoverNode<T> | undefined, network: Uint8Array, length: number) => {
       if (!node) return;
       if (stop(node)) return take(node, network, length);
-      const one = Uint8Array.from(network);
-      one[length >> 3]! |= 0x80 >> (length & 7);
       walk(node.zero, network, length + 1);
-      walk(node.one, one, length + 1);
+      walk(node.one, withBitSet(network, length), length + 1);
     };
     if (this.root.count > 0) walk(this.root, new Uint8Array(this.bytes), 0);
   }
@@ -248,9 +245,10 @@ export class CoverTrie<T = never> {
       let best: { at: number; gain: number; halves: [Covered, Covered] } | undefined;
       frontier.forEach((cover, at) => {
         if (cover.node.ends > 0) return; // a prefix ends here: it is its own cover
-        const one = Uint8Array.from(cover.network);
-        one[cover.length >> 3]! |= 0x80 >> (cover.length & 7);
-        const halves: [Covered, Covered] = [narrowest(cover.node.zero!, cover.network, cover.length + 1), narrowest(cover.node.one!, one, cover.length + 1)];
+        const halves: [Covered, Covered] = [
+          narrowest(cover.node.zero!, cover.network, cover.length + 1),
+          narrowest(cover.node.one!, withBitSet(cover.network, cover.length), cover.length + 1),
+        ];
         const gain = size(cover.length) - size(halves[0].length) - size(halves[1].length);
         if (gain > 0 && (!best || gain > best.gain)) best = { at, gain, halves };
       });

@@ -146,6 +146,16 @@ export function networkOf(address: string, prefixLength: number): string {
   return bytesToAddress(maskBytes(addressToBytes(address), prefixLength));
 }
 
+/** Bit `bit` of an address, counted from the most significant: 0 or 1. */
+export const bitOf = (bytes: Uint8Array, bit: number): number => (bytes[bit >> 3]! >> (7 - (bit & 7))) & 1;
+
+/** A copy of `bytes` with bit `bit` set: the upper half of the prefix of that many bits. */
+export function withBitSet(bytes: Uint8Array, bit: number): Uint8Array {
+  const copy = Uint8Array.from(bytes);
+  copy[bit >> 3]! |= 0x80 >> (bit & 7);
+  return copy;
+}
+
 /** Clears the host bits of `bytes` (in place) after the first `prefixLength`; returns them. */
 export function maskBytes(bytes: Uint8Array, prefixLength: number): Uint8Array {
   const whole = prefixLength >> 3;
