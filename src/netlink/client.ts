@@ -230,14 +230,13 @@ export class RtnlClient {
 
   /**
    * Many single GETs (route lookups), pipelined as `execute` pipelines writes: one sendmsg per
-   * batch. Each resolves to the object it was answered with, or the kernel's refusal. Unlike
-   * writes, the batches give way to the event loop between them: a sweep of every reply path
-   * (6000 lookups at 1000 NICs, ~0.3 s of the kernel's time) must not hold up a pass.
+   * batch. Each resolves to the object it was answered with, or the kernel's refusal. The
+   * kernel answers inside sendmsg(), so the caller hands over what one turn of the event loop
+   * may take (kernel/route-lookups.ts: a sweep must not hold up a pass).
    */
-  async getAll(type: number, requests: readonly { body: RtnlBody; action: string }[]): Promise<Array<RtnlBody | NetlinkError>> {
+  getAll(type: number, requests: readonly { body: RtnlBody; action: string }[]): Promise<Array<RtnlBody | NetlinkError>> {
     const answers: Array<Promise<RtnlBody | NetlinkError>> = [];
     for (let start = 0; start < requests.length; start += BATCH_SIZE) {
-      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
       const batch = requests.slice(start, start + BATCH_SIZE).map(({ body, action }) => {
         const seq = this.allocateSeq();
         let first: RtnlBody | undefined;
