@@ -14,6 +14,7 @@ export const RT_SCOPE_SITE = 200;
 export const RT_SCOPE_LINK = 253;
 export const RT_SCOPE_HOST = 254;
 export const RTN_UNICAST = 1;
+export const RTN_LOCAL = 2;
 export const RT_TABLE_UNSPEC = 0;
 export const RT_TABLE_MAIN = 254;
 export const RT_TABLE_LOCAL = 255;

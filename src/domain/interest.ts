@@ -6,11 +6,20 @@
 // is in main (gateways and reachability are learned there), or when it is in a table
 // symroute uses or could use: a pinned table, or base + ifindex of any link the kernel has
 // (a link's table must be free of foreign routes before symroute writes into it, whether or
-// not the link is managed yet). The local table is the kernel's own and never matters.
+// not the link is managed yet). Of the local table (the kernel's own) only the IPv6 routes
+// of type local matter: they say which addresses the kernel delivers (Mirror.delivers).
 // Pure: no I/O.
 import type { Config } from '../config/config.js';
-import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from './constants.js';
+import { RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_LOCAL } from './constants.js';
 import type { PlumbingScope } from './destinations.js';
+
+/** What of a route decides whether it matters: the kernel adapter reads it undecoded. */
+export interface RouteTag {
+  readonly family: number;
+  readonly table: number;
+  readonly protocol: number;
+  readonly type: number;
+}
 
 /** The part of the config that decides which tables matter. */
 export type TableScope = Pick<Config, 'protocol' | 'table'>;
@@ -54,9 +63,9 @@ export class RouteInterest {
     return this.scope.protocol;
   }
 
-  /** Whether a route in `table` (a u32) with `protocol` can matter to symroute. */
-  matters(table: number, protocol: number): boolean {
-    if (table === RT_TABLE_LOCAL) return false;
+  /** Whether a route with this tag (its table a u32) can matter to symroute. */
+  matters({ family, table, protocol, type }: RouteTag): boolean {
+    if (table === RT_TABLE_LOCAL) return family === 6 && type === RTN_LOCAL;
     return protocol === this.scope.protocol || table === RT_TABLE_MAIN || this.wanted.has(table);
   }
 

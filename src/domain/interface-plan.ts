@@ -134,12 +134,18 @@ function dedupeRules(rules: readonly Rule[]): Rule[] {
   });
 }
 
-function usable(address: Address): boolean {
+/**
+ * An address replies may come from. An IPv6 one only once the kernel delivers it (its local
+ * route: DAD done): before, the kernel refuses it as a route's source. Its flags do not say
+ * so after a flap: a kept address goes through DAD again without a notification.
+ */
+function usable(address: Address, mirror: MirrorView): boolean {
   if (address.family === 4) return address.scope === RT_SCOPE_UNIVERSE || address.scope === RT_SCOPE_SITE;
   return (
     address.scope === RT_SCOPE_UNIVERSE &&
     !isIPv6LinkLocal(address.address) &&
-    (address.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED)) === 0
+    (address.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED)) === 0 &&
+    mirror.delivers(address.address)
   );
 }
 
@@ -152,7 +158,7 @@ function byPreference(a: Address, b: Address): number {
 }
 
 function planFamily(config: Config, mirror: MirrorView, link: Link, family: Family): FamilyPlan {
-  const addresses = [...mirror.addressesOf(link.index).values()].filter((a) => a.family === family && usable(a)).sort(byPreference);
+  const addresses = [...mirror.addressesOf(link.index).values()].filter((a) => a.family === family && usable(a, mirror)).sort(byPreference);
   const configured = Object.hasOwn(config.gateways, link.name) ? config.gateways[link.name]![family === 4 ? 'ipv4' : 'ipv6'] : undefined;
   const gateway = configured
     ? // Written as the kernel will report it, or the route would never compare equal.

@@ -9,7 +9,7 @@ import type { KernelEvent } from './events.js';
 import { networkOf, type Family } from '../net/ip.js';
 import { type Address, type Link, type Nexthop, type Route, type Rule } from './model.js';
 import { addressKey, ownerKey, routeKey, routeSlot, ruleKey, type AddressKey, type RouteKey, type RouteSlot, type RuleKey } from './keys.js';
-import { RT_SCOPE_LINK, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST } from './constants.js';
+import { RT_SCOPE_LINK, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_LOCAL, RTN_UNICAST } from './constants.js';
 
 /** Which main-table routes besides the defaults to keep, given the name of the route's device. */
 export type MainRouteFilter = (route: Route, linkName: string | undefined) => boolean;
@@ -142,6 +142,12 @@ export interface MirrorView {
   addressesOf(ifindex: number): ReadonlyMap<AddressKey, Address>;
   /** Whether some link of this host holds the address. */
   holdsAddress(address: string): boolean;
+  /**
+   * Whether the kernel delivers packets for the address locally: an IPv4 one as soon as a
+   * link holds it; an IPv6 one only while its local route is in (from the end of DAD, which
+   * starts again silently when a link with a kept address comes back up).
+   */
+  delivers(address: string): boolean;
   /** One table's routes, by routeKey. */
   routesIn(table: number): ReadonlyMap<RouteKey, Route>;
   /** Every table that holds a route. */
@@ -170,6 +176,10 @@ export class Mirror implements MirrorView {
   private readonly addressesByLink = new Map<number, Map<AddressKey, Address>>();
   /** How many addresses hold each address text (one may sit on several links). */
   private readonly addressUses = new Map<string, number>();
+  /** The IPv6 addresses the local table delivers, by device (see delivers()). */
+  private readonly localRoutes = new Map<number, Set<string>>();
+  /** How many devices' local routes deliver each IPv6 address. */
+  private readonly localUses = new Map<string, number>();
   private readonly routesByTable = new Map<number, Map<RouteKey, Route>>();
   /** Routes by slot: almost always one each, so a small array rather than a map. */
   private readonly routesBySlot = new Map<RouteSlot, Route[]>();
@@ -205,6 +215,10 @@ export class Mirror implements MirrorView {
 
   holdsAddress(address: string): boolean {
     return this.addressUses.has(address);
+  }
+
+  delivers(address: string): boolean {
+    return address.includes(':') ? this.localUses.has(address) : this.addressUses.has(address);
   }
 
   addressesOf(ifindex: number): ReadonlyMap<AddressKey, Address> {
@@ -247,14 +261,15 @@ export class Mirror implements MirrorView {
   }
 
   /**
-   * How a route is kept: not at all from the local table (the kernel's own); from the main
+   * How a route is kept: from the local table (the kernel's own) only as the IPv6 address it
+   * delivers, which IPv4 does with the address itself (see delivers()); from the main
    * table whole if it is a default (where gateways are learned) or `keepMainRoute` asks for
    * it (routes into container plumbing, some via a gateway: Flannel, Cilium), as a prefix if
    * it is a device route (which says where a gateway is reachable), else not at all (a full
    * BGP table in main costs nothing); whole from every other table.
    */
-  private kept(route: Route): 'whole' | 'prefix' | false {
-    if (route.table === RT_TABLE_LOCAL) return false;
+  private kept(route: Route): 'whole' | 'prefix' | 'delivery' | false {
+    if (route.table === RT_TABLE_LOCAL) return route.family === 6 && route.type === RTN_LOCAL && route.oif !== undefined ? 'delivery' : false;
     if (route.table !== RT_TABLE_MAIN || route.dstLength === 0) return 'whole';
     if (route.oif !== undefined && this.keepMainRoute(route, this.links.get(route.oif)?.name)) return 'whole';
     if (route.gateway || route.nexthops || route.oif === undefined || route.type !== RTN_UNICAST) return false;
@@ -298,6 +313,7 @@ export class Mirror implements MirrorView {
         const kept = this.kept(route);
         if (!kept) return false;
         if (kept === 'prefix') return this.applyDeviceRoute(route, event.op);
+        if (kept === 'delivery') return this.applyLocalRoute(route.oif!, route.dst, event.op !== 'delete');
         const key = routeKey(route);
         if (event.op === 'delete') return this.removeRoute(key) || this.dropIPv6Nexthop(route);
         // A replace announces only the new route: the one it displaced is gone from its slot.
@@ -372,6 +388,25 @@ export class Mirror implements MirrorView {
     if (route.family === 6 && route.prefsrc) mapDelete(this.routesBySource, route.prefsrc, key);
     if (route.table === RT_TABLE_MAIN && route.dstLength === 0) for (const device of routeDevices(route)) mapDelete(this.mainDefaults, device, key);
     bump(this.routeCounts, ownerKey(route.protocol, route.family), -1);
+  }
+
+  /**
+   * An IPv6 local route, kept as the address it delivers: journaled as that device's
+   * addresses of that text, whose plan depends on it (see delivers()).
+   */
+  private applyLocalRoute(device: number, address: string, present: boolean): boolean {
+    const addresses = this.localRoutes.get(device);
+    if (present === (addresses?.has(address) ?? false)) return false;
+    if (present) {
+      if (addresses) addresses.add(address);
+      else this.localRoutes.set(device, new Set([address]));
+    } else {
+      addresses!.delete(address);
+      if (addresses!.size === 0) this.localRoutes.delete(device);
+    }
+    bump(this.localUses, address, present ? 1 : -1);
+    if (this.journal) for (const held of this.addressesOf(device).values()) if (held.address === address) this.journal.addresses.push(held);
+    return true;
   }
 
   /** A main-table device route kept as its prefix (see mainDeviceRoutes). */
@@ -471,6 +506,8 @@ export class Mirror implements MirrorView {
     const existed = this.links.delete(index);
     if (existed) this.journal?.links.add(index);
     this.mainDeviceRoutes.delete(index);
+    // A device unregistered with net.ipv6.route.skip_notify_on_dev_down takes them silently.
+    for (const address of [...(this.localRoutes.get(index) ?? [])]) this.applyLocalRoute(index, address, false);
     for (const key of [...this.addressesOf(index).keys()]) this.removeAddress(key);
     for (const [key, route] of [...(this.routesByDevice.get(index) ?? EMPTY)]) {
       this.removeRoute(key);

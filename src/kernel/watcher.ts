@@ -27,7 +27,7 @@ import { receiveAll, type KeepFilter } from '../netlink/receive.js';
 import type { KernelEvent } from '../domain/events.js';
 import { isPlumbingRoute } from '../domain/destinations.js';
 import { RouteInterest, type MirrorScope, type TableScope } from '../domain/interest.js';
-import { RT_TABLE_MAIN } from '../domain/constants.js';
+import { RT_TABLE_LOCAL, RT_TABLE_MAIN } from '../domain/constants.js';
 import { eventFromEcho, eventFromMessage } from './events.js';
 import { openNetlinkSocket, type NativeNetlinkSocket } from '../netlink/native.js';
 import { dumpRequests, echoes, routeDumpRequest } from './objects.js';
@@ -215,7 +215,7 @@ export class Watcher {
       return false;
     }
     const tag = peekRoute(raw);
-    if (!tag || this.interest.matters(tag.table, tag.protocol)) return true;
+    if (!tag || this.interest.matters(tag)) return true;
     this.skippedRoutes++;
     return false;
   };
@@ -311,7 +311,7 @@ export class Watcher {
     this.heldBack = null;
     for (const event of heldBack) {
       // Held back under what mattered before the dump: judged again by what matters now.
-      if (event.kind === 'route' && !this.interest.matters(event.route.table, event.route.protocol)) continue;
+      if (event.kind === 'route' && !this.interest.matters(event.route)) continue;
       if (event.kind === 'link' && event.op === 'set') this.cover(event.link.index);
       this.mirrorState.apply(event, true);
     }
@@ -442,7 +442,8 @@ async function dumpMirrorOnce(
   if (!(await dump(RTM_GETADDR, dumpRequests.address, 'dump_address', 'addresses'))) return null;
   const interest = new RouteInterest(scope, mirror.links.keys());
   const keep = adopt(interest);
-  for (const [request, what] of routeDumps([RT_TABLE_MAIN, ...interest.tables], interest.protocol)) {
+  // The local table for the addresses it delivers (Mirror.delivers): `keep` passes over the rest.
+  for (const [request, what] of routeDumps([RT_TABLE_MAIN, RT_TABLE_LOCAL, ...interest.tables], interest.protocol)) {
     if (!(await dump(RTM_GETROUTE, request, 'dump_route', what, keep))) return null;
   }
   if (!(await dump(RTM_GETRULE, dumpRequests.rule, 'dump_rule', 'rules'))) return null;
@@ -464,6 +465,6 @@ function routeDumps(tables: readonly number[], protocol: number): Array<[RtnlBod
 function keepOf(interest: RouteInterest): KeepFilter {
   return (raw) => {
     const tag = peekRoute(raw);
-    return tag === undefined || interest.matters(tag.table, tag.protocol);
+    return tag === undefined || interest.matters(tag);
   };
 }

@@ -36,6 +36,7 @@ import {
   RTA_TABLE,
   RTMSG_PROTOCOL_OFFSET,
   RTMSG_TABLE_OFFSET,
+  RTMSG_TYPE_OFFSET,
   RT_TABLE_COMPAT,
   routeSchema,
   schemaByTypeBlock,
@@ -101,38 +102,42 @@ function decodeRtnl(schema: MessageSchema, payload: Uint8Array): RtnlBody | { ki
   return { kind: schema.kind, header, attributes } as RtnlBody;
 }
 
-/** The table (u32) and protocol of a route, as peekRoute() reads them. */
+/** The family (4 or 6), table (u32), protocol and type of a route, as peekRoute() reads them. */
 export interface RouteTag {
+  readonly family: 4 | 6;
   readonly table: number;
   readonly protocol: number;
+  readonly type: number;
 }
 
 /**
- * The table and protocol of an IPv4/IPv6 RTM_NEWROUTE/RTM_DELROUTE, read without decoding
- * the message: the rtmsg header holds both, but a table >= 256 only fits in RTA_TABLE (the
- * header then says RT_TABLE_COMPAT), so the attributes are walked for that one. Undefined
- * for any other message, and for one too short or malformed to tell: the full decode then
- * says what is wrong with it.
+ * The family, table, protocol and type of an IPv4/IPv6 RTM_NEWROUTE/RTM_DELROUTE, read
+ * without decoding the message: the rtmsg header holds them, but a table >= 256 only fits in
+ * RTA_TABLE (the header then says RT_TABLE_COMPAT), so the attributes are walked for that
+ * one. Undefined for any other message, and for one too short or malformed to tell: the full
+ * decode then says what is wrong with it.
  */
 export function peekRoute(raw: RawMessage): RouteTag | undefined {
   if (raw.type !== RTM_NEWROUTE && raw.type !== RTM_DELROUTE) return undefined;
   const payload = raw.payload;
   const headerSize = routeSchema.header.size;
   if (payload.length < headerSize || !routeSchema.families.includes(payload[0]!)) return undefined;
+  const family = payload[0] === AF_INET6 ? 6 : 4;
   const protocol = payload[RTMSG_PROTOCOL_OFFSET]!;
+  const type = payload[RTMSG_TYPE_OFFSET]!;
   const headerTable = payload[RTMSG_TABLE_OFFSET]!;
   // Every table but 0 and 252 is exact in the header; those two may stand for a larger one.
-  if (headerTable !== RT_TABLE_COMPAT && headerTable !== 0) return { table: headerTable, protocol };
+  if (headerTable !== RT_TABLE_COMPAT && headerTable !== 0) return { family, table: headerTable, protocol, type };
   const view = viewOf(payload);
   for (let offset = align4(headerSize); offset + 4 <= payload.length; ) {
     const length = view.getUint16(offset, HOST_LITTLE_ENDIAN);
     if (length < 4 || offset + length > payload.length) return undefined;
     if ((view.getUint16(offset + 2, HOST_LITTLE_ENDIAN) & NLA_TYPE_MASK) === RTA_TABLE) {
-      return length === 8 ? { table: view.getUint32(offset + 4, HOST_LITTLE_ENDIAN), protocol } : undefined;
+      return length === 8 ? { family, table: view.getUint32(offset + 4, HOST_LITTLE_ENDIAN), protocol, type } : undefined;
     }
     offset += align4(length);
   }
-  return { table: headerTable, protocol };
+  return { family, table: headerTable, protocol, type };
 }
 
 /**

@@ -95,9 +95,10 @@ export const RTA_TABLE = 15;
 export const RTA_PREF = 20;
 export const RTA_NH_ID = 30;
 
-/** Offsets of rtm_table and rtm_protocol in struct rtmsg: read before anything else is decoded. */
+/** Offsets of rtm_table, rtm_protocol and rtm_type in struct rtmsg: read before anything else is decoded. */
 export const RTMSG_TABLE_OFFSET = 4;
 export const RTMSG_PROTOCOL_OFFSET = 5;
+export const RTMSG_TYPE_OFFSET = 7;
 /** rtm_table of a route whose table (>= 256) only RTA_TABLE can hold. */
 export const RT_TABLE_COMPAT = 252;
 const routeHeader = {
@@ -110,7 +111,7 @@ const routeHeader = {
     ['table', 'u8', RTMSG_TABLE_OFFSET],
     ['protocol', 'u8', RTMSG_PROTOCOL_OFFSET],
     ['scope', 'u8', 6],
-    ['type', 'u8', 7],
+    ['type', 'u8', RTMSG_TYPE_OFFSET],
     ['flags', 'u32', 8],
   ],
 } as const satisfies StructSchema;

@@ -100,4 +100,35 @@ describe('undisturbed operation', () => {
     }, 60_000, 200);
     await expectQuiet(lab, ns, daemon);
   }, 300_000);
+
+  it('a flap of a NIC whose IPv6 address is kept: DAD runs again unannounced, no warning, its paths verified once it ends', async () => {
+    lab = new Lab();
+    const ns = await lab.namespace('h');
+    await lab.exec(ns, 'sysctl', '-qw', 'net.ipv6.conf.all.keep_addr_on_down=1', 'net.ipv6.conf.default.keep_addr_on_down=1');
+    await batch(lab, ns, 'setup.batch', [
+      'link add n1 type veth peer name veth1',
+      'link set veth1 up',
+      'link set n1 up',
+      'addr add 198.18.1.10/24 dev n1',
+      // With DAD, as an operator's address would be: about a second in which it is tentative.
+      'addr add 2001:db8:1::10/64 dev n1',
+    ]);
+    const settled = async () => {
+      const addresses = await lab!.ip(ns, '-6', 'addr', 'show', 'dev', 'n1', 'scope', 'global');
+      expect(addresses).toContain('2001:db8:1::10/64');
+      expect(addresses).not.toMatch(/tentative/);
+    };
+    await eventually(settled, 10_000, 100);
+    const daemon = await lab.startConverged(ns, lab.writeConfig('metrics:\n  listen: 127.0.0.1:9477\nverify:\n  interval: false\n'));
+    const ipv6Ok = async () => (await lab!.metricSeries(ns, 'symroute_reply_path_ok'))['symroute_reply_path_ok{ifname="n1",family="ipv6"}'];
+    await eventually(async () => expect(await ipv6Ok()).toBe(1), 10_000, 100);
+    await batch(lab, ns, 'flap.batch', ['link set n1 down', 'link set n1 up']);
+    // Kept, and tentative again without a notification: the kernel does not deliver it yet.
+    expect(await lab.ip(ns, '-6', 'addr', 'show', 'dev', 'n1', 'scope', 'global')).toMatch(/2001:db8:1::10\/64 .*tentative/);
+    await eventually(async () => expect(await ipv6Ok()).toBeUndefined(), 10_000, 50);
+    await eventually(settled, 10_000, 100);
+    // DAD's end is announced by the address's local route: that NIC is verified again.
+    await eventually(async () => expect(await ipv6Ok()).toBe(1), 10_000, 100);
+    await expectQuiet(lab, ns, daemon);
+  }, 60_000);
 });

@@ -30,7 +30,7 @@ import {
 import { decodeMessage, encodeRequest, type AddressMessage, type LinkMessage, type RouteMessage, type RtnlBody } from '../../src/netlink/messages.js';
 import type { NativeNetlinkSocket, ReadResult } from '../../src/netlink/native.js';
 import { routeFromMessage, routeToMessage, ruleFromMessage, ruleToMessage } from '../../src/kernel/objects.js';
-import { addressMessage, linkMessage, type AddressSpec, type LinkSpec } from './builders.js';
+import { addressMessage, linkMessage, localRouteOf, type AddressSpec, type LinkSpec } from './builders.js';
 
 /**
  * Written from the kernel's rules, not from src/, so that a mistake in symroute's keys is
@@ -159,6 +159,8 @@ export class ScriptedKernel {
     const message = addressMessage(spec);
     this.addresses.set(addressId(message), message);
     this.notify(RTM_NEWADDR, 0, message);
+    const local = localRouteOf(spec);
+    if (local) this.addRoute(local);
   }
   delAddress(spec: AddressSpec): void {
     const message = addressMessage(spec);
@@ -168,6 +170,8 @@ export class ScriptedKernel {
     // The last IPv4 address takes the device's IPv4 routes, without a word.
     if (family === 2 && !others) this.dropRoutesVia(spec.ifindex);
     this.notify(RTM_DELADDR, 0, message);
+    const local = localRouteOf(spec);
+    if (local) this.delRoute(local);
   }
   delRule(rule: Rule): void {
     const id = identityOf(rule);

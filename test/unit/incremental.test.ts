@@ -12,7 +12,7 @@ import { type Route, type Rule } from '../../src/domain/model.js';
 import { routeKey, ruleKey } from '../../src/domain/keys.js';
 import { IFA_F_DEPRECATED, IFA_F_SECONDARY, RT_SCOPE_LINK } from '../../src/domain/constants.js';
 import { NLM_F_CREATE, NLM_F_REPLACE } from '../../src/netlink/constants.js';
-import { MirrorBuilder, PROTO, PROTO_DHCP, PROTO_STATIC, route, rule } from '../support/builders.js';
+import { localRouteOf, MirrorBuilder, PROTO, PROTO_DHCP, PROTO_STATIC, route, rule } from '../support/builders.js';
 
 const IFA_F_PERMANENT = 0x80;
 const INDEXES = [2, 3, 4, 5];
@@ -24,6 +24,7 @@ type Op =
   | { op: 'route' | 'unroute' | 'replace'; route: Route }
   | { op: 'rule' | 'unrule'; rule: Rule }
   | { op: 'drift'; pick: number }
+  | { op: 'dad'; pick: number; done: boolean }
   | { op: 'bulk' | 'unbulk'; what: 'addresses' | 'pods'; ifindex: number; net: number; count: number };
 
 const index = fc.constantFrom(...INDEXES);
@@ -87,6 +88,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     ),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('drift' as const), pick: fc.nat() }) },
+  // An IPv6 address's local route goes (a flap: DAD again) or comes (DAD done).
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('dad' as const), pick: fc.nat(), done: fc.boolean() }) },
   // Many at once: enough host addresses, or pod routes, for the rules that skip them, and
   // for the tree of `from` rules (rule-skips.ts).
   {
@@ -155,6 +158,13 @@ function perform(b: MirrorBuilder, op: Op): void {
         else void (op.op === 'bulk' ? b.route(podRoute(cidr, op.ifindex), NLM_F_CREATE) : b.delRoute(podRoute(cidr, op.ifindex)));
       }
       return;
+    case 'dad': {
+      const held = [...b.mirror.addresses.values()].filter((a) => a.family === 6);
+      if (held.length === 0) return;
+      const address = held[op.pick % held.length]!;
+      const local = localRouteOf({ ifindex: address.ifindex, cidr: `${address.address}/${address.prefixLength}` })!;
+      return void (op.done ? b.route(local) : b.delRoute(local));
+    }
     case 'drift': {
       // Someone deletes one of symroute's routes or rules.
       const owned = [...b.mirror.routes.values()].filter((r) => r.protocol === PROTO);

@@ -5,7 +5,7 @@ import { type Route } from '../../src/domain/model.js';
 import { addressKey, routeKey, ruleKey, type AddressKey } from '../../src/domain/keys.js';
 import { HOST_LITTLE_ENDIAN, splitDatagram } from '../../src/netlink/codec.js';
 import { NLM_F_CREATE, NLM_F_REPLACE, RTM_DELROUTE, RTM_DELRULE, RTM_F_CLONED, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTM_NEWRULE } from '../../src/netlink/constants.js';
-import { IFA_F_DEPRECATED, IFA_F_SECONDARY, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_TABLE_LOCAL } from '../../src/domain/constants.js';
+import { IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_TABLE_LOCAL } from '../../src/domain/constants.js';
 import { decodeMessage, isRtnlBody } from '../../src/netlink/messages.js';
 import { routeToMessage, ruleToMessage } from '../../src/kernel/objects.js';
 import { eventFromMessage } from '../../src/kernel/events.js';
@@ -219,10 +219,36 @@ describe('routes', () => {
     expect(routes(b.mirror)).toEqual([otherMetric, otherTable, otherFamily, replacement]);
   });
 
-  it('ignores the local table and cloned routes, NEW and DEL alike', () => {
+  it('of the local table, keeps only which IPv6 addresses it delivers, as no route', () => {
+    const b = new MirrorBuilder();
+    b.link(3, 'eth0');
+    const v6 = { ifindex: 3, cidr: '2001:db8:1::2/64' };
+    // An address in DAD (or kept through a flap, DAD again without a word): not delivered yet.
+    b.address({ ...v6, flags: 0x80 | IFA_F_TENTATIVE });
+    expect(b.mirror.delivers('2001:db8:1::2')).toBe(false);
+    const local = route({ dst: '2001:db8:1::2/128', oif: 3, table: RT_TABLE_LOCAL, type: 2, metric: 0, protocol: 2 });
+    expect(b.route(local)).toBe(true);
+    expect(b.route(local)).toBe(false); // the same again
+    expect(b.mirror.delivers('2001:db8:1::2')).toBe(true);
+    expect(b.mirror.routes.size).toBe(0);
+    expect([...b.mirror.tables()]).toEqual([]);
+    expect(b.delRoute(local)).toBe(true);
+    expect(b.mirror.delivers('2001:db8:1::2')).toBe(false);
+    // IPv4 delivers with the address; a link's removal takes its local routes.
+    b.address({ ifindex: 3, cidr: '198.18.1.2/24' });
+    expect(b.mirror.delivers('198.18.1.2')).toBe(true);
+    b.route(local);
+    b.delLink(3, 'eth0');
+    expect(b.mirror.delivers('2001:db8:1::2')).toBe(false);
+    expect(b.mirror.delivers('198.18.1.2')).toBe(false);
+  });
+
+  it('ignores the rest of the local table and cloned routes, NEW and DEL alike', () => {
     const b = new MirrorBuilder();
     const local = route({ dst: '198.18.1.2/32', oif: 3, table: RT_TABLE_LOCAL, type: 2, scope: RT_SCOPE_HOST, protocol: 2 });
     expect(b.route(local)).toBe(false);
+    const anycast = route({ dst: '2001:db8:1::/128', oif: 3, table: RT_TABLE_LOCAL, type: 4, metric: 0, protocol: 2 });
+    expect(b.route(anycast)).toBe(false);
     const wanted = route({ dst: '2001:db8:5::1/128', oif: 3, gateway: 'fe80::1', table: 1003 });
     const cloned = routeToMessage(wanted);
     cloned.header.flags |= RTM_F_CLONED;

@@ -5,8 +5,8 @@ import { networkOf, type Family } from '../../src/net/ip.js';
 import { type Route, type Rule } from '../../src/domain/model.js';
 import { routeSlot, ruleKey } from '../../src/domain/keys.js';
 import { FR_ACT_TO_TBL, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_SECONDARY, IFA_F_TENTATIVE, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_SCOPE_SITE, RT_SCOPE_UNIVERSE, RTN_UNICAST } from '../../src/domain/constants.js';
-import { plan, type Plan } from '../../src/domain/planner.js';
-import { MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route } from '../support/builders.js';
+import { DesiredState, plan, type Plan } from '../../src/domain/planner.js';
+import { localRouteOf, MirrorBuilder, PROTO, PROTO_BOOT, PROTO_DHCP, PROTO_STATIC, route } from '../support/builders.js';
 
 const PROTO_RA = 9;
 const IFA_F_PERMANENT = 0x80;
@@ -448,6 +448,26 @@ describe('usable addresses', () => {
     expect(p.rules.map((r) => r.src)).toEqual(['2001:db8:1::1', '2001:db8:1::5', '2001:db8:1::6']);
     expect(p.routes).toEqual([connected(1002, '2001:db8:1::/64', 2, '2001:db8:1::1')]);
     expect(p.interfaces[0]!.families[0]!.addresses.map((a) => a.address)).toEqual(['2001:db8:1::1', '2001:db8:1::5', '2001:db8:1::6']);
+  });
+
+  it('IPv6: only while the kernel delivers it (its local route), which a flap takes until DAD ends again', () => {
+    const b = new MirrorBuilder();
+    b.link(2, 'eth0');
+    const kept = { ifindex: 2, cidr: '2001:db8:1::1/64' };
+    b.address(kept);
+    const desired = new DesiredState(defaultConfig());
+    desired.update(b.mirror, b.mirror.takeChanges());
+    const sources = () => desired.toPlan().rules.map((r) => r.src);
+    expect(sources()).toEqual(['2001:db8:1::1']);
+    // Down and up: the address stays as it was announced, its local route is gone.
+    b.link(2, 'eth0', { up: false });
+    b.link(2, 'eth0');
+    b.delRoute(localRouteOf(kept)!);
+    desired.update(b.mirror, b.mirror.takeChanges());
+    expect(desired.toPlan()).toMatchObject({ rules: [], routes: [] });
+    b.route(localRouteOf(kept)!); // DAD done
+    desired.update(b.mirror, b.mirror.takeChanges());
+    expect(sources()).toEqual(['2001:db8:1::1']);
   });
 
   it('an interface whose only IPv6 address is tentative plans nothing for IPv6, not even a gateway', () => {

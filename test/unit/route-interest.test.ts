@@ -4,12 +4,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
 import { RouteInterest } from '../../src/domain/interest.js';
+import { RTN_LOCAL, RTN_UNICAST } from '../../src/domain/constants.js';
 import { encodeAttribute, encodeMessage, splitDatagram, type RawMessage } from '../../src/netlink/codec.js';
 import { RTM_DELROUTE, RTM_GETROUTE, RTM_NEWLINK, RTM_NEWROUTE } from '../../src/netlink/constants.js';
 import { decodeMessage, encodeBody, encodeRequest, peekRoute, type RouteMessage } from '../../src/netlink/messages.js';
 import { RTA_OIF, RTA_TABLE } from '../../src/netlink/schemas.js';
 import { routeFromMessage, routeToMessage } from '../../src/kernel/objects.js';
-import { fixture, linkMessage, PROTO, PROTO_BOOT, PROTO_STATIC, route } from '../support/builders.js';
+import { fixture, linkMessage, PROTO, PROTO_BOOT, PROTO_KERNEL, PROTO_STATIC, route } from '../support/builders.js';
 import { metricTotal, settle, startScriptedDaemon, stopScriptedDaemons } from '../support/scripted-daemon.js';
 import { ScriptedKernel } from '../support/scripted-kernel.js';
 
@@ -23,20 +24,24 @@ function kernelRoute(spec: Parameters<typeof route>[0], type = RTM_NEWROUTE): Ra
 
 const raw = (type: number, payload: Uint8Array): RawMessage => splitDatagram(encodeMessage({ type, flags: 0, seq: 0, portId: 0 }, payload))[0]!;
 
+const RTN_ANYCAST = 4;
+
 describe('peekRoute', () => {
-  it('reads table and protocol from the rtmsg header of an IPv4 or IPv6 route below table 256', () => {
-    expect(peekRoute(kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 254, protocol: PROTO_BOOT }))).toEqual({ table: 254, protocol: PROTO_BOOT });
-    expect(peekRoute(kernelRoute({ dst: '2001:db8::/64', oif: 2, table: 100, protocol: PROTO }, RTM_DELROUTE))).toEqual({ table: 100, protocol: PROTO });
+  it('reads family, table, protocol and type from the rtmsg header of an IPv4 or IPv6 route below table 256', () => {
+    expect(peekRoute(kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 254, protocol: PROTO_BOOT }))).toEqual({ family: 4, table: 254, protocol: PROTO_BOOT, type: RTN_UNICAST });
+    expect(peekRoute(kernelRoute({ dst: '2001:db8::/64', oif: 2, table: 100, protocol: PROTO }, RTM_DELROUTE))).toEqual({ family: 6, table: 100, protocol: PROTO, type: RTN_UNICAST });
   });
 
   it('reads a table >= 256 from RTA_TABLE, also when the header holds 0 (as symroute sends it)', () => {
-    expect(peekRoute(kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 1002, protocol: PROTO_STATIC }))).toEqual({ table: 1002, protocol: PROTO_STATIC });
+    expect(peekRoute(kernelRoute({ dst: '198.18.0.0/24', oif: 2, table: 1002, protocol: PROTO_STATIC }))).toEqual({ family: 4, table: 1002, protocol: PROTO_STATIC, type: RTN_UNICAST });
     expect(peekRoute(kernelRoute({ dst: '2001:db8::/64', gateway: '2001:db8::1', oif: 2, table: 0xffff_fff0 }))).toEqual({
+      family: 6,
       table: 0xffff_fff0,
       protocol: PROTO_BOOT,
+      type: RTN_UNICAST,
     });
     const asSent = splitDatagram(encodeRequest({ type: RTM_NEWROUTE, flags: 0, seq: 0, portId: 0 }, routeToMessage(route({ dst: '198.18.0.0/24', oif: 2, table: 70000 }))))[0]!;
-    expect(peekRoute(asSent)).toEqual({ table: 70000, protocol: PROTO_BOOT });
+    expect(peekRoute(asSent)).toEqual({ family: 4, table: 70000, protocol: PROTO_BOOT, type: RTN_UNICAST });
   });
 
   it('takes table 252 itself when RTA_TABLE says so, or is missing', () => {
@@ -52,7 +57,7 @@ describe('peekRoute', () => {
         const decoded = decodeMessage(message);
         if (decoded.body.kind !== 'route') continue;
         const model = routeFromMessage(decoded.body)!;
-        expect(peekRoute(message)).toEqual({ table: model.table, protocol: model.protocol });
+        expect(peekRoute(message)).toEqual({ family: model.family, table: model.table, protocol: model.protocol, type: model.type });
         routes++;
       }
     }
@@ -78,30 +83,35 @@ describe('peekRoute', () => {
 
 describe('RouteInterest', () => {
   const config = (): Config => ({ ...defaultConfig(), table: { base: 1000, pinned: { wan: 77, lan: 4_000_000_000 } } });
+  const unicast = (table: number, protocol: number, family = 4) => ({ family, table, protocol, type: RTN_UNICAST });
 
-  it('keeps symroute\'s own routes, main, pinned tables and base + ifindex of known links; never local', () => {
+  it('keeps symroute\'s own routes, main, pinned tables and base + ifindex of known links; of local, IPv6 local routes', () => {
     const interest = new RouteInterest(config(), [2, 3]);
-    expect(interest.matters(254, PROTO_BOOT)).toBe(true);
-    expect(interest.matters(1002, PROTO_STATIC)).toBe(true);
-    expect(interest.matters(1003, PROTO_BOOT)).toBe(true);
-    expect(interest.matters(77, PROTO_STATIC)).toBe(true);
-    expect(interest.matters(4_000_000_000, PROTO_STATIC)).toBe(true);
-    expect(interest.matters(500, PROTO)).toBe(true); // its own, wherever: it may have to remove them
-    expect(interest.matters(500, PROTO_STATIC)).toBe(false);
-    expect(interest.matters(1004, PROTO_STATIC)).toBe(false);
-    expect(interest.matters(1000, PROTO_STATIC)).toBe(false);
-    expect(interest.matters(253, PROTO_BOOT)).toBe(false);
-    expect(interest.matters(0xffff_ffff, PROTO_BOOT)).toBe(false);
-    expect(interest.matters(255, PROTO_BOOT)).toBe(false);
-    expect(interest.matters(255, PROTO)).toBe(false);
+    expect(interest.matters(unicast(254, PROTO_BOOT))).toBe(true);
+    expect(interest.matters(unicast(1002, PROTO_STATIC))).toBe(true);
+    expect(interest.matters(unicast(1003, PROTO_BOOT))).toBe(true);
+    expect(interest.matters(unicast(77, PROTO_STATIC))).toBe(true);
+    expect(interest.matters(unicast(4_000_000_000, PROTO_STATIC))).toBe(true);
+    expect(interest.matters(unicast(500, PROTO))).toBe(true); // its own, wherever: it may have to remove them
+    expect(interest.matters(unicast(500, PROTO_STATIC))).toBe(false);
+    expect(interest.matters(unicast(1004, PROTO_STATIC))).toBe(false);
+    expect(interest.matters(unicast(1000, PROTO_STATIC))).toBe(false);
+    expect(interest.matters(unicast(253, PROTO_BOOT))).toBe(false);
+    expect(interest.matters(unicast(0xffff_ffff, PROTO_BOOT))).toBe(false);
+    expect(interest.matters(unicast(255, PROTO_BOOT))).toBe(false);
+    expect(interest.matters(unicast(255, PROTO))).toBe(false);
+    // Which IPv6 addresses the kernel delivers (DAD done): IPv4 delivers with the address.
+    expect(interest.matters({ family: 6, table: 255, protocol: PROTO_KERNEL, type: RTN_LOCAL })).toBe(true);
+    expect(interest.matters({ family: 4, table: 255, protocol: PROTO_KERNEL, type: RTN_LOCAL })).toBe(false);
+    expect(interest.matters({ family: 6, table: 255, protocol: PROTO_KERNEL, type: RTN_ANYCAST })).toBe(false);
   });
 
   it('adds the table of a link that appears, and says so only the first time', () => {
     const interest = new RouteInterest(config(), [2]);
     expect(interest.cover(2)).toBeUndefined();
-    expect(interest.matters(1005, PROTO_STATIC)).toBe(false);
+    expect(interest.matters(unicast(1005, PROTO_STATIC))).toBe(false);
     expect(interest.cover(5)).toBe(1005);
-    expect(interest.matters(1005, PROTO_STATIC)).toBe(true);
+    expect(interest.matters(unicast(1005, PROTO_STATIC))).toBe(true);
     expect(interest.cover(5)).toBeUndefined();
   });
 });
@@ -117,8 +127,13 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 500, protocol: PROTO_STATIC }));
     kernel.addRoute(route({ dst: '203.0.113.0/24', oif: 2, table: 1003, protocol: PROTO_STATIC }));
     const { daemon, metrics, lines } = await start(kernel);
-    // The kernel is asked for main, symroute's own routes, and eth0's table: nothing else comes.
-    expect([...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route'))).toEqual(['dump_route protocol 83', 'dump_route', 'dump_route table 1002']);
+    // The kernel is asked for main, local, symroute's own routes, and eth0's table: nothing else comes.
+    expect([...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route'))).toEqual([
+      'dump_route protocol 83',
+      'dump_route',
+      'dump_route table 255',
+      'dump_route table 1002',
+    ]);
     expect(await metricTotal(metrics.routesSkipped)).toBe(0);
     expect(kernel.ownedRules(PROTO)).toHaveLength(1);
 
@@ -195,7 +210,7 @@ describe('the daemon against a scripted kernel: tables that start to matter', ()
     for (let i = 0; i < 100; i++) kernel.address({ ifindex: 3 + i, cidr: `198.18.${1 + i}.10/24` });
     await settle({ daemon, kernel });
     // Work in proportion to the links that appeared: not a dump of every route.
-    const tableDumps = [...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route table'));
+    const tableDumps = [...kernel.log.keys()].filter((entry) => entry.startsWith('dump_route table') && entry !== 'dump_route table 255');
     expect(tableDumps).toHaveLength(101);
     expect(tableDumps.every((entry) => kernel.count(entry) === 1)).toBe(true);
     expect(kernel.count('dump_route')).toBe(1);
