@@ -12,10 +12,11 @@
 import type { Config } from '../config/config.js';
 import { RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_LOCAL } from './constants.js';
 import type { PlumbingScope } from './destinations.js';
+import type { Family } from '../net/ip.js';
 
 /** What of a route decides whether it matters: the kernel adapter reads it undecoded. */
 export interface RouteTag {
-  readonly family: number;
+  readonly family: Family;
   readonly table: number;
   readonly protocol: number;
   readonly type: number;

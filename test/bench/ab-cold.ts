@@ -95,8 +95,14 @@ try {
     // The references: the same objects by `ip -batch`, each from a clean slate.
     // -force: a pass still settling when the daemon was killed may have taken one back.
     await ipBatchByFamily(world.ns, deleting(added), dir, 'burst-del-objects', ['-force']).catch(() => undefined);
-    const burstReference = await ipBatchByFamily(world.ns, added, dir, 'burst-ref');
+    // The burst's sources laid the tree of `from` rules out anew: what it retired is put back,
+    // and the reference retires it too.
+    const held = new Set([...burstObjects.rules, ...burstObjects.routes]);
+    const retired = owned.filter((line) => !held.has(line));
+    await ipBatchByFamily(world.ns, retired, dir, 'burst-restore');
+    const burstReference = await ipBatchByFamily(world.ns, [...deleting(retired), ...added], dir, 'burst-ref');
     await ipBatchByFamily(world.ns, deleting(added), dir, 'burst-del-objects');
+    await ipBatchByFamily(world.ns, retired, dir, 'burst-restore');
     await ipBatch(world.ns, addressLines('del'), dir, 'burst-del');
     await ipBatchByFamily(world.ns, deleting(owned), dir, 'cold-del');
     const coldReference = await ipBatchByFamily(world.ns, owned, dir, 'cold-ref');

@@ -83,7 +83,7 @@ describe('peekRoute', () => {
 
 describe('RouteInterest', () => {
   const config = (): Config => ({ ...defaultConfig(), table: { base: 1000, pinned: { wan: 77, lan: 4_000_000_000 } } });
-  const unicast = (table: number, protocol: number, family = 4) => ({ family, table, protocol, type: RTN_UNICAST });
+  const unicast = (table: number, protocol: number) => ({ family: 4 as const, table, protocol, type: RTN_UNICAST });
 
   it('keeps symroute\'s own routes, main, pinned tables and base + ifindex of known links; of local, IPv6 local routes', () => {
     const interest = new RouteInterest(config(), [2, 3]);
