@@ -145,7 +145,7 @@ function usable(address: Address, mirror: MirrorView): boolean {
     address.scope === RT_SCOPE_UNIVERSE &&
     !isIPv6LinkLocal(address.address) &&
     (address.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED)) === 0 &&
-    mirror.delivers(address.address)
+    mirror.delivers(address.ifindex, address.address)
   );
 }
 

@@ -143,11 +143,11 @@ export interface MirrorView {
   /** Whether some link of this host holds the address. */
   holdsAddress(address: string): boolean;
   /**
-   * Whether the kernel delivers packets for the address locally: an IPv4 one as soon as a
-   * link holds it; an IPv6 one only while its local route is in (from the end of DAD, which
-   * starts again silently when a link with a kept address comes back up).
+   * Whether the kernel delivers this link's IPv6 address: while its local route is in, from
+   * the end of DAD (which starts again, unannounced, when a link with a kept address comes
+   * back up). IPv4 addresses are delivered from the moment they are added; not asked here.
    */
-  delivers(address: string): boolean;
+  delivers(ifindex: number, address: string): boolean;
   /** One table's routes, by routeKey. */
   routesIn(table: number): ReadonlyMap<RouteKey, Route>;
   /** Every table that holds a route. */
@@ -178,8 +178,6 @@ export class Mirror implements MirrorView {
   private readonly addressUses = new Map<string, number>();
   /** The IPv6 addresses the local table delivers, by device (see delivers()). */
   private readonly localRoutes = new Map<number, Set<string>>();
-  /** How many devices' local routes deliver each IPv6 address. */
-  private readonly localUses = new Map<string, number>();
   private readonly routesByTable = new Map<number, Map<RouteKey, Route>>();
   /** Routes by slot: almost always one each, so a small array rather than a map. */
   private readonly routesBySlot = new Map<RouteSlot, Route[]>();
@@ -217,8 +215,8 @@ export class Mirror implements MirrorView {
     return this.addressUses.has(address);
   }
 
-  delivers(address: string): boolean {
-    return address.includes(':') ? this.localUses.has(address) : this.addressUses.has(address);
+  delivers(ifindex: number, address: string): boolean {
+    return this.localRoutes.get(ifindex)?.has(address) ?? false;
   }
 
   addressesOf(ifindex: number): ReadonlyMap<AddressKey, Address> {
@@ -262,7 +260,7 @@ export class Mirror implements MirrorView {
 
   /**
    * How a route is kept: from the local table (the kernel's own) only as the IPv6 address it
-   * delivers, which IPv4 does with the address itself (see delivers()); from the main
+   * delivers (see delivers()); from the main
    * table whole if it is a default (where gateways are learned) or `keepMainRoute` asks for
    * it (routes into container plumbing, some via a gateway: Flannel, Cilium), as a prefix if
    * it is a device route (which says where a gateway is reachable), else not at all (a full
@@ -391,8 +389,9 @@ export class Mirror implements MirrorView {
   }
 
   /**
-   * An IPv6 local route, kept as the address it delivers: journaled as that device's
-   * addresses of that text, whose plan depends on it (see delivers()).
+   * An IPv6 local route (the kernel's, through the address's own device), kept as the
+   * address it delivers: journaled as that device's addresses of that text, whose plan
+   * depends on it (see delivers()).
    */
   private applyLocalRoute(device: number, address: string, present: boolean): boolean {
     const addresses = this.localRoutes.get(device);
@@ -404,7 +403,6 @@ export class Mirror implements MirrorView {
       addresses!.delete(address);
       if (addresses!.size === 0) this.localRoutes.delete(device);
     }
-    bump(this.localUses, address, present ? 1 : -1);
     if (this.journal) for (const held of this.addressesOf(device).values()) if (held.address === address) this.journal.addresses.push(held);
     return true;
   }

@@ -76,7 +76,8 @@ describe('health endpoints', () => {
 
       const answer = await probe(lab, ns, '/livez');
       expect(answer).toEqual({ status: 503, body: `${which} socket: no answer to a ping within 2000 ms` });
-      expect(daemon.errors()).toContainEqual(`liveness probe failed: ${answer!.body}`);
+      // Logged after the answer, and read from another pipe than curl's.
+      await eventually(() => expect(daemon.errors()).toContainEqual(`liveness probe failed: ${answer!.body}`), 5000, 50);
       expect(daemon.child.exitCode).toBeNull(); // it says so; the orchestrator restarts it
     });
   }

@@ -225,22 +225,20 @@ describe('routes', () => {
     const v6 = { ifindex: 3, cidr: '2001:db8:1::2/64' };
     // An address in DAD (or kept through a flap, DAD again without a word): not delivered yet.
     b.address({ ...v6, flags: 0x80 | IFA_F_TENTATIVE });
-    expect(b.mirror.delivers('2001:db8:1::2')).toBe(false);
+    expect(b.mirror.delivers(3, '2001:db8:1::2')).toBe(false);
     const local = route({ dst: '2001:db8:1::2/128', oif: 3, table: RT_TABLE_LOCAL, type: 2, metric: 0, protocol: 2 });
     expect(b.route(local)).toBe(true);
     expect(b.route(local)).toBe(false); // the same again
-    expect(b.mirror.delivers('2001:db8:1::2')).toBe(true);
+    expect(b.mirror.delivers(3, '2001:db8:1::2')).toBe(true);
+    expect(b.mirror.delivers(4, '2001:db8:1::2')).toBe(false); // that link's copy is another address
     expect(b.mirror.routes.size).toBe(0);
     expect([...b.mirror.tables()]).toEqual([]);
     expect(b.delRoute(local)).toBe(true);
-    expect(b.mirror.delivers('2001:db8:1::2')).toBe(false);
-    // IPv4 delivers with the address; a link's removal takes its local routes.
-    b.address({ ifindex: 3, cidr: '198.18.1.2/24' });
-    expect(b.mirror.delivers('198.18.1.2')).toBe(true);
+    expect(b.mirror.delivers(3, '2001:db8:1::2')).toBe(false);
+    // A link's removal takes its local routes.
     b.route(local);
     b.delLink(3, 'eth0');
-    expect(b.mirror.delivers('2001:db8:1::2')).toBe(false);
-    expect(b.mirror.delivers('198.18.1.2')).toBe(false);
+    expect(b.mirror.delivers(3, '2001:db8:1::2')).toBe(false);
   });
 
   it('ignores the rest of the local table and cloned routes, NEW and DEL alike', () => {
