@@ -62,8 +62,8 @@ const OFF_LINK_CANDIDATES: Record<Family, readonly string[]> = {
 };
 
 export interface ProbeContext {
-  /** True for an address held by any interface of this host (never a peer). */
-  readonly isLocal: (address: string) => boolean;
+  /** The neighbour a prefix's lookups are made with (Neighbours.of). */
+  readonly neighbour: (network: string, length: number, family: Family) => string | undefined;
   /** A destination off every link of the host (offLinkDestination), asked only for a NIC with a gateway. */
   readonly offLink: (family: Family) => string | undefined;
 }
@@ -85,7 +85,7 @@ export function probesOf(plan: InterfacePlan, context: ProbeContext): Probe[] {
   const base = { ifindex: plan.link.index, ifname: plan.link.name };
   for (const family of plan.families) {
     for (const prefix of family.prefixes) {
-      const peer = neighbourIn(prefix.network, prefix.length, family.family, context.isLocal);
+      const peer = context.neighbour(prefix.network, prefix.length, family.family);
       if (peer === undefined) continue;
       for (const member of prefix.members) {
         const path = { ...base, family: family.family, address: member.address, peer, offLink: false };
@@ -200,19 +200,41 @@ export function firstMatchingRule(rules: readonly Rule[], src: string, dst: stri
   return undefined;
 }
 
-/** An address in `network/length` that no interface of this host holds: the first from the bottom. */
-function neighbourIn(network: string, length: number, family: Family, isLocal: (address: string) => boolean): string | undefined {
-  const bits = family === 4 ? 32 : 128;
-  // /31 and /127 have two usable ends; /32 and /128 hold only the address itself.
-  if (length >= bits) return undefined;
-  const bytes = addressToBytes(network);
-  const hostBits = bits - length;
-  const tries = hostBits >= 4 ? 8 : 2 ** hostBits;
-  for (let offset = length >= bits - 1 ? 0 : 1; offset < tries; offset++) {
-    const candidate = withOffset(bytes, offset);
-    if (!isLocal(candidate)) return candidate;
+/**
+ * Per prefix, the address lookups take for a neighbour there: the first from the bottom that
+ * no interface of this host holds (`isLocal`), past the network address (IPv6's subnet-router
+ * anycast) and short of IPv4's broadcast. Eight NICs numbered .1 to .8 in one subnet push it
+ * to .9: the search goes on as long as the host holds the candidate, at most once per prefix
+ * for every NIC that shares it (one verification's worth; make a new one for the next).
+ */
+export class Neighbours {
+  private readonly found = new Map<string, string | undefined>();
+
+  constructor(private readonly isLocal: (address: string) => boolean) {}
+
+  readonly of = (network: string, length: number, family: Family): string | undefined => {
+    const key = `${network}/${length}`;
+    if (this.found.has(key)) return this.found.get(key);
+    const neighbour = this.search(network, length, family);
+    this.found.set(key, neighbour);
+    return neighbour;
+  };
+
+  private search(network: string, length: number, family: Family): string | undefined {
+    const bits = family === 4 ? 32 : 128;
+    // /31 and /127 have two usable ends; /32 and /128 hold only the address itself.
+    if (length >= bits) return undefined;
+    const hostBits = bits - length;
+    const first = hostBits === 1 ? 0 : 1;
+    // Past IPv4's broadcast there is nothing; an IPv6 prefix ends long after any host's addresses.
+    const end = family === 4 && hostBits > 1 ? 2 ** hostBits - 1 : 2 ** Math.min(hostBits, 32);
+    const bytes = addressToBytes(network);
+    for (let offset = first; offset < end; offset++) {
+      const candidate = withOffset(bytes, offset);
+      if (!this.isLocal(candidate)) return candidate;
+    }
+    return undefined;
   }
-  return undefined;
 }
 
 function withOffset(network: Uint8Array, offset: number): string {

@@ -6,7 +6,7 @@ import type { InterfacePlan } from '../domain/interface-plan.js';
 import type { Family } from '../net/ip.js';
 import type { Address } from '../domain/model.js';
 import type { MirrorView } from '../domain/mirror.js';
-import { judge, onCollidedTable, onLinkOf, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
+import { judge, Neighbours, onCollidedTable, onLinkOf, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
 import type { RtnlClient } from '../netlink/client.js';
 import { AF_INET, AF_INET6, RTM_F_LOOKUP_TABLE, RTM_GETROUTE } from '../netlink/constants.js';
 import { NetlinkError } from '../netlink/errors.js';
@@ -113,7 +113,7 @@ export async function verifyReplyPaths(
   offLink: (family: Family) => string | undefined = new OffLinkDestinations(mirror).get,
   between: () => Promise<void> = nextTurn,
 ): Promise<PathVerdict[]> {
-  const context: ProbeContext = { isLocal: (address) => mirror.holdsAddress(address), offLink };
+  const context: ProbeContext = { neighbour: new Neighbours((address) => mirror.holdsAddress(address)).of, offLink };
   const chosen = only ? interfaces.filter((planned) => only.has(planned.link.index)) : interfaces;
   const planOf = new Map(chosen.map((planned) => [planned.link.index, planned]));
   const probes = chosen.flatMap((planned) => probesOf(planned, context));

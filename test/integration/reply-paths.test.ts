@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { VerifyJson } from '../../src/commands/inspect.js';
 import { eventually, Lab, type DaemonProcess } from '../support/lab.js';
-import { buildRoutedSubnets, buildSharedSubnet } from '../support/topologies.js';
+import { addSharedSubnetNic, buildRoutedSubnets, buildSharedSubnet } from '../support/topologies.js';
 
 let lab: Lab | undefined;
 
@@ -99,6 +99,25 @@ describe('reply paths, verified by the kernel', () => {
       remove: [['rule', 'del', 'pref', '102']],
       broken: t.nics.filter((nic) => nic !== mainNic),
       reasons: ['egress_other_device', 'ingress_rp_filter'],
+    });
+    expect(daemon.errors(), daemon.log()).toEqual([]);
+  });
+
+  it('in Case 2 numbered from the bottom of the subnet (.1 to .8): every NIC is still verified, past the host\'s own addresses', async () => {
+    lab = new Lab();
+    const t = await buildSharedSubnet(lab, 0);
+    for (let k = 0; k < 8; k++) await addSharedSubnetNic(lab, t, `b${k}`, `198.18.0.${k + 1}`);
+    const daemon = await lab.startConverged(t.serverNs, lab.writeConfig(NO_SWEEP));
+    const all = Object.fromEntries(t.nics.map((nic) => [nic, 1]));
+    await eventually(async () => expect(await replyPathOk(lab!, t.serverNs)).toEqual(all), 10_000);
+    const verify = JSON.parse((await lab.runCli(t.serverNs, ['verify', '--json'])).stdout) as VerifyJson;
+    expect(verify.paths).toHaveLength(16);
+    expect(new Set(verify.paths.map((p) => p.peer))).toEqual(new Set(['198.18.0.9']));
+    await expectFault(lab, t, daemon, {
+      plant: [['rule', 'add', 'from', t.serverAddresses[2]!, 'prohibit', 'pref', '101']],
+      remove: [['rule', 'del', 'pref', '101']],
+      broken: ['b2'],
+      reasons: ['egress_prohibited', 'ingress_rp_filter'],
     });
     expect(daemon.errors(), daemon.log()).toEqual([]);
   });

@@ -6,7 +6,7 @@ import { defaultConfig } from '../../src/config/config.js';
 import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
 import { FR_ACT_PROHIBIT } from '../../src/domain/constants.js';
 import { plan } from '../../src/domain/planner.js';
-import { judge, onCollidedTable, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
+import { judge, Neighbours, onCollidedTable, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
 import { MirrorBuilder, route, rule } from '../support/builders.js';
 
 const RTN_UNICAST = 1;
@@ -18,7 +18,7 @@ function planOf(build: (m: MirrorBuilder) => void) {
   const addresses = [...m.mirror.addresses.values()];
   const local = new Set(addresses.map((a) => a.address));
   const context = {
-    isLocal: (address: string) => local.has(address),
+    neighbour: new Neighbours((address) => local.has(address)).of,
     offLink: (family: 4 | 6) => offLinkDestination(family, addresses),
   };
   return { interfaces: plan(defaultConfig(), m.mirror).interfaces, context };
@@ -43,6 +43,23 @@ describe('the lookups that prove reply paths', () => {
       'eth1 ingress 198.18.2.10 198.18.2.1',
       'eth1 egress 198.18.1.1 203.0.113.254 off-link',
     ]);
+  });
+
+  it('ask past every address the host holds: eight NICs numbered .1 to .8 in one subnet all use .9, found once', () => {
+    const { interfaces, context } = planOf((m) => {
+      for (let k = 1; k <= 8; k++) m.nic(k + 1, `eth${k}`, `198.18.1.${k}/24`);
+    });
+    expect(interfaces.flatMap((i) => paths(probesOf(i, context))).filter((p) => p.includes('egress'))).toEqual(
+      Array.from({ length: 8 }, (_, i) => `eth${i + 1} egress 198.18.1.${i + 1} 198.18.1.9`),
+    );
+    let asked = 0;
+    const neighbours = new Neighbours(() => (asked++, true));
+    expect(neighbours.of('198.18.1.0', 24, 4)).toBeUndefined(); // every address is the host's
+    expect(asked).toBe(254); // .1 to .254: never the broadcast
+    expect(neighbours.of('198.18.1.0', 24, 4)).toBeUndefined();
+    expect(asked).toBe(254); // once per prefix
+    const ends = new Neighbours((address) => address === '198.18.2.0');
+    expect([ends.of('198.18.2.0', 31, 4), ends.of('198.18.3.0', 30, 4), ends.of('2001:db8::', 64, 6)]).toEqual(['198.18.2.1', '198.18.3.1', '2001:db8::1']);
   });
 
   it('take an off-link destination outside every connected prefix; none in a /32; IPv6 alike', () => {
