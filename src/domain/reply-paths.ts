@@ -113,14 +113,15 @@ export function onCollidedTable(verdict: PathVerdict, plan: InterfacePlan): Path
 }
 
 /**
- * The verdict on one lookup's answer; `rules` (the mirror's) name the rule that won. For an
+ * The verdict on one lookup's answer; `rules` (the mirror's, asked for only to explain a
+ * broken path: a walk over every rule) name the rule that won. For an
  * ingress probe, `reverse` is the answer to the egress lookup between the same two addresses:
  * the very lookup rp_filter makes (reported as EXDEV, or EINVAL by kernels since 6.x).
  */
 export function judge(
   probe: Probe,
   answer: LookupAnswer,
-  rules: readonly Rule[],
+  rules: () => readonly Rule[],
   linkName: (ifindex: number) => string,
   reverse?: LookupAnswer,
 ): PathVerdict {
@@ -144,7 +145,7 @@ export function judge(
   }
   const what = `a reply from ${probe.address} to ${probe.peer}`;
   if (!answer.ok) {
-    const rule = firstMatchingRule(rules, probe.address, probe.peer, undefined);
+    const rule = firstMatchingRule(rules(), probe.address, probe.peer, undefined);
     const by = rule ? ` (rule ${describeRule(rule)})` : '';
     if (answer.errno === 'EACCES' || answer.errno === 'EINVAL' || answer.errno === 'EPERM') {
       return fail('egress_prohibited', `${what} is refused: ${answer.message} (${answer.errno})${by}`, rule ? { rule } : {});
@@ -153,7 +154,7 @@ export function judge(
   }
   if (answer.type === RTN_UNICAST && answer.oif === probe.ifindex) return { probe, failure: null };
   // Broken: name the rule that took the reply (a search through every rule, so only now).
-  const rule = firstMatchingRule(rules, probe.address, probe.peer, answer.table);
+  const rule = firstMatchingRule(rules(), probe.address, probe.peer, answer.table);
   const by = `${rule ? `rule ${describeRule(rule)}, ` : ''}table ${answer.table}`;
   if (answer.type !== RTN_UNICAST) {
     return fail('egress_prohibited', `${what} meets a route of type ${answer.type} (${by})`, { table: answer.table, ...(rule ? { rule } : {}) });

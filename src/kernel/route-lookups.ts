@@ -4,7 +4,7 @@
 // are pipelined: a batch of them per sendmsg, each answered as the kernel sends it.
 import type { InterfacePlan } from '../domain/interface-plan.js';
 import type { Family } from '../net/ip.js';
-import type { Address } from '../domain/model.js';
+import type { Address, Rule } from '../domain/model.js';
 import type { MirrorView } from '../domain/mirror.js';
 import { judge, Neighbours, onCollidedTable, onLinkOf, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe, type ProbeContext } from '../domain/reply-paths.js';
 import type { RtnlClient } from '../netlink/client.js';
@@ -122,13 +122,14 @@ export async function verifyReplyPaths(
     if (start > 0) await between();
     answers.push(...(await lookUp(client, probes.slice(start, start + LOOKUPS_PER_TURN))));
   }
-  const rules = [...mirror.rules.values()].map((counted) => counted.rule);
+  let rules: Rule[] | undefined;
+  const allRules = () => (rules ??= [...mirror.rules.values()].map((counted) => counted.rule));
   const linkName = (ifindex: number) => mirror.links.get(ifindex)?.name ?? `if${ifindex}`;
   // The egress answer between the same two addresses: what rp_filter looks up for an ingress probe.
   const egress = new Map<string, LookupAnswer>();
   const pair = (probe: Probe) => `${probe.ifindex}|${probe.address}|${probe.peer}`;
   probes.forEach((probe, i) => probe.direction === 'egress' && egress.set(pair(probe), answers[i]!));
   return probes.map((probe, i) =>
-    onCollidedTable(judge(probe, answers[i]!, rules, linkName, probe.direction === 'ingress' ? egress.get(pair(probe)) : undefined), planOf.get(probe.ifindex)!),
+    onCollidedTable(judge(probe, answers[i]!, allRules, linkName, probe.direction === 'ingress' ? egress.get(pair(probe)) : undefined), planOf.get(probe.ifindex)!),
   );
 }
