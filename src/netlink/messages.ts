@@ -15,13 +15,13 @@ import {
 } from './constants.js';
 import {
   align4,
+  attributeSpan,
   decodeAttributes,
   decodeStruct,
   encodeAttributes,
   writeMessageHeader,
   writeStruct,
   NetlinkDecodeError,
-  NLA_TYPE_MASK,
   NLMSG_HDRLEN,
   viewOf,
   HOST_LITTLE_ENDIAN,
@@ -128,16 +128,10 @@ export function peekRoute(raw: RawMessage): RouteTag | undefined {
   const headerTable = payload[RTMSG_TABLE_OFFSET]!;
   // Every table but 0 and 252 is exact in the header; those two may stand for a larger one.
   if (headerTable !== RT_TABLE_COMPAT && headerTable !== 0) return { family, table: headerTable, protocol, type };
-  const view = viewOf(payload);
-  for (let offset = align4(headerSize); offset + 4 <= payload.length; ) {
-    const length = view.getUint16(offset, HOST_LITTLE_ENDIAN);
-    if (length < 4 || offset + length > payload.length) return undefined;
-    if ((view.getUint16(offset + 2, HOST_LITTLE_ENDIAN) & NLA_TYPE_MASK) === RTA_TABLE) {
-      return length === 8 ? { family, table: view.getUint32(offset + 4, HOST_LITTLE_ENDIAN), protocol, type } : undefined;
-    }
-    offset += align4(length);
-  }
-  return { family, table: headerTable, protocol, type };
+  const span = attributeSpan(payload, align4(headerSize), RTA_TABLE);
+  if (span === null) return { family, table: headerTable, protocol, type };
+  if (span === undefined || span.end - span.start !== 4) return undefined;
+  return { family, table: viewOf(payload).getUint32(span.start, HOST_LITTLE_ENDIAN), protocol, type };
 }
 
 /**

@@ -111,7 +111,6 @@ export class DeferredLines implements DestinationStream {
   }
 }
 
-
 /** `2026-11-29T14:00:00.000Z INFO  added rule … ifname=eth1 errno=ENETUNREACH` */
 function textLine(json: string, level: string): string {
   const record = JSON.parse(json) as Record<string, unknown>;
