@@ -46,14 +46,3 @@ export function bump<K>(counts: Map<K, number>, key: K, delta: number): void {
   if (count === 0) counts.delete(key);
   else counts.set(key, count);
 }
-
-/**
- * `fresh`, each object equal (by key) to one of `old` replaced by that one: what is planned
- * again keeps its identity, and with it its key (keys.ts) and, for an interface's rule, its
- * election (a rule elected again would move the tree of `from` rules).
- */
-export function keepEqual<T extends object>(old: readonly T[] | undefined, fresh: readonly T[], key: (object: T) => string): readonly T[] {
-  if (!old || old.length === 0) return fresh;
-  const byKey = new Map(old.map((object) => [key(object), object]));
-  return fresh.map((object) => byKey.get(key(object)) ?? object);
-}

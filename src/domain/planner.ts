@@ -10,7 +10,7 @@ import { isManagedName } from './interface-names.js';
 import type { Family } from '../net/ip.js';
 import type { Link, Route, Rule } from './model.js';
 import { PrefixOwners, RuleElection, TableClaims } from './claims.js';
-import { bump, keepEqual } from './collections.js';
+import { bump } from './collections.js';
 import { routeKey, ruleKey, type RouteKey, type RuleKey } from './keys.js';
 import { freeTableBase, freeTableId } from './collisions.js';
 import { destinationRules, isPlumbingRoute } from './destinations.js';
@@ -458,6 +458,17 @@ export function addScope(into: Scope, scope: Scope): Scope {
   for (const key of scope.ruleKeys) into.ruleKeys.add(key);
   return into;
 }
+/**
+ * `fresh`, each object equal (by key) to one of `old` replaced by that one: what an
+ * interface still wants keeps its identity when the interface is planned again, and with it
+ * its election (a rule elected again would move the tree of `from` rules) and its key.
+ */
+function keepEqual<T extends object>(old: readonly T[] | undefined, fresh: readonly T[], key: (object: T) => string): readonly T[] {
+  if (!old || old.length === 0) return fresh;
+  const byKey = new Map(old.map((object) => [key(object), object]));
+  return fresh.map((object) => byKey.get(key(object)) ?? object);
+}
+
 /** Owners included: messages about overlapping prefixes name the other interface. */
 function samePrefixes(a: readonly OwnedPrefix[], b: readonly OwnedPrefix[]): boolean {
   return a.length === b.length && a.every((p, i) => p.owner === b[i]!.owner && p.family === b[i]!.family && p.network === b[i]!.network && p.length === b[i]!.length);
