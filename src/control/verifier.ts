@@ -3,6 +3,10 @@
 // One verification at a time; requests made meanwhile are merged into the next. A verdict
 // on a NIC a pass touched while it was taken (or on any, while a change is still being
 // taken in) is thrown away and asked for again: never one from a half-converged state. Breaks and heals go to the observer, once each.
+// A path seen broken for the first time is asked about again CONFIRM_AFTER_MS later and
+// reported only if it still is: another tool's change is not atomic (an address is gone from
+// the kernel's lookups a moment before its deletion is announced), so a lookup can land in
+// between, when nothing yet says the verdict is stale.
 import type { Family } from '../net/ip.js';
 import type { PathVerdict } from '../domain/reply-paths.js';
 import { mapSet } from '../domain/collections.js';
@@ -72,6 +76,9 @@ export function touchedNics(
   return into;
 }
 
+/** How long a path first seen broken waits to be asked about again before it is believed. */
+export const CONFIRM_AFTER_MS = 200;
+
 const pathKey = (v: PathVerdict): string => `${v.probe.ifindex}|${v.probe.direction}|${v.probe.address}|${v.probe.peer}`;
 const nicKey = (ifname: string, family: Family): string => `${family}|${ifname}`;
 
@@ -84,6 +91,10 @@ export class ReplyPathVerifier {
   /** Lookups waiting for the passes to be done: resumed by the next request (a pass's end) or stop. */
   private resume: (() => void) | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** Paths seen broken once, not yet reported (by pathKey): the reason they were seen with. */
+  private readonly suspects = new Map<string, string>();
+  /** Asks again about the NICs of `suspects`. */
+  private confirmTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
   constructor(
@@ -125,6 +136,7 @@ export class ReplyPathVerifier {
     this.stopped = true;
     this.pending = null;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.confirmTimer) clearTimeout(this.confirmTimer);
     this.resumeLookups();
   }
 
@@ -186,14 +198,25 @@ export class ReplyPathVerifier {
     const fresh = new Map<number, Map<string, PathVerdict>>();
     for (const verdict of verdicts) mapSet(fresh, verdict.probe.ifindex, pathKey(verdict), verdict);
     const covered = nics === 'all' ? new Set([...this.byNic.keys(), ...fresh.keys()]) : nics;
+    const suspected = new Set<number>();
     for (const ifindex of covered) {
       if (stale?.has(ifindex)) continue;
       const before = this.byNic.get(ifindex) ?? new Map<string, PathVerdict>();
       const now = fresh.get(ifindex) ?? new Map<string, PathVerdict>();
       // A path that no longer exists (address or NIC gone) neither breaks nor heals.
+      for (const key of this.suspects.keys()) if (key.startsWith(`${ifindex}|`) && !now.has(key)) this.suspects.delete(key);
       for (const [key, verdict] of now) {
         const old = before.get(key);
-        if (verdict.failure && (!old || !old.failure || old.failure.reason !== verdict.failure.reason)) this.observer.replyPathBroke(verdict);
+        const broke = verdict.failure !== null && (!old || !old.failure || old.failure.reason !== verdict.failure.reason);
+        if (broke && this.suspects.get(key) !== verdict.failure!.reason) {
+          // Seen once: it stands as it was until asked again.
+          this.suspects.set(key, verdict.failure!.reason);
+          suspected.add(ifindex);
+          now.set(key, old ?? { probe: verdict.probe, failure: null });
+          continue;
+        }
+        this.suspects.delete(key);
+        if (broke) this.observer.replyPathBroke(verdict);
         else if (!verdict.failure && old?.failure) this.observer.replyPathHealed(verdict);
       }
       if (now.size > 0) this.byNic.set(ifindex, now);
@@ -207,5 +230,22 @@ export class ReplyPathVerifier {
       }
       for (const { ifname, family, ok } of holds.values()) this.observer.replyPathsOfNic(ifname, family, ok);
     }
+    this.confirmLater(suspected);
+  }
+
+  /** Asks again about `nics` (suspected just now) after CONFIRM_AFTER_MS; no timer once nothing is suspected. */
+  private confirmLater(nics: ReadonlySet<number>): void {
+    if (this.suspects.size === 0 && this.confirmTimer) {
+      clearTimeout(this.confirmTimer);
+      this.confirmTimer = null;
+    }
+    if (nics.size === 0 || this.confirmTimer || this.stopped) return;
+    this.confirmTimer = setTimeout(() => {
+      this.confirmTimer = null;
+      const again = new Set<number>();
+      for (const key of this.suspects.keys()) again.add(Number(key.slice(0, key.indexOf('|'))));
+      this.request(again);
+    }, CONFIRM_AFTER_MS);
+    this.confirmTimer.unref();
   }
 }

@@ -3,7 +3,7 @@
 // one warning per break, one line per heal, and a gauge per NIC, never from a pass's middle.
 import { describe, expect, it, vi } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
-import { ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
+import { CONFIRM_AFTER_MS, ReplyPathVerifier, type VerifierObserver } from '../../src/control/verifier.js';
 import { FR_ACT_PROHIBIT } from '../../src/domain/constants.js';
 import { plan } from '../../src/domain/planner.js';
 import { judge, Neighbours, onCollidedTable, offLinkDestination, probesOf, type LookupAnswer, type PathVerdict, type Probe } from '../../src/domain/reply-paths.js';
@@ -174,7 +174,7 @@ describe('the verifier', () => {
     return { verifier, events, asked, pass: () => passes++ };
   }
 
-  it('warns once per break, once per heal, and keeps the NIC gauge; a NIC with no paths left loses it', async () => {
+  it('warns once per break (seen twice in a row), once per heal, and keeps the NIC gauge; a NIC with no paths left loses it', async () => {
     const [b0, b1] = [probe(2, 'b0'), probe(3, 'b1')];
     const h = harness([() => [ok(b0), ok(b1)], () => [broken(b1)], () => [broken(b1)], () => [ok(b1)], () => []]);
     h.verifier.request('all');
@@ -187,7 +187,36 @@ describe('the verifier', () => {
     await h.verifier.idle();
     h.verifier.request([3]);
     await h.verifier.idle();
-    expect(h.events).toEqual(['b0=true', 'b1=true', 'broke b1', 'b1=false', 'b1=false', 'healed b1', 'b1=true', 'b1=null']);
+    expect(h.events).toEqual(['b0=true', 'b1=true', 'b1=true', 'broke b1', 'b1=false', 'healed b1', 'b1=true', 'b1=null']);
+    h.verifier.stop();
+  });
+
+  it('asks again about a path seen broken once, and says nothing of it when it holds by then', async () => {
+    vi.useFakeTimers();
+    try {
+      const [b0, b1] = [probe(2, 'b0'), probe(3, 'b1')];
+      // Caught in the middle of someone else's change, then whole again.
+      const h = harness([() => [ok(b0), ok(b1)], () => [ok(b0), broken(b1)], () => [ok(b1)], () => [broken(b1)], () => [broken(b1)]]);
+      h.verifier.request('all');
+      await vi.advanceTimersByTimeAsync(0);
+      h.verifier.request('all');
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.events).toEqual(['b0=true', 'b1=true', 'b0=true', 'b1=true']);
+      await vi.advanceTimersByTimeAsync(CONFIRM_AFTER_MS + 1);
+      expect(h.asked).toEqual(['all', 'all', [3]]);
+      expect(h.events.slice(4)).toEqual(['b1=true']);
+      // A break that lasts: reported when the second look confirms it.
+      h.verifier.request([3]);
+      await vi.advanceTimersByTimeAsync(0);
+      await vi.advanceTimersByTimeAsync(CONFIRM_AFTER_MS + 1);
+      expect(h.asked).toEqual(['all', 'all', [3], [3], [3]]);
+      expect(h.events.slice(5)).toEqual(['b1=true', 'broke b1', 'b1=false']);
+      await vi.advanceTimersByTimeAsync(10 * CONFIRM_AFTER_MS);
+      expect(h.asked).toHaveLength(5); // nothing left to confirm: no timer
+      h.verifier.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('merges requests made while it runs into one more, and throws away what a pass overlapped', async () => {
